@@ -1,0 +1,117 @@
+package desired
+
+import (
+	"os"
+	"strconv"
+
+	"go.yaml.in/yaml/v4"
+)
+
+// locator finds where a key was written, so that an error about a merged
+// project can name the file and line the user has to edit. It reads the raw
+// YAML trees only to point at positions; the project itself always comes
+// from the Compose SDK's loader.
+type locator struct {
+	files []string
+	trees map[string]*yaml.Node
+}
+
+func newLocator(files []string) *locator {
+	return &locator{files: files, trees: map[string]*yaml.Node{}}
+}
+
+func (l *locator) tree(file string) *yaml.Node {
+	if n, ok := l.trees[file]; ok {
+		return n
+	}
+	var root *yaml.Node
+	if data, err := os.ReadFile(file); err == nil {
+		var doc yaml.Node
+		if yaml.Unmarshal(data, &doc) == nil && len(doc.Content) > 0 {
+			root = doc.Content[0]
+		}
+	}
+	l.trees[file] = root
+	return root
+}
+
+// find returns the last file (compose merges later files over earlier ones)
+// that spells out path, and the line of the deepest element of path found
+// there. When no file holds the whole path, the file holding its longest
+// prefix is returned, so an error still points close to its cause.
+func (l *locator) find(path ...string) (file string, line int) {
+	bestDepth := -1
+	for i := len(l.files) - 1; i >= 0; i-- {
+		f := l.files[i]
+		depth, ln := descend(l.tree(f), path)
+		if depth == len(path) {
+			return f, ln
+		}
+		if depth > bestDepth {
+			bestDepth, file, line = depth, f, ln
+		}
+	}
+	if bestDepth <= 0 && len(l.files) > 0 {
+		return l.files[0], 0
+	}
+	return file, line
+}
+
+// descend walks path from node and reports how many elements matched and
+// the line of the last one matched.
+func descend(node *yaml.Node, path []string) (depth, line int) {
+	for _, key := range path {
+		if node == nil {
+			return depth, line
+		}
+		next := child(node, key)
+		if next == nil {
+			return depth, line
+		}
+		depth++
+		line = next.line
+		node = next.value
+	}
+	return depth, line
+}
+
+type located struct {
+	value *yaml.Node
+	line  int
+}
+
+func child(node *yaml.Node, key string) *located {
+	for node.Kind == yaml.AliasNode && node.Alias != nil {
+		node = node.Alias
+	}
+	switch node.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(node.Content); i += 2 {
+			if node.Content[i].Value == key {
+				return &located{value: node.Content[i+1], line: node.Content[i].Line}
+			}
+		}
+	case yaml.SequenceNode:
+		idx, err := strconv.Atoi(key)
+		if err == nil && idx >= 0 && idx < len(node.Content) {
+			return &located{value: node.Content[idx], line: node.Content[idx].Line}
+		}
+	}
+	return nil
+}
+
+// parseError reports the first file that is not valid YAML, with the error,
+// so a syntax error is attributed to the file that holds it.
+func (l *locator) parseError() (string, error) {
+	for _, f := range l.files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		var doc yaml.Node
+		if err := yaml.Unmarshal(data, &doc); err != nil {
+			return f, err
+		}
+	}
+	return "", nil
+}

@@ -1,0 +1,507 @@
+package desired
+
+import (
+	"fmt"
+	"math"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// ExtensionKey is the compose extension that carries reconcile's policy, on a
+// service and, as project-wide defaults, at the top level. Compose leaves every
+// x- extension out of a service's config hash, so editing policy never
+// recreates a container.
+const ExtensionKey = "x-reconcile"
+
+// Defaults for the restart budget and backoff. ResetAfter mirrors the engine's
+// own restart manager, which forgets a container's failures once it has run
+// for 10 s.
+const (
+	DefaultRestartDelay    = time.Second
+	DefaultRestartMaxDelay = 60 * time.Second
+	DefaultResetAfter      = 10 * time.Second
+	DefaultReloadTimeout   = 30 * time.Second
+	// DefaultStopGracePeriod is compose's and the engine's own default.
+	DefaultStopGracePeriod = 10 * time.Second
+)
+
+// RestartMode is the restart policy of a service, as compose and the engine
+// name it.
+type RestartMode string
+
+const (
+	RestartNo            RestartMode = "no"
+	RestartAlways        RestartMode = "always"
+	RestartOnFailure     RestartMode = "on-failure"
+	RestartUnlessStopped RestartMode = "unless-stopped"
+)
+
+// RestartPolicy is the effective restart behaviour of a service: the mode and
+// budget from `restart:` or `deploy.restart_policy`, refined by
+// `x-reconcile.restart`.
+type RestartPolicy struct {
+	Mode RestartMode
+	// MaxAttempts is the restart budget; 0 means unlimited.
+	MaxAttempts int
+	// Window, when set, counts restarts in a sliding window of this length;
+	// when zero the count resets once a container has run (and been healthy,
+	// if it has a check) for ResetAfter.
+	Window     time.Duration
+	ResetAfter time.Duration
+	// Delay is the first backoff between the reconciler's restarts; it doubles
+	// up to MaxDelay.
+	Delay    time.Duration
+	MaxDelay time.Duration
+	// OnUnhealthy restarts containers whose health turns unhealthy.
+	OnUnhealthy bool
+}
+
+// ReplicaPolicy says what to do with replicas beyond the desired count.
+type ReplicaPolicy struct {
+	// Prune removes extra replicas; when false they are only reported.
+	Prune bool
+}
+
+// ReloadAction is how a service takes a changed configuration file.
+// Exactly one of Exec, Signal or Restart applies; Restart is the default.
+type ReloadAction struct {
+	Check   []string      // run first inside each replica; a failure rejects the reload
+	Exec    []string      // run inside each replica
+	Signal  string        // sent to the main process without the engine's kill API
+	Restart bool          // rolling restart, one healthy replica at a time
+	Timeout time.Duration // bound for Check and Exec
+}
+
+// Upstream is a load-balancer upstream that reconcile keeps equal to the
+// healthy replicas of a target service.
+type Upstream struct {
+	Name    string // upstream block name in the generated file
+	Service string // target service
+	Port    int    // target port
+	File    string // host path of the generated file, absolute after loading
+	Format  string // file format; "nginx"
+}
+
+// Policy is a service's effective x-reconcile policy: its own block over the
+// project defaults over built-in defaults.
+type Policy struct {
+	Restart   RestartPolicy
+	Replicas  ReplicaPolicy
+	Reload    ReloadAction
+	Upstreams []Upstream
+}
+
+// rawPolicy is one parsed x-reconcile block: pointers tell "not given" from
+// zero values so blocks can be layered.
+type rawPolicy struct {
+	MaxAttempts *int
+	Window      *time.Duration
+	ResetAfter  *time.Duration
+	Delay       *time.Duration
+	MaxDelay    *time.Duration
+	OnUnhealthy *bool
+	Prune       *bool
+	Reload      *ReloadAction
+	Upstreams   []Upstream
+}
+
+// fieldError is a schema violation at a dotted key below x-reconcile.
+type fieldError struct {
+	key string
+	msg string
+}
+
+func (e *fieldError) Error() string { return e.msg }
+
+func fieldErr(key, format string, args ...any) *fieldError {
+	return &fieldError{key: key, msg: fmt.Sprintf(format, args...)}
+}
+
+// parseBlock validates one x-reconcile block. scope is "project" or
+// "service": reload and upstreams only make sense on a service.
+func parseBlock(v any, scope string) (*rawPolicy, *fieldError) {
+	m, err := asMap(v, ExtensionKey)
+	if err != nil {
+		return nil, err
+	}
+	p := &rawPolicy{}
+	for _, k := range sortedKeys(m) {
+		val := m[k]
+		key := ExtensionKey + "." + k
+		switch k {
+		case "restart":
+			if err := parseRestart(val, key, p); err != nil {
+				return nil, err
+			}
+		case "replicas":
+			rm, err := asMap(val, key)
+			if err != nil {
+				return nil, err
+			}
+			for _, rk := range sortedKeys(rm) {
+				switch rk {
+				case "prune":
+					b, err := asBool(rm[rk], key+".prune")
+					if err != nil {
+						return nil, err
+					}
+					p.Prune = &b
+				default:
+					return nil, unknownKey(key+"."+rk, "prune")
+				}
+			}
+		case "reload":
+			if scope != "service" {
+				return nil, fieldErr(key, "only allowed on a service")
+			}
+			r, err := parseReload(val, key)
+			if err != nil {
+				return nil, err
+			}
+			p.Reload = r
+		case "upstreams":
+			if scope != "service" {
+				return nil, fieldErr(key, "only allowed on a service")
+			}
+			ups, err := parseUpstreams(val, key)
+			if err != nil {
+				return nil, err
+			}
+			p.Upstreams = ups
+		default:
+			if scope == "service" {
+				return nil, unknownKey(key, "restart", "replicas", "reload", "upstreams")
+			}
+			return nil, unknownKey(key, "restart", "replicas")
+		}
+	}
+	return p, nil
+}
+
+func parseRestart(v any, key string, p *rawPolicy) *fieldError {
+	m, err := asMap(v, key)
+	if err != nil {
+		return err
+	}
+	for _, k := range sortedKeys(m) {
+		val, sub := m[k], key+"."+k
+		switch k {
+		case "max_attempts":
+			n, err := asInt(val, sub, 0, math.MaxInt32)
+			if err != nil {
+				return err
+			}
+			p.MaxAttempts = &n
+		case "window", "reset_after", "delay", "max_delay":
+			d, err := asDuration(val, sub)
+			if err != nil {
+				return err
+			}
+			switch k {
+			case "window":
+				p.Window = &d
+			case "reset_after":
+				p.ResetAfter = &d
+			case "delay":
+				p.Delay = &d
+			case "max_delay":
+				p.MaxDelay = &d
+			}
+		case "on_unhealthy":
+			b, err := asBool(val, sub)
+			if err != nil {
+				return err
+			}
+			p.OnUnhealthy = &b
+		default:
+			return unknownKey(sub, "max_attempts", "window", "reset_after", "delay", "max_delay", "on_unhealthy")
+		}
+	}
+	if p.Delay != nil && p.MaxDelay != nil && *p.MaxDelay < *p.Delay {
+		return fieldErr(key+".max_delay", "must not be shorter than delay (%s < %s)", *p.MaxDelay, *p.Delay)
+	}
+	return nil
+}
+
+func parseReload(v any, key string) (*ReloadAction, *fieldError) {
+	m, err := asMap(v, key)
+	if err != nil {
+		return nil, err
+	}
+	r := &ReloadAction{Timeout: DefaultReloadTimeout}
+	for _, k := range sortedKeys(m) {
+		val, sub := m[k], key+"."+k
+		switch k {
+		case "check":
+			if r.Check, err = asCommand(val, sub); err != nil {
+				return nil, err
+			}
+		case "exec":
+			if r.Exec, err = asCommand(val, sub); err != nil {
+				return nil, err
+			}
+		case "signal":
+			s, err := asString(val, sub)
+			if err != nil {
+				return nil, err
+			}
+			name, ok := normalizeSignal(s)
+			if !ok {
+				return nil, fieldErr(sub, "unknown signal %q (use a name such as SIGHUP or SIGUSR1)", s)
+			}
+			r.Signal = name
+		case "restart":
+			if r.Restart, err = asBool(val, sub); err != nil {
+				return nil, err
+			}
+		case "timeout":
+			d, err := asDuration(val, sub)
+			if err != nil {
+				return nil, err
+			}
+			if d <= 0 {
+				return nil, fieldErr(sub, "must be positive")
+			}
+			r.Timeout = d
+		default:
+			return nil, unknownKey(sub, "check", "exec", "signal", "restart", "timeout")
+		}
+	}
+	actions := 0
+	for _, set := range []bool{len(r.Exec) > 0, r.Signal != "", r.Restart} {
+		if set {
+			actions++
+		}
+	}
+	if actions > 1 {
+		return nil, fieldErr(key, "give only one of exec, signal and restart")
+	}
+	if len(r.Check) > 0 && len(r.Exec) == 0 && r.Signal == "" {
+		return nil, fieldErr(key+".check", "needs exec or signal: a restart does not keep the old config serving when the check fails")
+	}
+	if actions == 0 {
+		r.Restart = true
+	}
+	return r, nil
+}
+
+var upstreamName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*$`)
+
+func parseUpstreams(v any, key string) ([]Upstream, *fieldError) {
+	list, ok := v.([]any)
+	if !ok {
+		return nil, fieldErr(key, "expected a list of upstreams, got %s", describe(v))
+	}
+	var ups []Upstream
+	seen := map[string]bool{}
+	for i, item := range list {
+		ik := fmt.Sprintf("%s.%d", key, i)
+		m, err := asMap(item, ik)
+		if err != nil {
+			return nil, err
+		}
+		u := Upstream{Format: "nginx"}
+		for _, k := range sortedKeys(m) {
+			val, sub := m[k], ik+"."+k
+			switch k {
+			case "name":
+				if u.Name, err = asString(val, sub); err != nil {
+					return nil, err
+				}
+				if !upstreamName.MatchString(u.Name) {
+					return nil, fieldErr(sub, "%q is not a valid upstream name (letters, digits, _ . -)", u.Name)
+				}
+			case "service":
+				if u.Service, err = asString(val, sub); err != nil {
+					return nil, err
+				}
+			case "port":
+				if u.Port, err = asInt(val, sub, 1, 65535); err != nil {
+					return nil, err
+				}
+			case "file":
+				if u.File, err = asString(val, sub); err != nil {
+					return nil, err
+				}
+			case "format":
+				if u.Format, err = asString(val, sub); err != nil {
+					return nil, err
+				}
+				if u.Format != "nginx" {
+					return nil, fieldErr(sub, "unsupported format %q (supported: nginx)", u.Format)
+				}
+			default:
+				return nil, unknownKey(sub, "name", "service", "port", "file", "format")
+			}
+		}
+		for _, req := range []struct {
+			k   string
+			set bool
+		}{{"name", u.Name != ""}, {"service", u.Service != ""}, {"port", u.Port != 0}, {"file", u.File != ""}} {
+			if !req.set {
+				return nil, fieldErr(ik+"."+req.k, "is required")
+			}
+		}
+		if seen[u.Name] {
+			return nil, fieldErr(ik+".name", "upstream %q is defined twice", u.Name)
+		}
+		seen[u.Name] = true
+		ups = append(ups, u)
+	}
+	return ups, nil
+}
+
+func unknownKey(key string, known ...string) *fieldError {
+	return fieldErr(key, "unknown key (known: %s)", strings.Join(known, ", "))
+}
+
+func asMap(v any, key string) (map[string]any, *fieldError) {
+	switch m := v.(type) {
+	case map[string]any:
+		return m, nil
+	case nil:
+		return map[string]any{}, nil
+	}
+	return nil, fieldErr(key, "expected a mapping, got %s", describe(v))
+}
+
+// asInt accepts integers and, because compose interpolation turns
+// `${N:-3}` into a string, strings that hold one.
+func asInt(v any, key string, lo, hi int) (int, *fieldError) {
+	var n int
+	switch x := v.(type) {
+	case int:
+		n = x
+	case int64:
+		n = int(x)
+	case uint64:
+		if x > math.MaxInt32 {
+			return 0, fieldErr(key, "%d is out of range (%d to %d)", x, lo, hi)
+		}
+		n = int(x)
+	case float64:
+		if x != math.Trunc(x) {
+			return 0, fieldErr(key, "expected an integer, got %v", x)
+		}
+		n = int(x)
+	case string:
+		i, err := strconv.Atoi(strings.TrimSpace(x))
+		if err != nil {
+			return 0, fieldErr(key, "expected an integer, got %q", x)
+		}
+		n = i
+	default:
+		return 0, fieldErr(key, "expected an integer, got %s", describe(v))
+	}
+	if n < lo || n > hi {
+		return 0, fieldErr(key, "%d is out of range (%d to %d)", n, lo, hi)
+	}
+	return n, nil
+}
+
+func asBool(v any, key string) (bool, *fieldError) {
+	switch x := v.(type) {
+	case bool:
+		return x, nil
+	case string:
+		if b, err := strconv.ParseBool(strings.TrimSpace(x)); err == nil {
+			return b, nil
+		}
+		return false, fieldErr(key, "expected true or false, got %q", x)
+	}
+	return false, fieldErr(key, "expected true or false, got %s", describe(v))
+}
+
+func asDuration(v any, key string) (time.Duration, *fieldError) {
+	s, ok := v.(string)
+	if !ok {
+		return 0, fieldErr(key, "expected a duration such as \"10s\" or \"1m30s\", got %s", describe(v))
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		return 0, fieldErr(key, "expected a duration such as \"10s\" or \"1m30s\", got %q", s)
+	}
+	if d < 0 {
+		return 0, fieldErr(key, "must not be negative, got %q", s)
+	}
+	return d, nil
+}
+
+func asString(v any, key string) (string, *fieldError) {
+	s, ok := v.(string)
+	if !ok || strings.TrimSpace(s) == "" {
+		return "", fieldErr(key, "expected a non-empty string, got %s", describe(v))
+	}
+	return s, nil
+}
+
+// asCommand takes the exec form only: images such as a FROM scratch one have
+// no shell to split a string command.
+func asCommand(v any, key string) ([]string, *fieldError) {
+	list, ok := v.([]any)
+	if !ok || len(list) == 0 {
+		return nil, fieldErr(key, "expected a non-empty list of strings (exec form, e.g. [\"nginx\", \"-t\"]), got %s", describe(v))
+	}
+	out := make([]string, len(list))
+	for i, item := range list {
+		s, ok := item.(string)
+		if !ok {
+			return nil, fieldErr(fmt.Sprintf("%s.%d", key, i), "expected a string, got %s", describe(item))
+		}
+		out[i] = s
+	}
+	return out, nil
+}
+
+func describe(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return "nothing"
+	case string:
+		return fmt.Sprintf("%q", x)
+	case bool:
+		return fmt.Sprintf("%t", x)
+	case int, int64, uint64, float64:
+		return fmt.Sprintf("%v", x)
+	case []any:
+		return "a list"
+	case map[string]any:
+		return "a mapping"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+var signals = map[string]syscall.Signal{
+	"SIGHUP": syscall.SIGHUP, "SIGINT": syscall.SIGINT, "SIGQUIT": syscall.SIGQUIT,
+	"SIGUSR1": syscall.SIGUSR1, "SIGUSR2": syscall.SIGUSR2, "SIGTERM": syscall.SIGTERM,
+	"SIGWINCH": syscall.SIGWINCH, "SIGCONT": syscall.SIGCONT,
+}
+
+// normalizeSignal accepts "HUP", "sighup" or "SIGHUP" and returns "SIGHUP".
+func normalizeSignal(s string) (string, bool) {
+	name := strings.ToUpper(strings.TrimSpace(s))
+	if !strings.HasPrefix(name, "SIG") {
+		name = "SIG" + name
+	}
+	_, ok := signals[name]
+	return name, ok
+}
+
+// SignalNumber returns the number of a signal name accepted in reload.signal.
+func SignalNumber(name string) (syscall.Signal, bool) {
+	n, ok := signals[name]
+	return n, ok
+}
