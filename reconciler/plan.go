@@ -1,0 +1,147 @@
+// Package reconciler owns "what to do": a pure Diff of desired against
+// observed state that yields typed drift and a plan of typed operations in
+// dependency order, and an executor that applies a plan without deciding
+// anything itself.
+package reconciler
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// OpType is the kind of one operation of a plan. Values are explicit so that
+// adding a kind never renumbers the others.
+type OpType int
+
+const (
+	OpCreateNetwork     OpType = 1
+	OpCreateVolume      OpType = 2
+	OpCreateContainer   OpType = 10
+	OpRecreateContainer OpType = 11
+	OpStartContainer    OpType = 12
+	OpRestartContainer  OpType = 13
+	OpUnpauseContainer  OpType = 14
+	OpRemoveContainer   OpType = 15
+	OpDisconnectNetwork OpType = 16
+	OpWaitCondition     OpType = 20
+)
+
+func (t OpType) String() string {
+	switch t {
+	case OpCreateNetwork:
+		return "CreateNetwork"
+	case OpCreateVolume:
+		return "CreateVolume"
+	case OpCreateContainer:
+		return "CreateContainer"
+	case OpRecreateContainer:
+		return "RecreateContainer"
+	case OpStartContainer:
+		return "StartContainer"
+	case OpRestartContainer:
+		return "RestartContainer"
+	case OpUnpauseContainer:
+		return "UnpauseContainer"
+	case OpRemoveContainer:
+		return "RemoveContainer"
+	case OpDisconnectNetwork:
+		return "DisconnectNetwork"
+	case OpWaitCondition:
+		return "WaitCondition"
+	}
+	return "Unknown(" + strconv.Itoa(int(t)) + ")"
+}
+
+// Operation is one step of a plan, with everything its executor needs.
+type Operation struct {
+	Type OpType
+	// ResourceID names what the operation acts on: service:api:2,
+	// network:proj_default, volume:data, service:db (for waits).
+	ResourceID string
+	// Cause says why, in a few words.
+	Cause   string
+	Service string
+	// Container and ContainerID name an existing container.
+	Container   string
+	ContainerID string
+	// Number is the replica number a container is created with.
+	Number int
+	// Network is the engine name of a network; NetworkKey its compose key.
+	Network    string
+	NetworkKey string
+	// Volume is the compose key of a volume.
+	Volume string
+	// Condition and Required describe a wait on a dependency.
+	Condition string
+	Required  bool
+	// StopTimeout bounds graceful stops (the service's stop_grace_period).
+	StopTimeout time.Duration
+}
+
+// Node is an operation in the plan's graph.
+type Node struct {
+	ID        int
+	Op        Operation
+	DependsOn []*Node
+	// Group joins operations that one Compose SDK call carries out together:
+	// creating and recreating a service's replicas is one `up` of that
+	// service, so that compose names, labels and hashes them itself.
+	Group string
+}
+
+// Plan is a graph of operations; Nodes are in a topological order.
+type Plan struct {
+	Nodes []*Node
+}
+
+func (p *Plan) add(op Operation, group string, deps ...*Node) *Node {
+	n := &Node{ID: len(p.Nodes) + 1, Op: op, Group: group, DependsOn: uniqueNodes(deps)}
+	p.Nodes = append(p.Nodes, n)
+	return n
+}
+
+// Empty reports whether the plan has nothing to do.
+func (p *Plan) Empty() bool { return p == nil || len(p.Nodes) == 0 }
+
+// String renders the plan one operation per line, deterministically:
+//
+//	[1,2] -> #3 service:api:1, RecreateContainer, config hash diverged [up:api]
+func (p *Plan) String() string {
+	if p == nil {
+		return ""
+	}
+	var b strings.Builder
+	for _, n := range p.Nodes {
+		deps := make([]int, len(n.DependsOn))
+		for i, d := range n.DependsOn {
+			deps[i] = d.ID
+		}
+		sort.Ints(deps)
+		ids := make([]string, len(deps))
+		for i, d := range deps {
+			ids[i] = strconv.Itoa(d)
+		}
+		fmt.Fprintf(&b, "[%s] -> #%d %s, %s, %s", strings.Join(ids, ","), n.ID, n.Op.ResourceID, n.Op.Type, n.Op.Cause)
+		if n.Group != "" {
+			fmt.Fprintf(&b, " [%s]", n.Group)
+		}
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+func uniqueNodes(in []*Node) []*Node {
+	seen := map[*Node]bool{}
+	var out []*Node
+	for _, n := range in {
+		if n != nil && !seen[n] {
+			seen[n] = true
+			out = append(out, n)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
