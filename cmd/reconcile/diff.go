@@ -1,0 +1,77 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/reconcile-dev/reconcile/reconciler"
+)
+
+func newDiffCommand(g *globals) *cobra.Command {
+	exitCode := true
+	cmd := &cobra.Command{
+		Use:   "diff",
+		Short: "Show drift between the compose files and the engine, and the plan, without acting",
+		Long: `diff compares the compose files with what the engine runs and prints every
+difference and the plan that would converge them. Environment values are never
+printed: a changed variable shows as its key with a masked value.
+
+Exit code: 0 in sync, 1 drift found (0 with --exit-code=false), 2 bad input,
+3 engine unreachable, 4 any other error.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			d, err := g.load(ctx)
+			if err != nil {
+				return err
+			}
+			eng, err := g.connect(ctx)
+			if err != nil {
+				return err
+			}
+			snap, err := observer(eng, d.Project.Name)(ctx)
+			if err != nil {
+				return withCode(exitInternal, err)
+			}
+			res := reconciler.Diff(d, snap, reconciler.Options{RemoveOrphans: g.removeOrphans})
+			printDiff(g.stdout, d.Project.Name, res)
+			if !res.InSync() && exitCode {
+				return withCode(exitNotConverged, errSilent)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&exitCode, "exit-code", true, "exit 1 when there is drift")
+	return cmd
+}
+
+// printDiff prints the drift, one line per item, and the plan.
+func printDiff(w io.Writer, project string, res *reconciler.Result) {
+	if res.InSync() {
+		fmt.Fprintf(w, "project %s is in sync with its compose files\n", project)
+		return
+	}
+	fmt.Fprintf(w, "project %s: %d drift item(s)\n", project, len(res.Drift))
+	for _, d := range res.Drift {
+		note := ""
+		if !d.Actionable {
+			note = " (reported only)"
+		}
+		svc := d.Service
+		if svc == "" {
+			svc = "-"
+		}
+		fmt.Fprintf(w, "  %-18s %-12s %s: %s%s\n", d.Kind, svc, d.Subject(), d.Cause, note)
+	}
+	if res.Plan.Empty() {
+		fmt.Fprintln(w, "plan: nothing to do")
+		return
+	}
+	fmt.Fprintln(w, "plan:")
+	for _, line := range strings.Split(strings.TrimRight(res.Plan.String(), "\n"), "\n") {
+		fmt.Fprintln(w, "  "+line)
+	}
+}

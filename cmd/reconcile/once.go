@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+	"time"
+
+	"github.com/reconcile-dev/reconcile/internal/clock"
+	"github.com/reconcile-dev/reconcile/reconciler"
+)
+
+// Version is set at build time with -ldflags "-X main.Version=...".
+var Version = ""
+
+func version() string {
+	if Version != "" {
+		return Version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+// runOnce converges the project and maps the outcome to an exit code: 0
+// converged, 1 not converged within timeout, 2 bad input, 3 engine
+// unreachable.
+func runOnce(ctx context.Context, g *globals, timeout time.Duration) error {
+	d, err := g.load(ctx)
+	if err != nil {
+		return err
+	}
+	eng, err := g.connect(ctx)
+	if err != nil {
+		return err
+	}
+	log := g.log.With("project", d.Project.Name)
+	observe := observer(eng, d.Project.Name)
+	conv := &reconciler.Converger{
+		Desired: d,
+		Observe: observe,
+		Executor: &reconciler.Executor{
+			Desired:     d,
+			Compose:     eng.Compose,
+			Engine:      eng.Client,
+			Observe:     observe,
+			Log:         log,
+			Clock:       clock.Real{},
+			Concurrency: 4,
+		},
+		Images:  eng.Compose,
+		Options: reconciler.Options{RemoveOrphans: g.removeOrphans},
+		Log:     log,
+		Clock:   clock.Real{},
+	}
+	runCtx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	start := time.Now()
+	out, err := conv.Run(runCtx)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return withCode(exitNotConverged, fmt.Errorf("interrupted before convergence: %w", err))
+	}
+	printStatusTable(g.stdout, out.Status)
+	if out.Converged {
+		log.Info("converged", "took", time.Since(start).Round(time.Millisecond), "plans_applied", out.Applied, "engine_calls", eng.Calls())
+		return nil
+	}
+	fmt.Fprintf(g.stderr, "not converged within %s:\n", timeout)
+	for _, s := range out.Status.Services {
+		if s.Health != reconciler.Healthy || s.Sync != reconciler.Synced {
+			fmt.Fprintf(g.stderr, "  %s: %s/%s: %s\n", s.Service, s.Sync, s.Health, s.Reason)
+		}
+	}
+	for _, e := range flatten(out.Errors) {
+		fmt.Fprintf(g.stderr, "  error: %v\n", e)
+	}
+	return withCode(exitNotConverged, errSilent)
+}
+
+// flatten unpacks joined errors so each failure prints on its own line.
+func flatten(errs []error) []error {
+	var out []error
+	for _, err := range errs {
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			out = append(out, flatten(j.Unwrap())...)
+			continue
+		}
+		out = append(out, err)
+	}
+	return out
+}

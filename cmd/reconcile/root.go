@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/reconcile-dev/reconcile/desired"
+	"github.com/reconcile-dev/reconcile/internal/engine"
+	"github.com/reconcile-dev/reconcile/internal/logging"
+	"github.com/reconcile-dev/reconcile/observed"
+	"github.com/reconcile-dev/reconcile/reconciler"
+)
+
+// globals are the flags every command shares: compose's project flags and
+// logging.
+type globals struct {
+	files         []string
+	projectName   string
+	projectDir    string
+	envFiles      []string
+	profiles      []string
+	scale         []string
+	removeOrphans bool
+	logFormat     string
+	logLevel      string
+
+	stdout, stderr io.Writer
+	log            *slog.Logger
+}
+
+func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
+	g := &globals{stdout: stdout, stderr: stderr}
+	var once bool
+	var timeout time.Duration
+	root := &cobra.Command{
+		Use:   "reconcile",
+		Short: "Keep a Docker Compose project converged to its compose files",
+		Long: `reconcile makes a compose file mean what it says: it compares the project's
+compose files with what the engine runs, and applies the difference through the
+Compose SDK, in dependency order.
+
+  reconcile --once     converge, wait until converged, exit 0 (or 1 on timeout)
+  reconcile diff       show drift and the plan without acting
+  reconcile status     where each service stands`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Args:          cobra.NoArgs,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := logging.New(g.stderr, logging.Options{Format: g.logFormat, Level: g.logLevel})
+			if err != nil {
+				return withCode(exitInput, err)
+			}
+			g.log = log
+			engine.RouteSDKLogs(log)
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !once {
+				return withCode(exitInput, fmt.Errorf("the long-running daemon is not available in this version: run with --once, or use diff or status"))
+			}
+			return runOnce(cmd.Context(), g, timeout)
+		},
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return withCode(exitInput, err) })
+
+	pf := root.PersistentFlags()
+	pf.StringArrayVarP(&g.files, "file", "f", nil, "compose file (repeatable; merged in order, as compose does)")
+	pf.StringVarP(&g.projectName, "project-name", "p", "", "project name (default: COMPOSE_PROJECT_NAME, the file's name:, or the directory)")
+	pf.StringVar(&g.projectDir, "project-directory", "", "project directory (default: the first compose file's directory)")
+	pf.StringArrayVar(&g.envFiles, "env-file", nil, "env file for interpolation (repeatable; default: COMPOSE_ENV_FILES or .env)")
+	pf.StringArrayVar(&g.profiles, "profile", nil, "profile to enable (repeatable; default: COMPOSE_PROFILES)")
+	pf.StringArrayVar(&g.scale, "scale", nil, "SERVICE=N: run N replicas of SERVICE (repeatable), as compose up --scale")
+	pf.BoolVar(&g.removeOrphans, "remove-orphans", false, "remove containers of services no longer in the compose files")
+	pf.StringVar(&g.logFormat, "log-format", "", "text or json (default: text on a terminal, json otherwise)")
+	pf.StringVar(&g.logLevel, "log-level", "info", "debug, info, warn or error")
+
+	root.Flags().BoolVar(&once, "once", false, "converge once, wait until converged, and exit")
+	root.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "with --once: how long to wait for convergence")
+
+	root.AddCommand(newDiffCommand(g), newStatusCommand(g), newVersionCommand(g))
+	return root
+}
+
+// options turns the flags into desired's load options.
+func (g *globals) options() (desired.Options, error) {
+	opts := desired.Options{
+		Files:       g.files,
+		ProjectName: g.projectName,
+		ProjectDir:  g.projectDir,
+		EnvFiles:    g.envFiles,
+		Profiles:    g.profiles,
+	}
+	for _, s := range g.scale {
+		name, num, ok := strings.Cut(s, "=")
+		n, err := strconv.Atoi(num)
+		if !ok || name == "" || err != nil {
+			return opts, &desired.InputError{Key: "--scale", Err: fmt.Errorf("%q: want SERVICE=NUMBER", s)}
+		}
+		if opts.Scale == nil {
+			opts.Scale = map[string]int{}
+		}
+		opts.Scale[name] = n
+	}
+	return opts, nil
+}
+
+// load reads the desired state. It needs no engine, so bad input is reported
+// (exit 2) even when the engine is down.
+func (g *globals) load(ctx context.Context) (*desired.State, error) {
+	opts, err := g.options()
+	if err != nil {
+		return nil, err
+	}
+	loader, err := engine.Loader()
+	if err != nil {
+		return nil, err
+	}
+	return desired.Load(ctx, loader, opts)
+}
+
+// connect opens the engine and checks it answers.
+func (g *globals) connect(ctx context.Context) (*engine.Engine, error) {
+	eng, err := engine.Connect(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", engine.ErrUnreachable, err)
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := eng.Ping(pingCtx); err != nil {
+		return nil, err
+	}
+	return eng, nil
+}
+
+// observer returns a snapshot function over the engine.
+func observer(eng *engine.Engine, project string) reconciler.SnapshotFunc {
+	return func(ctx context.Context) (*observed.Snapshot, error) {
+		return observed.Observe(ctx, eng.Client, project, time.Now())
+	}
+}
+
+func newVersionCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			fmt.Fprintln(g.stdout, "reconcile", version())
+			return nil
+		},
+	}
+}

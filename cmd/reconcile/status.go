@@ -1,0 +1,65 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/reconcile-dev/reconcile/observed"
+	"github.com/reconcile-dev/reconcile/reconciler"
+)
+
+func newStatusCommand(g *globals) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show where each service stands: replicas, sync and health",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "table" && output != "json" {
+				return withCode(exitInput, fmt.Errorf("-o %q: want table or json", output))
+			}
+			ctx := cmd.Context()
+			d, err := g.load(ctx)
+			if err != nil {
+				return err
+			}
+			eng, err := g.connect(ctx)
+			if err != nil {
+				return err
+			}
+			snap, err := observer(eng, d.Project.Name)(ctx)
+			if err != nil {
+				return withCode(exitInternal, err)
+			}
+			if err := observed.Enrich(ctx, eng.Client, snap); err != nil {
+				return withCode(exitInternal, err)
+			}
+			st := reconciler.Status(d, snap, reconciler.Diff(d, snap, reconciler.Options{RemoveOrphans: g.removeOrphans}))
+			if output == "json" {
+				enc := json.NewEncoder(g.stdout)
+				enc.SetIndent("", "  ")
+				return withCode(exitInternal, enc.Encode(st))
+			}
+			printStatusTable(g.stdout, st)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "table or json")
+	return cmd
+}
+
+// printStatusTable prints one line per service.
+func printStatusTable(w io.Writer, st reconciler.ProjectStatus) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERVICE\tDESIRED\tRUNNING\tHEALTHY\tSYNC\tHEALTH\tREASON")
+	for _, s := range st.Services {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Service, strconv.Itoa(s.Desired), strconv.Itoa(s.Running),
+			strconv.Itoa(s.Healthy), s.Sync, s.Health, s.Reason)
+	}
+	_ = tw.Flush()
+}
