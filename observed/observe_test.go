@@ -1,0 +1,162 @@
+package observed
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/image"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/api/types/volume"
+	"github.com/moby/moby/client"
+)
+
+func TestParseStatus(t *testing.T) {
+	tests := []struct {
+		status string
+		health string
+		code   int
+	}{
+		{"Up 3 seconds", HealthNone, 0},
+		{"Up 3 seconds (healthy)", HealthHealthy, 0},
+		{"Up 2 minutes (unhealthy)", HealthUnhealthy, 0},
+		{"Up 1 second (health: starting)", HealthStarting, 0},
+		{"Exited (137) 2 seconds ago", HealthNone, 137},
+		{"Exited (0) About a minute ago", HealthNone, 0},
+		{"Restarting (1) Less than a second ago", HealthNone, 1},
+		{"Created", HealthNone, 0},
+		{"Up 5 seconds (Paused)", HealthNone, 0},
+	}
+	for _, tt := range tests {
+		h, c := parseStatus(tt.status)
+		if h != tt.health || c != tt.code {
+			t.Errorf("parseStatus(%q) = %q, %d; want %q, %d", tt.status, h, c, tt.health, tt.code)
+		}
+	}
+}
+
+// fakeLister answers list calls from fixed data and counts them.
+type fakeLister struct {
+	containers []container.Summary
+	networks   []network.Summary
+	volumes    []volume.Volume
+	images     []image.Summary
+	calls      int
+	filters    []client.Filters
+	fail       error
+}
+
+func (f *fakeLister) ContainerList(_ context.Context, o client.ContainerListOptions) (client.ContainerListResult, error) {
+	f.calls++
+	f.filters = append(f.filters, o.Filters)
+	if !o.All {
+		return client.ContainerListResult{}, errors.New("stopped containers must be listed too")
+	}
+	return client.ContainerListResult{Items: f.containers}, f.fail
+}
+
+func (f *fakeLister) NetworkList(context.Context, client.NetworkListOptions) (client.NetworkListResult, error) {
+	f.calls++
+	return client.NetworkListResult{Items: f.networks}, nil
+}
+
+func (f *fakeLister) VolumeList(context.Context, client.VolumeListOptions) (client.VolumeListResult, error) {
+	f.calls++
+	return client.VolumeListResult{Items: f.volumes}, nil
+}
+
+func (f *fakeLister) ImageList(context.Context, client.ImageListOptions) (client.ImageListResult, error) {
+	f.calls++
+	return client.ImageListResult{Items: f.images}, nil
+}
+
+func summary(name, service, number, state, status string, extra map[string]string) container.Summary {
+	labels := map[string]string{LabelProject: "p", LabelService: service, LabelNumber: number, LabelConfigHash: "h-" + service, LabelOneOff: "False"}
+	for k, v := range extra {
+		labels[k] = v
+	}
+	return container.Summary{
+		ID: "id-" + name, Names: []string{"/" + name}, Labels: labels, State: container.ContainerState(state), Status: status,
+		NetworkSettings: &container.NetworkSettingsSummary{Networks: map[string]*network.EndpointSettings{"p_default": {NetworkID: "net1"}}},
+	}
+}
+
+func TestObserve(t *testing.T) {
+	f := &fakeLister{
+		containers: []container.Summary{
+			summary("p-web-2", "web", "2", "exited", "Exited (3) 1 second ago", nil),
+			summary("p-web-1", "web", "1", "running", "Up 1 second (healthy)", nil),
+			summary("p-db-1", "db", "1", "running", "Up 1 second", nil),
+			summary("p-web-run-1", "web", "", "running", "Up 1 second", map[string]string{LabelOneOff: "True"}),
+			summary("p-web-hook", "web", "", "exited", "Exited (0)", map[string]string{LabelHookRunner: "pre_start"}),
+		},
+		networks: []network.Summary{{Network: network.Network{ID: "net1", Name: "p_default", Labels: map[string]string{LabelNetwork: "default"}}}},
+		volumes:  []volume.Volume{{Name: "p_data", Labels: map[string]string{LabelVolume: "data"}}},
+		images:   []image.Summary{{ID: "sha256:abc", RepoTags: []string{"app:1"}, RepoDigests: []string{"app@sha256:def"}}},
+	}
+	now := time.Unix(100, 0)
+	snap, err := Observe(context.Background(), f, "p", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.calls != ListCallsPerPass {
+		t.Errorf("Observe made %d calls, want %d", f.calls, ListCallsPerPass)
+	}
+	if got := f.filters[0]["label"]; !got[LabelProject+"=p"] {
+		t.Errorf("containers not filtered by project label: %v", f.filters[0])
+	}
+	var names []string
+	for _, c := range snap.Containers {
+		names = append(names, c.Name)
+	}
+	if want := []string{"p-db-1", "p-web-1", "p-web-2"}; !slices.Equal(names, want) {
+		t.Errorf("containers = %v, want %v (sorted, one-offs and hook runners left out)", names, want)
+	}
+	web2 := snap.Containers[2]
+	if web2.Service != "web" || web2.Number != 2 || web2.State != StateExited || web2.ExitCode != 3 || web2.ConfigHash != "h-web" || web2.Networks["p_default"] != "net1" {
+		t.Errorf("web-2 = %+v", web2)
+	}
+	if snap.Containers[1].Health != HealthHealthy {
+		t.Errorf("web-1 health = %q", snap.Containers[1].Health)
+	}
+	if n, ok := snap.NetworkByName("p_default"); !ok || n.Key != "default" {
+		t.Errorf("network = %+v %v", n, ok)
+	}
+	if !snap.HasVolume("p_data") || snap.HasVolume("p_other") {
+		t.Error("volume lookup wrong")
+	}
+	for _, ref := range []string{"app:1", "app@sha256:def", "sha256:abc"} {
+		if snap.Images[ref] != "sha256:abc" {
+			t.Errorf("image %s not indexed", ref)
+		}
+	}
+	if !snap.TakenAt.Equal(now) {
+		t.Errorf("TakenAt = %v", snap.TakenAt)
+	}
+}
+
+func TestObserveCostDoesNotGrowWithContainers(t *testing.T) {
+	for _, n := range []int{1, 100, 1000} {
+		f := &fakeLister{}
+		for i := 0; i < n; i++ {
+			f.containers = append(f.containers, summary("c", "s", "1", "running", "Up", nil))
+		}
+		if _, err := Observe(context.Background(), f, "p", time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if f.calls != ListCallsPerPass {
+			t.Errorf("%d containers: %d calls", n, f.calls)
+		}
+	}
+}
+
+func TestObserveWrapsErrors(t *testing.T) {
+	f := &fakeLister{fail: errors.New("boom")}
+	_, err := Observe(context.Background(), f, "p", time.Now())
+	if err == nil || err.Error() != "listing containers of project p: boom" {
+		t.Errorf("err = %v", err)
+	}
+}
