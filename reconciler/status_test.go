@@ -57,7 +57,6 @@ func formatStatus(s ServiceStatus) string {
 	return strconv.Itoa(s.Desired) + "/" + strconv.Itoa(s.Running) + "/" + strconv.Itoa(s.Healthy) + " " + s.Sync + " " + s.Health
 }
 
-
 func TestConverged(t *testing.T) {
 	const compose = `
 services:
