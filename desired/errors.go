@@ -43,7 +43,7 @@ func (e *InputError) Error() string {
 	if e.Err != nil {
 		b.WriteString(e.Err.Error())
 	}
-	return b.String()
+	return OneLine(b.String())
 }
 
 func (e *InputError) Unwrap() error { return e.Err }
@@ -65,4 +65,22 @@ func displayPath(p string) string {
 		return rel
 	}
 	return p
+}
+
+// OneLine folds a multi-line message (joined errors, an engine's repeated
+// answer) into one line, dropping repeated lines and lines that an earlier
+// one already ends with.
+func OneLine(msg string) string {
+	var parts []string
+	for _, l := range strings.Split(msg, "\n") {
+		l = strings.TrimSpace(l)
+		dup := l == ""
+		for _, p := range parts {
+			dup = dup || strings.HasSuffix(p, l)
+		}
+		if !dup {
+			parts = append(parts, l)
+		}
+	}
+	return strings.Join(parts, "; ")
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/reconcile-dev/reconcile/observed"
 	"github.com/reconcile-dev/reconcile/reconciler"
 )
 
@@ -37,7 +38,19 @@ Exit code: 0 in sync, 1 drift found (0 with --exit-code=false), 2 bad input,
 				return withCode(exitInternal, err)
 			}
 			res := reconciler.Diff(d, snap, reconciler.Options{RemoveOrphans: g.removeOrphans})
-			printDiff(g.stdout, d.Project.Name, res)
+			details := map[string][]string{}
+			for _, dr := range res.Drift {
+				if dr.Kind != reconciler.DriftConfigDiverged {
+					continue
+				}
+				cfg, err := observed.InspectConfig(ctx, eng.Client, dr.ContainerID)
+				if err != nil {
+					g.log.Warn("cannot explain divergence", "container", dr.Container, "error", err)
+					continue
+				}
+				details[dr.ContainerID] = reconciler.Explain(d.Services[dr.Service], cfg)
+			}
+			printDiff(g.stdout, d.Project.Name, res, details)
 			if !res.InSync() && exitCode {
 				return withCode(exitNotConverged, errSilent)
 			}
@@ -48,8 +61,9 @@ Exit code: 0 in sync, 1 drift found (0 with --exit-code=false), 2 bad input,
 	return cmd
 }
 
-// printDiff prints the drift, one line per item, and the plan.
-func printDiff(w io.Writer, project string, res *reconciler.Result) {
+// printDiff prints the drift, one line per item with what changed below it
+// (details, by container ID), and the plan.
+func printDiff(w io.Writer, project string, res *reconciler.Result, details map[string][]string) {
 	if res.InSync() {
 		fmt.Fprintf(w, "project %s is in sync with its compose files\n", project)
 		return
@@ -65,6 +79,9 @@ func printDiff(w io.Writer, project string, res *reconciler.Result) {
 			svc = "-"
 		}
 		fmt.Fprintf(w, "  %-18s %-12s %s: %s%s\n", d.Kind, svc, d.Subject(), d.Cause, note)
+		for _, line := range details[d.ContainerID] {
+			fmt.Fprintf(w, "      %s\n", line)
+		}
 	}
 	if res.Plan.Empty() {
 		fmt.Fprintln(w, "plan: nothing to do")

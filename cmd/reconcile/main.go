@@ -77,7 +77,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var ee *exitError
 	silent := errors.As(err, &ee) && ee.err == errSilent
 	if !silent {
-		fmt.Fprintln(stderr, "reconcile: "+err.Error())
+		fmt.Fprintln(stderr, "reconcile: "+desired.OneLine(err.Error()))
 	}
 	return codeOf(err, exitInput)
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/docker/compose/v5/pkg/api"
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/client"
 
 	"github.com/reconcile-dev/reconcile/desired"
@@ -189,4 +190,109 @@ func (p *Project) down() {
 	if err != nil {
 		p.T.Logf("tearing down project %s: %v", p.Name, err)
 	}
+}
+
+// Resources lists every container (with its ID and state), network and
+// volume of the project straight from the engine: what bad input must leave
+// untouched.
+func (p *Project) Resources() map[string]string {
+	p.T.Helper()
+	ctx := context.Background()
+	filter := make(client.Filters).Add("label", observed.LabelProject+"="+p.Name)
+	out := map[string]string{}
+	cl, err := p.Engine.Client.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: filter})
+	if err != nil {
+		p.T.Fatal(err)
+	}
+	for _, c := range cl.Items {
+		out["container "+strings.TrimPrefix(c.Names[0], "/")] = c.ID + " " + string(c.State)
+	}
+	nl, err := p.Engine.Client.NetworkList(ctx, client.NetworkListOptions{Filters: filter})
+	if err != nil {
+		p.T.Fatal(err)
+	}
+	for _, n := range nl.Items {
+		out["network "+n.Name] = n.ID
+	}
+	vl, err := p.Engine.Client.VolumeList(ctx, client.VolumeListOptions{Filters: filter})
+	if err != nil {
+		p.T.Fatal(err)
+	}
+	for _, v := range vl.Items {
+		out["volume "+v.Name] = v.CreatedAt
+	}
+	return out
+}
+
+// EventLog records the engine's container events of a project as they
+// happen. It reads a live stream, not a replay: the engine keeps only 256
+// events for replays, which parallel tests can exhaust.
+type EventLog struct {
+	mu     sync.Mutex
+	events []events.Message
+}
+
+// Record starts recording the project's container events until the test ends.
+func (p *Project) Record() *EventLog {
+	p.T.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	log := &EventLog{}
+	res := p.Engine.Client.Events(ctx, client.EventsListOptions{
+		Filters: make(client.Filters).Add("label", observed.LabelProject+"="+p.Name),
+	})
+	// A labelled container created and removed tells when the subscription
+	// is live: events before that could be missed. It is a one-off, so
+	// observers leave it out.
+	probe := p.Name + "-events-probe"
+	live := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case m := <-res.Messages:
+				if m.Actor.Attributes["name"] == probe {
+					if m.Action == events.ActionCreate {
+						close(live)
+					}
+					continue
+				}
+				log.mu.Lock()
+				log.events = append(log.events, m)
+				log.mu.Unlock()
+			case <-res.Err:
+				return
+			}
+		}
+	}()
+	p.T.Cleanup(func() { cancel(); <-done })
+	c, err := p.Engine.Client.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Name:   probe,
+		Config: &container.Config{Image: testimage.Tag, Labels: map[string]string{observed.LabelProject: p.Name, observed.LabelOneOff: "True"}},
+	})
+	if err != nil {
+		p.T.Fatalf("creating the events probe: %v", err)
+	}
+	select {
+	case <-live:
+	case <-time.After(10 * time.Second):
+		p.T.Fatal("the events subscription did not come live within 10s")
+	}
+	if _, err := p.Engine.Client.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true}); err != nil {
+		p.T.Fatalf("removing the events probe: %v", err)
+	}
+	return log
+}
+
+// First returns the time of the first event of a container (by name) whose
+// action starts with action, such as "start" or "health_status: healthy".
+func (l *EventLog) First(containerName, action string) (time.Time, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, m := range l.events {
+		if m.Actor.Attributes["name"] == containerName && strings.HasPrefix(string(m.Action), action) {
+			return time.Unix(0, m.TimeNano), true
+		}
+	}
+	return time.Time{}, false
 }

@@ -1,0 +1,434 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/docker/compose/v5/pkg/api"
+	"github.com/moby/moby/api/types/container"
+
+	"github.com/reconcile-dev/reconcile/internal/enginetest"
+	"github.com/reconcile-dev/reconcile/reconciler"
+)
+
+// binary is the reconcile command under test, built once by TestMain: the
+// end-to-end tests run it as users do, exit codes and all.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "reconcile-e2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "reconcile")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building reconcile: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+}
+
+// reconcile runs the binary in dir with args and extra environment.
+func reconcile(t *testing.T, dir string, env []string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Dir = dir
+	cmd.Env = append(append(os.Environ(), "NO_COLOR=1"), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := result{stdout: stdout.String(), stderr: stderr.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("running reconcile %v: %v", args, err)
+	}
+	return r
+}
+
+// once converges p and fails the test unless it exits 0.
+func once(t *testing.T, p *enginetest.Project, extra ...string) result {
+	t.Helper()
+	r := reconcile(t, p.Dir, nil, append([]string{"--once", "-f", p.File, "-p", p.Name, "--timeout", "90s"}, extra...)...)
+	if r.code != 0 {
+		t.Fatalf("reconcile --once: %s", r)
+	}
+	return r
+}
+
+const orderedStack = `
+services:
+  db:
+    image: {{.Image}}
+    environment: {START_DELAY: 3s}
+    healthcheck: {test: ["CMD", "/testapp", "health"], interval: 1s, timeout: 2s, retries: 10}
+  migrate:
+    image: {{.Image}}
+    environment: {EXIT_AFTER: 500ms, EXIT_CODE: "0"}
+    depends_on: {db: {condition: service_healthy}}
+  api:
+    image: {{.Image}}
+    deploy: {replicas: 2}
+    depends_on:
+      db: {condition: service_healthy}
+      migrate: {condition: service_completed_successfully}
+  web:
+    image: {{.Image}}
+    depends_on: [api]
+`
+
+func TestOnceConvergesInDependencyOrder(t *testing.T) {
+	t.Parallel()
+	p := enginetest.NewProject(t, orderedStack)
+	events := p.Record()
+	once(t, p)
+
+	snap := p.Snapshot()
+	byName := map[string]container.InspectResponse{}
+	for _, c := range snap.Containers {
+		byName[c.Name] = p.Inspect(c.ID)
+	}
+	names := make([]string, 0, len(byName))
+	for n := range byName {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	want := []string{p.Name + "-api-1", p.Name + "-api-2", p.Name + "-db-1", p.Name + "-migrate-1", p.Name + "-web-1"}
+	if strings.Join(names, ",") != strings.Join(want, ",") {
+		t.Fatalf("containers %v, want %v", names, want)
+	}
+	if db := byName[p.Name+"-db-1"]; db.State.Health == nil || db.State.Health.Status != "healthy" {
+		t.Fatalf("db not healthy: %+v", db.State.Health)
+	}
+	if m := byName[p.Name+"-migrate-1"]; m.State.Status != "exited" || m.State.ExitCode != 0 {
+		t.Errorf("migrate: %s exit %d", m.State.Status, m.State.ExitCode)
+	}
+
+	// the order, from the engine's own event timestamps
+	at := func(name, action string) time.Time {
+		t.Helper()
+		ts, ok := events.First(p.Name+"-"+name, action)
+		if !ok {
+			t.Fatalf("no %q event for %s", action, name)
+		}
+		return ts
+	}
+	dbHealthy := at("db-1", "health_status: healthy")
+	migrateStart, migrateDone := at("migrate-1", "start"), at("migrate-1", "die")
+	if !migrateStart.After(dbHealthy) {
+		t.Errorf("migrate started at %s, before db was healthy at %s", migrateStart, dbHealthy)
+	}
+	for _, n := range []string{"api-1", "api-2"} {
+		if start := at(n, "start"); !start.After(dbHealthy) || !start.After(migrateDone) {
+			t.Errorf("%s started at %s: db healthy at %s, migrate done at %s", n, start, dbHealthy, migrateDone)
+		}
+		if web := at("web-1", "start"); !web.After(at(n, "start")) {
+			t.Errorf("web started at %s, before %s", web, n)
+		}
+	}
+
+	if r := reconcile(t, p.Dir, nil, "diff", "-f", p.File, "-p", p.Name); r.code != 0 || !strings.Contains(r.stdout, "in sync") {
+		t.Errorf("diff after --once: %s", r)
+	}
+
+	// compose's own view: Ps lists every container, and Up recreates and
+	// restarts nothing.
+	ctx := context.Background()
+	ps, err := p.Engine.Compose.Ps(ctx, p.Name, api.PsOptions{All: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ps) != len(want) {
+		t.Errorf("compose ps lists %d containers, want %d", len(ps), len(want))
+	}
+	before := p.Resources()
+	project := p.Load().Project
+	if err := p.Engine.Compose.Up(ctx, project, api.UpOptions{
+		Create: api.CreateOptions{Recreate: api.RecreateDiverged, RecreateDependencies: api.RecreateDiverged},
+		Start:  api.StartOptions{Project: project},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range byName {
+		now := p.Inspect(c.ID)
+		if now.State.StartedAt != c.State.StartedAt && name != p.Name+"-migrate-1" {
+			t.Errorf("compose up restarted %s", name)
+		}
+	}
+	after := p.Resources()
+	for k, v := range before {
+		id, _, _ := strings.Cut(v, " ")
+		if got, _, _ := strings.Cut(after[k], " "); got != id {
+			t.Errorf("compose up recreated %s", k)
+		}
+	}
+}
+
+const smallStack = `
+services:
+  api:
+    image: {{.Image}}
+    deploy: {replicas: 2}
+    environment: {COLOR: blue}
+    healthcheck: {test: ["CMD", "/testapp", "health"], interval: 1s, timeout: 2s, retries: 3}
+  web:
+    image: {{.Image}}
+    depends_on: {api: {condition: service_healthy}}
+`
+
+func TestRemovedReplicaIsDiffedAndRecreated(t *testing.T) {
+	t.Parallel()
+	p := enginetest.NewProject(t, smallStack)
+	once(t, p)
+	ids := p.IDs()
+	p.RemoveForce(ids[p.Name+"-api-1"])
+
+	r := reconcile(t, p.Dir, nil, "diff", "-f", p.File, "-p", p.Name)
+	if r.code != 1 || !strings.Contains(r.stdout, "ReplicaMissing") || !strings.Contains(r.stdout, "CreateContainer") {
+		t.Fatalf("diff after rm -f: %s", r)
+	}
+	if r := reconcile(t, p.Dir, nil, "diff", "--exit-code=false", "-f", p.File, "-p", p.Name); r.code != 0 {
+		t.Errorf("diff --exit-code=false: %s", r)
+	}
+	once(t, p)
+	after := p.IDs()
+	if len(after) != 3 {
+		t.Fatalf("containers after --once: %v", after)
+	}
+	for _, keep := range []string{p.Name + "-api-2", p.Name + "-web-1"} {
+		if after[keep] != ids[keep] {
+			t.Errorf("%s was replaced", keep)
+		}
+	}
+	if _, ok := after[p.Name+"-api-3"]; !ok {
+		t.Errorf("the new replica should be numbered as compose numbers it, after the highest (api-3): %v", after)
+	}
+}
+
+func TestEditedServiceIsRecreatedAlone(t *testing.T) {
+	t.Parallel()
+	p := enginetest.NewProject(t, smallStack)
+	once(t, p)
+	ids := p.IDs()
+	p.Rewrite(strings.Replace(smallStack, "COLOR: blue", "COLOR: green", 1))
+
+	r := reconcile(t, p.Dir, nil, "diff", "-f", p.File, "-p", p.Name)
+	if r.code != 1 || strings.Count(r.stdout, "ConfigDiverged") != 2 || !strings.Contains(r.stdout, "environment.COLOR: changed (values ***)") {
+		t.Fatalf("diff after edit: %s", r)
+	}
+	if strings.Contains(r.stdout, "green") || strings.Contains(r.stdout, "blue") {
+		t.Errorf("diff printed an environment value: %s", r)
+	}
+	once(t, p)
+	after := p.IDs()
+	for name, id := range ids {
+		switch {
+		case strings.Contains(name, "-api-") && after[name] == id:
+			t.Errorf("%s was not recreated", name)
+		case strings.Contains(name, "-web-") && after[name] != id:
+			t.Errorf("%s was recreated although its service did not change", name)
+		}
+	}
+	for _, c := range p.Snapshot().Containers {
+		if c.Service == "api" {
+			env := p.Inspect(c.ID).Config.Env
+			if !containsString(env, "COLOR=green") {
+				t.Errorf("%s env %v", c.Name, env)
+			}
+		}
+	}
+}
+
+func containsString(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func TestSecretsNeverPrinted(t *testing.T) {
+	t.Parallel()
+	const first, second = "canary-first-5d1e0c", "canary-second-a94f21"
+	p := enginetest.NewProject(t, `
+services:
+  api:
+    image: {{.Image}}
+    environment: {DB_PASSWORD: "${DB_PASSWORD}"}
+`)
+	p.Write(".env", "DB_PASSWORD="+first+"\n")
+	r1 := once(t, p, "--log-level", "debug")
+	p.Write(".env", "DB_PASSWORD="+second+"\n")
+	r2 := reconcile(t, p.Dir, nil, "diff", "-f", p.File, "-p", p.Name, "--log-level", "debug")
+	if r2.code != 1 || !strings.Contains(r2.stdout, "environment.DB_PASSWORD: changed") {
+		t.Fatalf("diff after the secret changed: %s", r2)
+	}
+	r3 := once(t, p, "--log-level", "debug")
+	r4 := reconcile(t, p.Dir, nil, "status", "-f", p.File, "-p", p.Name, "-o", "json", "--log-level", "debug")
+	for _, r := range []result{r1, r2, r3, r4} {
+		if strings.Contains(r.stdout+r.stderr, "canary-") {
+			t.Errorf("a secret value was printed:\n%s", r)
+		}
+	}
+}
+
+func TestStatus(t *testing.T) {
+	t.Parallel()
+	p := enginetest.NewProject(t, smallStack)
+	once(t, p)
+	p.RemoveForce(p.IDs()[p.Name+"-api-1"])
+
+	r := reconcile(t, p.Dir, nil, "status", "-f", p.File, "-p", p.Name, "-o", "json")
+	if r.code != 0 {
+		t.Fatalf("status: %s", r)
+	}
+	var st reconciler.ProjectStatus
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
+		t.Fatalf("status -o json: %v\n%s", err, r.stdout)
+	}
+	got := map[string]string{}
+	for _, s := range st.Services {
+		got[s.Service] = fmt.Sprintf("%d/%d/%d %s %s", s.Desired, s.Running, s.Healthy, s.Sync, s.Health)
+	}
+	if got["api"] != "2/1/1 OutOfSync Degraded" || got["web"] != "1/1/1 Synced Healthy" {
+		t.Errorf("status = %v", got)
+	}
+	table := reconcile(t, p.Dir, nil, "status", "-f", p.File, "-p", p.Name)
+	if table.code != 0 || !strings.Contains(table.stdout, "SERVICE") || !strings.Contains(table.stdout, "OutOfSync") {
+		t.Errorf("status table: %s", table)
+	}
+}
+
+// TestBadInputTouchesNothing brings a project up, then feeds reconcile each
+// kind of bad input: every one must exit 2 with one line naming the file,
+// and leave every container, network and volume as it was.
+func TestBadInputTouchesNothing(t *testing.T) {
+	t.Parallel()
+	const good = `
+x-reconcile: {restart: {max_attempts: 3}}
+services:
+  api:
+    image: {{.Image}}
+    volumes: [data:/data]
+volumes: {data: {}}
+`
+	p := enginetest.NewProject(t, good)
+	once(t, p)
+	before := p.Resources()
+	if len(before) != 3 {
+		t.Fatalf("resources: %v", before)
+	}
+
+	tests := []struct {
+		name    string
+		compose string
+		args    []string
+		want    string
+	}{
+		{name: "invalid yaml", compose: "services:\n  api:\n    image: x\n   bad: [\n", want: "invalid YAML"},
+		{name: "unknown dependency", compose: "services:\n  api:\n    image: {{.Image}}\n    depends_on: [ghost]\n", want: `undefined service "ghost"`},
+		{name: "cycle", compose: "services:\n  api:\n    image: {{.Image}}\n    depends_on: [b]\n  b:\n    image: {{.Image}}\n    depends_on: [api]\n", want: "dependency cycle"},
+		{name: "missing env file", compose: "services:\n  api:\n    image: {{.Image}}\n    env_file: nowhere.env\n", want: "nowhere.env not found"},
+		{name: "missing --env-file", compose: good, args: []string{"--env-file", "absent.env"}, want: "env file not found"},
+		{name: "bad x-reconcile", compose: "services:\n  api:\n    image: {{.Image}}\n    x-reconcile: {restart: {max_attempts: lots}}\n", want: "x-reconcile.restart.max_attempts"},
+		{name: "image neither present nor pullable", compose: "services:\n  api:\n    image: reconcile-absent/image:nope\n    volumes: [data:/data]\nvolumes: {data: {}}\n", want: "cannot be pulled"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p.Rewrite(tt.compose)
+			r := reconcile(t, p.Dir, nil, append([]string{"--once", "-f", p.File, "-p", p.Name, "--timeout", "30s"}, tt.args...)...)
+			if r.code != 2 {
+				t.Errorf("exit %d, want 2: %s", r.code, r)
+			}
+			errLine := lastLine(r.stderr)
+			if !strings.HasPrefix(errLine, "reconcile: ") || !strings.Contains(errLine, tt.want) {
+				t.Errorf("error line %q lacks %q", errLine, tt.want)
+			}
+			if tt.args == nil && !strings.Contains(errLine, "compose.yaml") {
+				t.Errorf("error line %q does not name the file", errLine)
+			}
+			if d := reconcile(t, p.Dir, nil, append([]string{"diff", "-f", p.File, "-p", p.Name}, tt.args...)...); tt.name != "image neither present nor pullable" && d.code != 2 {
+				t.Errorf("diff: exit %d, want 2", d.code)
+			}
+			if after := p.Resources(); !equalMaps(before, after) {
+				t.Errorf("bad input touched the project:\nbefore %v\nafter  %v", before, after)
+			}
+		})
+	}
+	p.Rewrite(good)
+	once(t, p)
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+func equalMaps(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// TestEngineUnreachable needs no engine: it points reconcile at a socket
+// nobody listens on.
+func TestEngineUnreachable(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "compose.yaml")
+	if err := os.WriteFile(file, []byte("services:\n  api: {image: x}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"DOCKER_HOST=unix://" + filepath.Join(dir, "nobody.sock"), "DOCKER_CONTEXT="}
+	for _, args := range [][]string{{"--once"}, {"diff"}, {"status"}} {
+		r := reconcile(t, dir, env, append(args, "-f", file)...)
+		if r.code != 3 || !strings.Contains(r.stderr, "docker engine unreachable") {
+			t.Errorf("%v: %s", args, r)
+		}
+	}
+	// bad input is reported as such even without an engine
+	if err := os.WriteFile(file, []byte("services:\n  api: {image: x, depends_on: [ghost]}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := reconcile(t, dir, env, "--once", "-f", file); r.code != 2 {
+		t.Errorf("bad input without engine: %s", r)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{{"--no-such-flag"}, {"status", "-o", "yaml"}, {"--scale", "api"}, {"--log-level", "loud", "version"}, {}} {
+		if r := reconcile(t, dir, nil, args...); r.code != 2 {
+			t.Errorf("%v: %s", args, r)
+		}
+	}
+}
