@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -40,43 +41,64 @@ type Lister interface {
 const ListCallsPerPass = listCallsPerPass
 
 // Observe takes a snapshot of a project with one list call each for
-// containers, networks, volumes and images.
+// containers, networks, volumes and images. The four calls run at once: the
+// engine answers them independently, and a pass costs the slowest, not the sum.
+// Networks and volumes are listed whatever their labels: compose matches them
+// by name, and so reuses one that exists without its labels.
 func Observe(ctx context.Context, c Lister, project string, now time.Time) (*Snapshot, error) {
 	filter := make(client.Filters).Add("label", LabelProject+"="+project)
 	snap := &Snapshot{Project: project, Images: map[string]string{}, TakenAt: now}
 
-	cl, err := c.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: filter})
-	if err != nil {
-		return nil, fmt.Errorf("listing containers of project %s: %w", project, err)
+	var (
+		wg                     sync.WaitGroup
+		containers             client.ContainerListResult
+		networks               client.NetworkListResult
+		volumes                client.VolumeListResult
+		images                 client.ImageListResult
+		cErr, nErr, vErr, iErr error
+	)
+	wg.Add(4)
+	go func() {
+		defer wg.Done()
+		containers, cErr = c.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: filter})
+	}()
+	go func() {
+		defer wg.Done()
+		networks, nErr = c.NetworkList(ctx, client.NetworkListOptions{})
+	}()
+	go func() {
+		defer wg.Done()
+		volumes, vErr = c.VolumeList(ctx, client.VolumeListOptions{})
+	}()
+	go func() {
+		defer wg.Done()
+		images, iErr = c.ImageList(ctx, client.ImageListOptions{})
+	}()
+	wg.Wait()
+	switch {
+	case cErr != nil:
+		return nil, fmt.Errorf("listing containers of project %s: %w", project, cErr)
+	case nErr != nil:
+		return nil, fmt.Errorf("listing networks: %w", nErr)
+	case vErr != nil:
+		return nil, fmt.Errorf("listing volumes: %w", vErr)
+	case iErr != nil:
+		return nil, fmt.Errorf("listing images: %w", iErr)
 	}
-	for _, s := range cl.Items {
+
+	for _, s := range containers.Items {
 		if s.Labels[LabelOneOff] == oneOffTrue || s.Labels[LabelHookRunner] != "" {
 			continue
 		}
 		snap.Containers = append(snap.Containers, fromSummary(s))
 	}
-
-	nl, err := c.NetworkList(ctx, client.NetworkListOptions{Filters: filter})
-	if err != nil {
-		return nil, fmt.Errorf("listing networks of project %s: %w", project, err)
-	}
-	for _, n := range nl.Items {
+	for _, n := range networks.Items {
 		snap.Networks = append(snap.Networks, Network{ID: n.ID, Name: n.Name, Key: n.Labels[LabelNetwork]})
 	}
-
-	vl, err := c.VolumeList(ctx, client.VolumeListOptions{Filters: filter})
-	if err != nil {
-		return nil, fmt.Errorf("listing volumes of project %s: %w", project, err)
-	}
-	for _, v := range vl.Items {
+	for _, v := range volumes.Items {
 		snap.Volumes = append(snap.Volumes, Volume{Name: v.Name, Key: v.Labels[LabelVolume]})
 	}
-
-	il, err := c.ImageList(ctx, client.ImageListOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("listing images: %w", err)
-	}
-	for _, img := range il.Items {
+	for _, img := range images.Items {
 		snap.Images[img.ID] = img.ID
 		for _, ref := range img.RepoTags {
 			snap.Images[ref] = img.ID

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -44,14 +45,23 @@ type fakeLister struct {
 	networks   []network.Summary
 	volumes    []volume.Volume
 	images     []image.Summary
+	mu         sync.Mutex
 	calls      int
 	filters    []client.Filters
 	fail       error
 }
 
-func (f *fakeLister) ContainerList(_ context.Context, o client.ContainerListOptions) (client.ContainerListResult, error) {
+func (f *fakeLister) count(filters client.Filters) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.calls++
-	f.filters = append(f.filters, o.Filters)
+	if filters != nil {
+		f.filters = append(f.filters, filters)
+	}
+}
+
+func (f *fakeLister) ContainerList(_ context.Context, o client.ContainerListOptions) (client.ContainerListResult, error) {
+	f.count(o.Filters)
 	if !o.All {
 		return client.ContainerListResult{}, errors.New("stopped containers must be listed too")
 	}
@@ -59,17 +69,17 @@ func (f *fakeLister) ContainerList(_ context.Context, o client.ContainerListOpti
 }
 
 func (f *fakeLister) NetworkList(context.Context, client.NetworkListOptions) (client.NetworkListResult, error) {
-	f.calls++
+	f.count(nil)
 	return client.NetworkListResult{Items: f.networks}, nil
 }
 
 func (f *fakeLister) VolumeList(context.Context, client.VolumeListOptions) (client.VolumeListResult, error) {
-	f.calls++
+	f.count(nil)
 	return client.VolumeListResult{Items: f.volumes}, nil
 }
 
 func (f *fakeLister) ImageList(context.Context, client.ImageListOptions) (client.ImageListResult, error) {
-	f.calls++
+	f.count(nil)
 	return client.ImageListResult{Items: f.images}, nil
 }
 

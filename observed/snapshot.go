@@ -60,18 +60,18 @@ type Details struct {
 	Error        string
 }
 
-// Network is a network carrying the project's label.
+// Network is a network of the engine.
 type Network struct {
 	ID   string
 	Name string
-	// Key is the network's name in the compose file.
+	// Key is the network's name in the compose file, for the project's own.
 	Key string
 }
 
-// Volume is a volume carrying the project's label.
+// Volume is a volume of the engine.
 type Volume struct {
 	Name string
-	// Key is the volume's name in the compose file.
+	// Key is the volume's name in the compose file, for the project's own.
 	Key string
 }
 

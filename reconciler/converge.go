@@ -8,14 +8,18 @@ import (
 
 	"github.com/reconcile-dev/reconcile/desired"
 	"github.com/reconcile-dev/reconcile/internal/clock"
+	"github.com/reconcile-dev/reconcile/observed"
 )
 
 // Converger brings a project to its desired state once, as `reconcile
 // --once` does: observe, diff, act, and again, until the project converges or
 // the context ends.
 type Converger struct {
-	Desired  *desired.State
-	Observe  SnapshotFunc
+	Desired *desired.State
+	Observe SnapshotFunc
+	// First, when set, is used as the first pass's snapshot instead of
+	// observing: one taken while the desired state was loading.
+	First    *observed.Snapshot
 	Executor *Executor
 	// Images, when set, makes the images of planned containers present
 	// before a plan runs; its error stops the run.
@@ -62,8 +66,14 @@ func (c *Converger) Run(ctx context.Context) (Outcome, error) {
 	if maxActions <= 0 {
 		maxActions = 3
 	}
+	first := c.First
 	for {
-		snap, err := c.Observe(ctx)
+		snap, err := first, error(nil)
+		if first != nil {
+			first = nil
+		} else {
+			snap, err = c.Observe(ctx)
+		}
 		if err != nil {
 			if ctx.Err() != nil && out.Result != nil {
 				return out, nil // out of time while observing: report the last state

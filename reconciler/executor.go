@@ -168,9 +168,9 @@ func (e *Executor) done(n *Node, err error, took time.Duration) {
 	case errors.Is(err, ErrSkipped):
 		log.Warn("operation skipped", "reason", err)
 	case err != nil:
-		log.Error("operation failed", "error", err, "took", took.Round(time.Millisecond))
+		log.Error("operation failed", "error", err, "took", took.Round(time.Millisecond).String())
 	default:
-		log.Info("operation done", "took", took.Round(time.Millisecond))
+		log.Info("operation done", "took", took.Round(time.Millisecond).String())
 	}
 	if e.OnDone != nil {
 		e.OnDone(n, err, took)

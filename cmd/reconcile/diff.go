@@ -25,17 +25,15 @@ Exit code: 0 in sync, 1 drift found (0 with --exit-code=false), 2 bad input,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			d, err := g.load(ctx)
+			sess, err := g.open(ctx)
 			if err != nil {
 				return err
 			}
-			eng, err := g.connect(ctx)
-			if err != nil {
-				return err
-			}
-			snap, err := observer(eng, d.Project.Name)(ctx)
-			if err != nil {
-				return withCode(exitInternal, err)
+			d, eng, snap := sess.Desired, sess.Engine, sess.First
+			if snap == nil {
+				if snap, err = observer(eng, d.Project.Name)(ctx); err != nil {
+					return withCode(exitInternal, err)
+				}
 			}
 			res := reconciler.Diff(d, snap, reconciler.Options{RemoveOrphans: g.removeOrphans})
 			details := map[string][]string{}

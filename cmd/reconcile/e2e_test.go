@@ -432,3 +432,30 @@ func TestUsageErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestQuickstartExample converges the README's example, as `make demo`
+// does, under a project name and port of its own.
+func TestQuickstartExample(t *testing.T) {
+	t.Parallel()
+	p := enginetest.NewProject(t, "services: {}\n") // only for its name, teardown and helpers
+	file, err := filepath.Abs("../../examples/quickstart/compose.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"WEB_PORT=" + enginetest.FreePort(t)}
+	r := reconcile(t, p.Dir, env, "--once", "-f", file, "-p", p.Name, "--timeout", "90s")
+	if r.code != 0 {
+		t.Fatalf("quickstart --once: %s", r)
+	}
+	for _, svc := range []string{"db", "migrate", "api", "web"} {
+		if !strings.Contains(r.stdout, svc) {
+			t.Errorf("status table lacks %s: %s", svc, r.stdout)
+		}
+	}
+	if d := reconcile(t, p.Dir, env, "diff", "-f", file, "-p", p.Name); d.code != 0 {
+		t.Errorf("diff after converging the quickstart: %s", d)
+	}
+	if n := len(p.Snapshot().Containers); n != 5 {
+		t.Errorf("%d containers, want 5", n)
+	}
+}

@@ -27,18 +27,16 @@ func version() string {
 // converged, 1 not converged within timeout, 2 bad input, 3 engine
 // unreachable.
 func runOnce(ctx context.Context, g *globals, timeout time.Duration) error {
-	d, err := g.load(ctx)
+	sess, err := g.open(ctx)
 	if err != nil {
 		return err
 	}
-	eng, err := g.connect(ctx)
-	if err != nil {
-		return err
-	}
+	d, eng := sess.Desired, sess.Engine
 	log := g.log.With("project", d.Project.Name)
 	observe := observer(eng, d.Project.Name)
 	conv := &reconciler.Converger{
 		Desired: d,
+		First:   sess.First,
 		Observe: observe,
 		Executor: &reconciler.Executor{
 			Desired:     d,
@@ -66,7 +64,7 @@ func runOnce(ctx context.Context, g *globals, timeout time.Duration) error {
 	}
 	printStatusTable(g.stdout, out.Status)
 	if out.Converged {
-		log.Info("converged", "took", time.Since(start).Round(time.Millisecond), "plans_applied", out.Applied, "engine_calls", eng.Calls())
+		log.Info("converged", "took", time.Since(start).Round(time.Millisecond).String(), "plans_applied", out.Applied, "engine_calls", eng.Calls())
 		return nil
 	}
 	fmt.Fprintf(g.stderr, "not converged within %s:\n", timeout)

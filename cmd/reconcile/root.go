@@ -14,6 +14,7 @@ import (
 	"github.com/reconcile-dev/reconcile/desired"
 	"github.com/reconcile-dev/reconcile/internal/engine"
 	"github.com/reconcile-dev/reconcile/internal/logging"
+	"github.com/reconcile-dev/reconcile/internal/session"
 	"github.com/reconcile-dev/reconcile/observed"
 	"github.com/reconcile-dev/reconcile/reconciler"
 )
@@ -113,9 +114,9 @@ func (g *globals) options() (desired.Options, error) {
 	return opts, nil
 }
 
-// load reads the desired state. It needs no engine, so bad input is reported
-// (exit 2) even when the engine is down.
-func (g *globals) load(ctx context.Context) (*desired.State, error) {
+// open loads the desired state and connects to the engine, overlapping the
+// two; bad input (exit 2) is reported even when the engine is down.
+func (g *globals) open(ctx context.Context) (*session.Session, error) {
 	opts, err := g.options()
 	if err != nil {
 		return nil, err
@@ -124,11 +125,11 @@ func (g *globals) load(ctx context.Context) (*desired.State, error) {
 	if err != nil {
 		return nil, err
 	}
-	return desired.Load(ctx, loader, opts)
+	return session.Open(ctx, session.Options{Load: opts, Loader: loader, Connect: connect})
 }
 
 // connect opens the engine and checks it answers.
-func (g *globals) connect(ctx context.Context) (*engine.Engine, error) {
+func connect(ctx context.Context) (*engine.Engine, error) {
 	eng, err := engine.Connect(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", engine.ErrUnreachable, err)

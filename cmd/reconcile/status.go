@@ -24,17 +24,15 @@ func newStatusCommand(g *globals) *cobra.Command {
 				return withCode(exitInput, fmt.Errorf("-o %q: want table or json", output))
 			}
 			ctx := cmd.Context()
-			d, err := g.load(ctx)
+			sess, err := g.open(ctx)
 			if err != nil {
 				return err
 			}
-			eng, err := g.connect(ctx)
-			if err != nil {
-				return err
-			}
-			snap, err := observer(eng, d.Project.Name)(ctx)
-			if err != nil {
-				return withCode(exitInternal, err)
+			d, eng, snap := sess.Desired, sess.Engine, sess.First
+			if snap == nil {
+				if snap, err = observer(eng, d.Project.Name)(ctx); err != nil {
+					return withCode(exitInternal, err)
+				}
 			}
 			if err := observed.Enrich(ctx, eng.Client, snap); err != nil {
 				return withCode(exitInternal, err)

@@ -24,7 +24,7 @@ import (
 )
 
 // Tag is the image tests use.
-const Tag = "reconcile-testapp:test"
+const Tag = "reconcile-testapp:latest"
 
 // sumLabel records the binary's checksum, so an unchanged image is reused.
 const sumLabel = "dev.reconcile.testapp.sum"

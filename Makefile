@@ -1,0 +1,40 @@
+# The two set-up commands of the README:
+#   make demo   build reconcile and the example's image, and converge the quickstart example
+#   make test   run every test, the engine ones included (starting the engine if needed)
+GO      ?= go
+BIN     := bin/reconcile
+EXAMPLE := examples/quickstart/compose.yaml
+
+.PHONY: all build engine images demo demo-down test unit bench clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/reconcile
+
+engine:
+	./scripts/ensure-engine.sh
+
+images: engine
+	$(GO) run ./internal/testimage/mkimage
+
+demo: build images
+	$(BIN) --once -f $(EXAMPLE)
+	$(BIN) status -f $(EXAMPLE)
+
+demo-down:
+	docker rm -f $$(docker ps -aq --filter label=com.docker.compose.project=quickstart) 2>/dev/null || true
+	docker network rm quickstart_default 2>/dev/null || true
+
+# Engine tests fail, rather than skip, without an engine when CI=true.
+test: engine
+	$(GO) test -count=1 -timeout 20m ./...
+
+unit:
+	$(GO) test -count=1 -short ./desired/ ./observed/ ./reconciler/ ./internal/...
+
+bench: build images
+	./bench/once.sh
+
+clean:
+	rm -rf bin
