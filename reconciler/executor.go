@@ -156,7 +156,7 @@ func (e *Executor) Execute(ctx context.Context, plan *Plan) error {
 			e.done(n, out.err, out.took)
 		}
 		if out.err != nil {
-			errs = append(errs, fmt.Errorf("#%d %s %s: %w", out.nodes[0].ID, out.nodes[0].Op.Type, out.nodes[0].Op.ResourceID, out.err))
+			errs = append(errs, fmt.Errorf("%s %s: %w", out.nodes[0].Op.Type, out.nodes[0].Op.ResourceID, out.err))
 		}
 	}
 	return errors.Join(errs...)

@@ -142,6 +142,9 @@ func serviceStatus(s *desired.Service, containers []observed.Container, drift []
 	if st.Sync == OutOfSync {
 		var causes []string
 		for _, d := range drift {
+			if d.Container != "" && strings.Contains(st.Reason, d.Container) {
+				continue // its state already says it
+			}
 			causes = append(causes, d.Subject()+": "+d.Cause)
 		}
 		st.Reason = strings.Trim(strings.Join(append([]string{st.Reason}, causes...), "; "), "; ")

@@ -23,16 +23,16 @@ services:
 		{"missing", func(w *world) {}, "db", "1/0/0 OutOfSync Missing", "no container; db #1: replica missing (0 of 1 exist)"},
 		{"healthy", func(w *world) { w.add("db", 1, "running:healthy") }, "db", "1/1/1 Synced Healthy", ""},
 		{"health starting", func(w *world) { w.add("db", 1, "running:starting") }, "db", "1/1/0 Synced Progressing", ""},
-		{"unhealthy", func(w *world) { w.add("db", 1, "running:unhealthy") }, "db", "1/1/0 OutOfSync Degraded", "p-db-1 unhealthy; p-db-1: unhealthy"},
+		{"unhealthy", func(w *world) { w.add("db", 1, "running:unhealthy") }, "db", "1/1/0 OutOfSync Degraded", "p-db-1 unhealthy"},
 		{"one-shot completed", func(w *world) { w.add("job", 1, "exited:0") }, "job", "1/0/0 Synced Healthy", "completed"},
-		{"one-shot failed", func(w *world) { w.add("job", 1, "exited:2") }, "job", "1/0/0 OutOfSync Degraded", "p-job-1 exited (code 2); p-job-1: exited (code 2)"},
+		{"one-shot failed", func(w *world) { w.add("job", 1, "exited:2") }, "job", "1/0/0 OutOfSync Degraded", "p-job-1 exited (code 2)"},
 		{"one of two replicas", func(w *world) { w.add("api", 1, "running") }, "api", "2/1/1 OutOfSync Degraded", "1 of 2 replicas up; api #2: replica missing (1 of 2 exist)"},
-		{"killed replica", func(w *world) { w.add("api", 1, "running"); w.add("api", 2, "exited:137") }, "api", "2/1/1 OutOfSync Degraded", "p-api-2 killed (exit 137); p-api-2: exited (code 137)"},
+		{"killed replica", func(w *world) { w.add("api", 1, "running"); w.add("api", 2, "exited:137") }, "api", "2/1/1 OutOfSync Degraded", "p-api-2 killed (exit 137)"},
 		{"oom killed", func(w *world) {
 			w.add("api", 1, "running")
 			w.add("api", 2, "exited:137").Details = &observed.Details{OOMKilled: true, RestartCount: 2}
-		}, "api", "2/1/1 OutOfSync Degraded", "p-api-2 OOMKilled (exit 137); p-api-2: exited (code 137)"},
-		{"created", func(w *world) { w.add("api", 1, "running"); w.add("api", 2, "created") }, "api", "2/1/1 OutOfSync Progressing", "p-api-2 created; p-api-2: created but not started"},
+		}, "api", "2/1/1 OutOfSync Degraded", "p-api-2 OOMKilled (exit 137)"},
+		{"created", func(w *world) { w.add("api", 1, "running"); w.add("api", 2, "created") }, "api", "2/1/1 OutOfSync Progressing", "p-api-2 created"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

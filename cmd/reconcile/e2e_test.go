@@ -459,3 +459,35 @@ func TestQuickstartExample(t *testing.T) {
 		t.Errorf("%d containers, want 5", n)
 	}
 }
+
+// TestOnceTimesOutWithReasons: a service that never turns healthy makes
+// --once exit 1 after --timeout, saying which service and why.
+func TestOnceTimesOutWithReasons(t *testing.T) {
+	t.Parallel()
+	p := enginetest.NewProject(t, `
+services:
+  api:
+    image: {{.Image}}
+    environment: {UNHEALTHY_AFTER: 0s}
+    healthcheck: {test: ["CMD", "/testapp", "health"], interval: 1s, timeout: 2s, retries: 2}
+  web:
+    image: {{.Image}}
+    depends_on: {api: {condition: service_healthy}}
+`)
+	start := time.Now()
+	r := reconcile(t, p.Dir, nil, "--once", "-f", p.File, "-p", p.Name, "--timeout", "10s")
+	if r.code != 1 {
+		t.Fatalf("exit %d, want 1: %s", r.code, r)
+	}
+	if took := time.Since(start); took > 40*time.Second {
+		t.Errorf("--timeout 10s took %s", took)
+	}
+	for _, want := range []string{"not converged within 10s", "api: OutOfSync/Degraded: "+p.Name+"-api-1 unhealthy", "web: OutOfSync/Missing"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %q: %s", want, r)
+		}
+	}
+	if _, ok := p.IDs()[p.Name+"-web-1"]; ok {
+		t.Error("web was started although its dependency never became healthy")
+	}
+}

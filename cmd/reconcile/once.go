@@ -79,15 +79,24 @@ func runOnce(ctx context.Context, g *globals, timeout time.Duration) error {
 	return withCode(exitNotConverged, errSilent)
 }
 
-// flatten unpacks joined errors so each failure prints on its own line.
-func flatten(errs []error) []error {
-	var out []error
-	for _, err := range errs {
-		if j, ok := err.(interface{ Unwrap() []error }); ok {
-			out = append(out, flatten(j.Unwrap())...)
-			continue
+// flatten unpacks joined errors so each failure prints on its own line, once
+// however many passes met it.
+func flatten(errs []error) []string {
+	var out []string
+	seen := map[string]bool{}
+	var walk func([]error)
+	walk = func(errs []error) {
+		for _, err := range errs {
+			if j, ok := err.(interface{ Unwrap() []error }); ok {
+				walk(j.Unwrap())
+				continue
+			}
+			if msg := err.Error(); !seen[msg] {
+				seen[msg] = true
+				out = append(out, msg)
+			}
 		}
-		out = append(out, err)
 	}
+	walk(errs)
 	return out
 }
