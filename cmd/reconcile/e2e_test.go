@@ -482,7 +482,7 @@ services:
 	if took := time.Since(start); took > 40*time.Second {
 		t.Errorf("--timeout 10s took %s", took)
 	}
-	for _, want := range []string{"not converged within 10s", "api: OutOfSync/Degraded: "+p.Name+"-api-1 unhealthy", "web: OutOfSync/Missing"} {
+	for _, want := range []string{"not converged within 10s", "api: OutOfSync/Degraded: " + p.Name + "-api-1 unhealthy", "web: OutOfSync/Missing"} {
 		if !strings.Contains(r.stderr, want) {
 			t.Errorf("stderr lacks %q: %s", want, r)
 		}
