@@ -98,16 +98,6 @@ func (s *Snapshot) ByService() map[string][]Container {
 	return out
 }
 
-// Container returns the container with the given ID.
-func (s *Snapshot) Container(id string) (Container, bool) {
-	for _, c := range s.Containers {
-		if c.ID == id {
-			return c, true
-		}
-	}
-	return Container{}, false
-}
-
 // NetworkByName returns the project network with the given engine name.
 func (s *Snapshot) NetworkByName(name string) (Network, bool) {
 	for _, n := range s.Networks {
