@@ -121,6 +121,38 @@ func TestLoadMergesFilesInOrderAndHonoursComposeEnv(t *testing.T) {
 	}
 }
 
+func TestLoadProfiles(t *testing.T) {
+	const compose = "services:\n  app: {image: x}\n  debug: {image: x, profiles: [debug]}\n  trace: {image: x, profiles: [trace]}\n"
+	tests := []struct {
+		name  string
+		env   string
+		flags []string
+		want  string
+	}{
+		{name: "none", want: "app"},
+		{name: "flag", flags: []string{"debug"}, want: "app,debug"},
+		{name: "env", env: "trace", want: "app,trace"},
+		{name: "flag over env", env: "trace", flags: []string{"debug"}, want: "app,debug"},
+		{name: "wildcard", flags: []string{"*"}, want: "app,debug,trace"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clearComposeEnv(t)
+			if tt.env != "" {
+				t.Setenv("COMPOSE_PROFILES", tt.env)
+			}
+			dir := writeFiles(t, map[string]string{"compose.yaml": compose})
+			st, err := Load(context.Background(), loader(t), Options{Files: []string{filepath.Join(dir, "compose.yaml")}, ProjectName: "p", Profiles: tt.flags})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Join(st.Order, ","); got != tt.want {
+				t.Errorf("services = %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestLoadScaleAndOrder(t *testing.T) {
 	clearComposeEnv(t)
 	dir := writeFiles(t, map[string]string{"compose.yaml": `
