@@ -26,6 +26,7 @@ import (
 	"github.com/reconcile-dev/reconcile/internal/engine"
 	"github.com/reconcile-dev/reconcile/internal/testimage"
 	"github.com/reconcile-dev/reconcile/observed"
+	"github.com/reconcile-dev/reconcile/reconciler"
 )
 
 var (
@@ -308,4 +309,24 @@ func FreePort(t testing.TB) string {
 	defer l.Close()
 	_, port, _ := net.SplitHostPort(l.Addr().String())
 	return port
+}
+
+// Converge runs what `reconcile --once` runs, in the test's process, and
+// returns its outcome.
+func (p *Project) Converge(timeout time.Duration) reconciler.Outcome {
+	p.T.Helper()
+	d := p.Load()
+	observe := func(ctx context.Context) (*observed.Snapshot, error) {
+		return observed.Observe(ctx, p.Engine.Client, p.Name, time.Now())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	out, err := (&reconciler.Converger{
+		Desired: d, Observe: observe, Images: p.Engine.Compose,
+		Executor: &reconciler.Executor{Desired: d, Compose: p.Engine.Compose, Engine: p.Engine.Client, Observe: observe, Concurrency: 4},
+	}).Run(ctx)
+	if err != nil {
+		p.T.Fatalf("converging %s: %v", p.Name, err)
+	}
+	return out
 }

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# build.sh: local stand-ins for the official postgres, redis and nginx images,
+# built from Debian's packages: these machines can pull no image.
+#
+#   1. debootstrap a minimal Debian with postgresql, redis-server, nginx-light
+#      and curl, from the mirror this machine's apt already uses;
+#   2. docker import it as the base image;
+#   3. thin Dockerfiles add entrypoints that behave like the official images'
+#      (the postgres one runs /docker-entrypoint-initdb.d/* on first start only).
+#
+# Images already built are reused; FORCE=1 rebuilds them.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+BASE=${BASE_IMAGE:-reconcile-debian:bookworm}
+POSTGRES=${LOCAL_POSTGRES_IMAGE:-reconcile-postgres:15}
+REDIS=${LOCAL_REDIS_IMAGE:-reconcile-redis:7}
+NGINX=${LOCAL_NGINX_IMAGE:-reconcile-nginx:1.22}
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+have() { [ "${FORCE:-0}" != 1 ] && docker image inspect "$1" >/dev/null 2>&1; }
+
+# mirror_and_suite prints the first non-security Debian mirror and suite of
+# this machine's apt sources (deb822 .sources files or one-line .list files).
+mirror_and_suite() {
+  local f
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -e "$f" ] || continue
+    awk '
+      /^[ \t]*$/ { if (uri != "" && suite != "" && uri !~ /security/ && types ~ /(^| )deb( |$)/) { print uri, suite; exit } uri = suite = types = ""; next }
+      /^Types:/  { types = $0; sub(/^Types:[ \t]*/, "", types) }
+      /^URIs:/   { uri = $2 }
+      /^Suites:/ { suite = $2 }
+      END        { if (uri != "" && suite != "" && uri !~ /security/ && types ~ /(^| )deb( |$)/) print uri, suite }
+    ' "$f" | head -n1 && return 0
+  done
+  grep -hE '^deb[ \t]' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
+    | grep -v security | sed -E 's/\[[^]]*\] *//' | awk '{ print $2, $3; exit }'
+}
+
+if ! have "$BASE"; then
+  read -r MIRROR SUITE < <(mirror_and_suite) || true
+  if [ -z "${MIRROR:-}" ] || [ -z "${SUITE:-}" ]; then
+    echo "build.sh: no Debian mirror found in /etc/apt/sources.list*" >&2
+    exit 1
+  fi
+  command -v debootstrap >/dev/null || as_root apt-get install -y -qq debootstrap >/dev/null
+  ROOTFS=$(mktemp -d /tmp/reconcile-rootfs.XXXXXX)
+  trap 'as_root rm -rf "$ROOTFS"' EXIT
+  echo "build.sh: debootstrap $SUITE from $MIRROR (about a minute)" >&2
+  as_root debootstrap --variant=minbase --include=postgresql,redis-server,nginx-light,curl \
+    "$SUITE" "$ROOTFS" "$MIRROR" >/tmp/reconcile-debootstrap.log 2>&1 \
+    || { tail -20 /tmp/reconcile-debootstrap.log >&2; exit 1; }
+  as_root rm -rf "$ROOTFS"/var/cache/apt/archives/*.deb "$ROOTFS"/var/lib/apt/lists/*
+  as_root tar -C "$ROOTFS" -c . | docker import - "$BASE" >/dev/null
+  echo "build.sh: imported $BASE" >&2
+fi
+
+build() {
+  local tag=$1 dir=$2
+  if have "$tag"; then
+    echo "build.sh: $tag already built" >&2
+    return
+  fi
+  DOCKER_BUILDKIT=0 docker build -q --build-arg BASE="$BASE" -t "$tag" "$dir" >/dev/null 2>/tmp/reconcile-build.log \
+    || { cat /tmp/reconcile-build.log >&2; exit 1; }
+  echo "build.sh: built $tag" >&2
+}
+build "$POSTGRES" postgres
+build "$REDIS" redis
+build "$NGINX" nginx

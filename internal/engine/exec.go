@@ -1,0 +1,58 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/client"
+)
+
+// Execer is the part of the engine client that runs commands in containers.
+type Execer interface {
+	ExecCreate(ctx context.Context, container string, options client.ExecCreateOptions) (client.ExecCreateResult, error)
+	ExecAttach(ctx context.Context, execID string, options client.ExecAttachOptions) (client.ExecAttachResult, error)
+	ExecInspect(ctx context.Context, execID string, options client.ExecInspectOptions) (client.ExecInspectResult, error)
+}
+
+// ExecResult is what a command run in a container produced.
+type ExecResult struct {
+	ExitCode int
+	Stdout   string
+	Stderr   string
+}
+
+// Exec runs cmd in a running container, waits for it, and returns its output
+// and exit code. A non-zero exit code is a result, not an error; errors are
+// for what kept the command from running. ctx bounds the whole run.
+func Exec(ctx context.Context, c Execer, containerID string, cmd []string) (ExecResult, error) {
+	created, err := c.ExecCreate(ctx, containerID, client.ExecCreateOptions{Cmd: cmd, AttachStdout: true, AttachStderr: true})
+	if err != nil {
+		return ExecResult{}, fmt.Errorf("creating exec %q in %s: %w", cmd, containerID, err)
+	}
+	att, err := c.ExecAttach(ctx, created.ID, client.ExecAttachOptions{})
+	if err != nil {
+		return ExecResult{}, fmt.Errorf("starting exec %q in %s: %w", cmd, containerID, err)
+	}
+	defer att.Close()
+	var stdout, stderr bytes.Buffer
+	copied := make(chan error, 1)
+	go func() {
+		_, err := stdcopy.StdCopy(&stdout, &stderr, att.Reader)
+		copied <- err
+	}()
+	select {
+	case err = <-copied:
+	case <-ctx.Done():
+		return ExecResult{}, fmt.Errorf("running %q in %s: %w", cmd, containerID, ctx.Err())
+	}
+	if err != nil {
+		return ExecResult{}, fmt.Errorf("reading output of %q in %s: %w", cmd, containerID, err)
+	}
+	in, err := c.ExecInspect(ctx, created.ID, client.ExecInspectOptions{})
+	if err != nil {
+		return ExecResult{}, fmt.Errorf("inspecting exec %q in %s: %w", cmd, containerID, err)
+	}
+	return ExecResult{ExitCode: in.ExitCode, Stdout: stdout.String(), Stderr: stderr.String()}, nil
+}
