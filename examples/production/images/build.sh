@@ -17,8 +17,19 @@ POSTGRES=${LOCAL_POSTGRES_IMAGE:-reconcile-postgres:15}
 REDIS=${LOCAL_REDIS_IMAGE:-reconcile-redis:7}
 NGINX=${LOCAL_NGINX_IMAGE:-reconcile-nginx:1.22}
 
+PACKAGES=postgresql,redis-server,nginx-light,curl
+
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
-have() { [ "${FORCE:-0}" != 1 ] && docker image inspect "$1" >/dev/null 2>&1; }
+
+# have says whether image $1 exists with label dev.reconcile.source = $2: an
+# image built from other sources (an older entrypoint, say) is rebuilt.
+have() {
+  [ "${FORCE:-0}" != 1 ] || return 1
+  [ "$(docker image inspect -f '{{ index .Config.Labels "dev.reconcile.source" }}' "$1" 2>/dev/null)" = "$2" ]
+}
+
+# source_sum is a checksum of a build directory's files.
+source_sum() { (cd "$1" && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16); }
 
 # mirror_and_suite prints the first non-security Debian mirror and suite of
 # this machine's apt sources (deb822 .sources files or one-line .list files).
@@ -38,7 +49,7 @@ mirror_and_suite() {
     | grep -v security | sed -E 's/\[[^]]*\] *//' | awk '{ print $2, $3; exit }'
 }
 
-if ! have "$BASE"; then
+if ! have "$BASE" "$PACKAGES"; then
   read -r MIRROR SUITE < <(mirror_and_suite) || true
   if [ -z "${MIRROR:-}" ] || [ -z "${SUITE:-}" ]; then
     echo "build.sh: no Debian mirror found in /etc/apt/sources.list*" >&2
@@ -48,21 +59,22 @@ if ! have "$BASE"; then
   ROOTFS=$(mktemp -d /tmp/reconcile-rootfs.XXXXXX)
   trap 'as_root rm -rf "$ROOTFS"' EXIT
   echo "build.sh: debootstrap $SUITE from $MIRROR (about a minute)" >&2
-  as_root debootstrap --variant=minbase --include=postgresql,redis-server,nginx-light,curl \
+  as_root debootstrap --variant=minbase --include="$PACKAGES" \
     "$SUITE" "$ROOTFS" "$MIRROR" >/tmp/reconcile-debootstrap.log 2>&1 \
     || { tail -20 /tmp/reconcile-debootstrap.log >&2; exit 1; }
   as_root rm -rf "$ROOTFS"/var/cache/apt/archives/*.deb "$ROOTFS"/var/lib/apt/lists/*
-  as_root tar -C "$ROOTFS" -c . | docker import - "$BASE" >/dev/null
+  as_root tar -C "$ROOTFS" -c . | docker import --change "LABEL dev.reconcile.source=$PACKAGES" - "$BASE" >/dev/null
   echo "build.sh: imported $BASE" >&2
 fi
 
 build() {
-  local tag=$1 dir=$2
-  if have "$tag"; then
+  local tag=$1 dir=$2 sum
+  sum="$(source_sum "$dir")-$(docker image inspect -f '{{.Id}}' "$BASE" | cut -c8-19)"
+  if have "$tag" "$sum"; then
     echo "build.sh: $tag already built" >&2
     return
   fi
-  DOCKER_BUILDKIT=0 docker build -q --build-arg BASE="$BASE" -t "$tag" "$dir" >/dev/null 2>/tmp/reconcile-build.log \
+  DOCKER_BUILDKIT=0 docker build -q --build-arg BASE="$BASE" --label "dev.reconcile.source=$sum" -t "$tag" "$dir" >/dev/null 2>/tmp/reconcile-build.log \
     || { cat /tmp/reconcile-build.log >&2; exit 1; }
   echo "build.sh: built $tag" >&2
 }

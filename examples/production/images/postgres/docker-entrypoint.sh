@@ -23,7 +23,13 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   echo "listen_addresses = '*'" >> "$PGDATA/postgresql.conf"
   echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"
 
-  pg_ctl -D "$PGDATA" -o "-c listen_addresses=''" -w start >/dev/null
+  # The temporary server listens on a private socket only, so that a
+  # healthcheck (pg_isready) cannot find it and call the database ready
+  # before the init scripts have run. (The official image's temporary server
+  # uses the default socket, which lets pg_isready pass too early.)
+  initsock=$(mktemp -d)
+  pg_ctl -D "$PGDATA" -o "-c listen_addresses='' -c unix_socket_directories=$initsock" -w start >/dev/null
+  export PGHOST="$initsock"
   if [ "$db" != postgres ]; then
     psql -v ON_ERROR_STOP=1 --username "$user" --dbname postgres -q -c "CREATE DATABASE \"$db\""
   fi
@@ -35,6 +41,8 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     esac
   done
   pg_ctl -D "$PGDATA" -m fast -w stop >/dev/null
+  unset PGHOST
+  rmdir "$initsock"
   echo "docker-entrypoint.sh: database initialised"
 else
   echo "docker-entrypoint.sh: data directory holds a database; skipping initialisation"
