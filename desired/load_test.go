@@ -8,22 +8,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/cli/cli/command"
-	"github.com/docker/compose/v5/pkg/compose"
+	"github.com/reconcile-dev/reconcile/internal/engine"
 )
 
 // loader is the Compose SDK's own loader; loading needs no engine.
 func loader(t *testing.T) ProjectLoader {
 	t.Helper()
-	cli, err := command.NewDockerCli()
+	l, err := engine.Loader()
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := compose.NewComposeService(cli)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return svc
+	return l
 }
 
 // writeFiles writes name -> content into a fresh directory.

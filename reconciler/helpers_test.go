@@ -8,10 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/docker/cli/cli/command"
-	"github.com/docker/compose/v5/pkg/compose"
-
 	"github.com/reconcile-dev/reconcile/desired"
+	"github.com/reconcile-dev/reconcile/internal/engine"
 	"github.com/reconcile-dev/reconcile/observed"
 )
 
@@ -24,15 +22,11 @@ func load(t *testing.T, yaml string) *desired.State {
 	if err := os.WriteFile(file, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cli, err := command.NewDockerCli()
+	loader, err := engine.Loader()
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := compose.NewComposeService(cli)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := desired.Load(context.Background(), svc, desired.Options{Files: []string{file}, ProjectName: "p"})
+	st, err := desired.Load(context.Background(), loader, desired.Options{Files: []string{file}, ProjectName: "p"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,16 +25,11 @@ Exit code: 0 in sync, 1 drift found (0 with --exit-code=false), 2 bad input,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			sess, err := g.open(ctx)
+			sess, snap, err := g.openObserved(ctx)
 			if err != nil {
 				return err
 			}
-			d, eng, snap := sess.Desired, sess.Engine, sess.First
-			if snap == nil {
-				if snap, err = observer(eng, d.Project.Name)(ctx); err != nil {
-					return withCode(exitInternal, err)
-				}
-			}
+			d, eng := sess.Desired, sess.Engine
 			res := reconciler.Diff(d, snap, reconciler.Options{RemoveOrphans: g.removeOrphans})
 			details := map[string][]string{}
 			for _, dr := range res.Drift {

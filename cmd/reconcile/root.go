@@ -128,6 +128,23 @@ func (g *globals) open(ctx context.Context) (*session.Session, error) {
 	return session.Open(ctx, session.Options{Load: opts, Loader: loader, Connect: connect})
 }
 
+// openObserved opens a session and returns it with a snapshot of the project:
+// the one taken while loading, or a fresh one.
+func (g *globals) openObserved(ctx context.Context) (*session.Session, *observed.Snapshot, error) {
+	sess, err := g.open(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if sess.First != nil {
+		return sess, sess.First, nil
+	}
+	snap, err := observer(sess.Engine, sess.Desired.Project.Name)(ctx)
+	if err != nil {
+		return nil, nil, withCode(exitInternal, err)
+	}
+	return sess, snap, nil
+}
+
 // connect opens the engine and checks it answers.
 func connect(ctx context.Context) (*engine.Engine, error) {
 	eng, err := engine.Connect(ctx)

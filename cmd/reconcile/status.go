@@ -24,16 +24,11 @@ func newStatusCommand(g *globals) *cobra.Command {
 				return withCode(exitInput, fmt.Errorf("-o %q: want table or json", output))
 			}
 			ctx := cmd.Context()
-			sess, err := g.open(ctx)
+			sess, snap, err := g.openObserved(ctx)
 			if err != nil {
 				return err
 			}
-			d, eng, snap := sess.Desired, sess.Engine, sess.First
-			if snap == nil {
-				if snap, err = observer(eng, d.Project.Name)(ctx); err != nil {
-					return withCode(exitInternal, err)
-				}
-			}
+			d, eng := sess.Desired, sess.Engine
 			if err := observed.Enrich(ctx, eng.Client, snap); err != nil {
 				return withCode(exitInternal, err)
 			}
