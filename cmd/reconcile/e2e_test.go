@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -20,60 +18,19 @@ import (
 	"github.com/reconcile-dev/reconcile/reconciler"
 )
 
-// binary is the reconcile command under test, built once by TestMain: the
-// end-to-end tests run it as users do, exit codes and all.
-var binary string
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "reconcile-e2e")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = filepath.Join(dir, "reconcile")
-	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building reconcile: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-type result struct {
-	code           int
-	stdout, stderr string
-}
-
-func (r result) String() string {
-	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
-}
+type result = enginetest.Result
 
 // reconcile runs the binary in dir with args and extra environment.
 func reconcile(t *testing.T, dir string, env []string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, args...)
-	cmd.Dir = dir
-	cmd.Env = append(append(os.Environ(), "NO_COLOR=1"), env...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	r := result{stdout: stdout.String(), stderr: stderr.String()}
-	if ee, ok := err.(*exec.ExitError); ok {
-		r.code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("running reconcile %v: %v", args, err)
-	}
-	return r
+	return enginetest.Run(t, dir, env, args...)
 }
 
 // once converges p and fails the test unless it exits 0.
 func once(t *testing.T, p *enginetest.Project, extra ...string) result {
 	t.Helper()
 	r := reconcile(t, p.Dir, nil, append([]string{"--once", "-f", p.File, "-p", p.Name, "--timeout", "90s"}, extra...)...)
-	if r.code != 0 {
+	if r.Code != 0 {
 		t.Fatalf("reconcile --once: %s", r)
 	}
 	return r
@@ -150,7 +107,7 @@ func TestOnceConvergesInDependencyOrder(t *testing.T) {
 		}
 	}
 
-	if r := reconcile(t, p.Dir, nil, "diff", "-f", p.File, "-p", p.Name); r.code != 0 || !strings.Contains(r.stdout, "in sync") {
+	if r := reconcile(t, p.Dir, nil, "diff", "-f", p.File, "-p", p.Name); r.Code != 0 || !strings.Contains(r.Stdout, "in sync") {
 		t.Errorf("diff after --once: %s", r)
 	}
 
@@ -207,10 +164,10 @@ func TestRemovedReplicaIsDiffedAndRecreated(t *testing.T) {
 	p.RemoveForce(ids[p.Name+"-api-1"])
 
 	r := reconcile(t, p.Dir, nil, "diff", "-f", p.File, "-p", p.Name)
-	if r.code != 1 || !strings.Contains(r.stdout, "ReplicaMissing") || !strings.Contains(r.stdout, "CreateContainer") {
+	if r.Code != 1 || !strings.Contains(r.Stdout, "ReplicaMissing") || !strings.Contains(r.Stdout, "CreateContainer") {
 		t.Fatalf("diff after rm -f: %s", r)
 	}
-	if r := reconcile(t, p.Dir, nil, "diff", "--exit-code=false", "-f", p.File, "-p", p.Name); r.code != 0 {
+	if r := reconcile(t, p.Dir, nil, "diff", "--exit-code=false", "-f", p.File, "-p", p.Name); r.Code != 0 {
 		t.Errorf("diff --exit-code=false: %s", r)
 	}
 	once(t, p)
@@ -236,10 +193,10 @@ func TestEditedServiceIsRecreatedAlone(t *testing.T) {
 	p.Rewrite(strings.Replace(smallStack, "COLOR: blue", "COLOR: green", 1))
 
 	r := reconcile(t, p.Dir, nil, "diff", "-f", p.File, "-p", p.Name)
-	if r.code != 1 || strings.Count(r.stdout, "ConfigDiverged") != 2 || !strings.Contains(r.stdout, "environment.COLOR: changed (values ***)") {
+	if r.Code != 1 || strings.Count(r.Stdout, "ConfigDiverged") != 2 || !strings.Contains(r.Stdout, "environment.COLOR: changed (values ***)") {
 		t.Fatalf("diff after edit: %s", r)
 	}
-	if strings.Contains(r.stdout, "green") || strings.Contains(r.stdout, "blue") {
+	if strings.Contains(r.Stdout, "green") || strings.Contains(r.Stdout, "blue") {
 		t.Errorf("diff printed an environment value: %s", r)
 	}
 	once(t, p)
@@ -284,13 +241,13 @@ services:
 	r1 := once(t, p, "--log-level", "debug")
 	p.Write(".env", "DB_PASSWORD="+second+"\n")
 	r2 := reconcile(t, p.Dir, nil, "diff", "-f", p.File, "-p", p.Name, "--log-level", "debug")
-	if r2.code != 1 || !strings.Contains(r2.stdout, "environment.DB_PASSWORD: changed") {
+	if r2.Code != 1 || !strings.Contains(r2.Stdout, "environment.DB_PASSWORD: changed") {
 		t.Fatalf("diff after the secret changed: %s", r2)
 	}
 	r3 := once(t, p, "--log-level", "debug")
 	r4 := reconcile(t, p.Dir, nil, "status", "-f", p.File, "-p", p.Name, "-o", "json", "--log-level", "debug")
 	for _, r := range []result{r1, r2, r3, r4} {
-		if strings.Contains(r.stdout+r.stderr, "canary-") {
+		if strings.Contains(r.Stdout+r.Stderr, "canary-") {
 			t.Errorf("a secret value was printed:\n%s", r)
 		}
 	}
@@ -303,12 +260,12 @@ func TestStatus(t *testing.T) {
 	p.RemoveForce(p.IDs()[p.Name+"-api-1"])
 
 	r := reconcile(t, p.Dir, nil, "status", "-f", p.File, "-p", p.Name, "-o", "json")
-	if r.code != 0 {
+	if r.Code != 0 {
 		t.Fatalf("status: %s", r)
 	}
 	var st reconciler.ProjectStatus
-	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
-		t.Fatalf("status -o json: %v\n%s", err, r.stdout)
+	if err := json.Unmarshal([]byte(r.Stdout), &st); err != nil {
+		t.Fatalf("status -o json: %v\n%s", err, r.Stdout)
 	}
 	got := map[string]string{}
 	for _, s := range st.Services {
@@ -318,7 +275,7 @@ func TestStatus(t *testing.T) {
 		t.Errorf("status = %v", got)
 	}
 	table := reconcile(t, p.Dir, nil, "status", "-f", p.File, "-p", p.Name)
-	if table.code != 0 || !strings.Contains(table.stdout, "SERVICE") || !strings.Contains(table.stdout, "OutOfSync") {
+	if table.Code != 0 || !strings.Contains(table.Stdout, "SERVICE") || !strings.Contains(table.Stdout, "OutOfSync") {
 		t.Errorf("status table: %s", table)
 	}
 }
@@ -361,18 +318,18 @@ volumes: {data: {}}
 		t.Run(tt.name, func(t *testing.T) {
 			p.Rewrite(tt.compose)
 			r := reconcile(t, p.Dir, nil, append([]string{"--once", "-f", p.File, "-p", p.Name, "--timeout", "30s"}, tt.args...)...)
-			if r.code != 2 {
-				t.Errorf("exit %d, want 2: %s", r.code, r)
+			if r.Code != 2 {
+				t.Errorf("exit %d, want 2: %s", r.Code, r)
 			}
-			errLine := lastLine(r.stderr)
+			errLine := lastLine(r.Stderr)
 			if !strings.HasPrefix(errLine, "reconcile: ") || !strings.Contains(errLine, tt.want) {
 				t.Errorf("error line %q lacks %q", errLine, tt.want)
 			}
 			if tt.args == nil && !strings.Contains(errLine, "compose.yaml") {
 				t.Errorf("error line %q does not name the file", errLine)
 			}
-			if d := reconcile(t, p.Dir, nil, append([]string{"diff", "-f", p.File, "-p", p.Name}, tt.args...)...); tt.name != "image neither present nor pullable" && d.code != 2 {
-				t.Errorf("diff: exit %d, want 2", d.code)
+			if d := reconcile(t, p.Dir, nil, append([]string{"diff", "-f", p.File, "-p", p.Name}, tt.args...)...); tt.name != "image neither present nor pullable" && d.Code != 2 {
+				t.Errorf("diff: exit %d, want 2", d.Code)
 			}
 			if after := p.Resources(); !equalMaps(before, after) {
 				t.Errorf("bad input touched the project:\nbefore %v\nafter  %v", before, after)
@@ -411,7 +368,7 @@ func TestEngineUnreachable(t *testing.T) {
 	env := []string{"DOCKER_HOST=unix://" + filepath.Join(dir, "nobody.sock"), "DOCKER_CONTEXT="}
 	for _, args := range [][]string{{"--once"}, {"diff"}, {"status"}} {
 		r := reconcile(t, dir, env, append(args, "-f", file)...)
-		if r.code != 3 || !strings.Contains(r.stderr, "docker engine unreachable") {
+		if r.Code != 3 || !strings.Contains(r.Stderr, "docker engine unreachable") {
 			t.Errorf("%v: %s", args, r)
 		}
 	}
@@ -419,7 +376,7 @@ func TestEngineUnreachable(t *testing.T) {
 	if err := os.WriteFile(file, []byte("services:\n  api: {image: x, depends_on: [ghost]}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if r := reconcile(t, dir, env, "--once", "-f", file); r.code != 2 {
+	if r := reconcile(t, dir, env, "--once", "-f", file); r.Code != 2 {
 		t.Errorf("bad input without engine: %s", r)
 	}
 }
@@ -427,7 +384,7 @@ func TestEngineUnreachable(t *testing.T) {
 func TestUsageErrors(t *testing.T) {
 	dir := t.TempDir()
 	for _, args := range [][]string{{"--no-such-flag"}, {"status", "-o", "yaml"}, {"--scale", "api"}, {"--log-level", "loud", "version"}, {}} {
-		if r := reconcile(t, dir, nil, args...); r.code != 2 {
+		if r := reconcile(t, dir, nil, args...); r.Code != 2 {
 			t.Errorf("%v: %s", args, r)
 		}
 	}
@@ -444,15 +401,15 @@ func TestQuickstartExample(t *testing.T) {
 	}
 	env := []string{"WEB_PORT=" + enginetest.FreePort(t)}
 	r := reconcile(t, p.Dir, env, "--once", "-f", file, "-p", p.Name, "--timeout", "90s")
-	if r.code != 0 {
+	if r.Code != 0 {
 		t.Fatalf("quickstart --once: %s", r)
 	}
 	for _, svc := range []string{"db", "migrate", "api", "web"} {
-		if !strings.Contains(r.stdout, svc) {
-			t.Errorf("status table lacks %s: %s", svc, r.stdout)
+		if !strings.Contains(r.Stdout, svc) {
+			t.Errorf("status table lacks %s: %s", svc, r.Stdout)
 		}
 	}
-	if d := reconcile(t, p.Dir, env, "diff", "-f", file, "-p", p.Name); d.code != 0 {
+	if d := reconcile(t, p.Dir, env, "diff", "-f", file, "-p", p.Name); d.Code != 0 {
 		t.Errorf("diff after converging the quickstart: %s", d)
 	}
 	if n := len(p.Snapshot().Containers); n != 5 {
@@ -476,14 +433,14 @@ services:
 `)
 	start := time.Now()
 	r := reconcile(t, p.Dir, nil, "--once", "-f", p.File, "-p", p.Name, "--timeout", "10s")
-	if r.code != 1 {
-		t.Fatalf("exit %d, want 1: %s", r.code, r)
+	if r.Code != 1 {
+		t.Fatalf("exit %d, want 1: %s", r.Code, r)
 	}
 	if took := time.Since(start); took > 40*time.Second {
 		t.Errorf("--timeout 10s took %s", took)
 	}
 	for _, want := range []string{"not converged within 10s", "api: OutOfSync/Degraded: " + p.Name + "-api-1 unhealthy", "web: OutOfSync/Missing"} {
-		if !strings.Contains(r.stderr, want) {
+		if !strings.Contains(r.Stderr, want) {
 			t.Errorf("stderr lacks %q: %s", want, r)
 		}
 	}

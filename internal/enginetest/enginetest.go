@@ -5,12 +5,17 @@
 package enginetest
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +23,7 @@ import (
 	"time"
 
 	"github.com/docker/compose/v5/pkg/api"
+	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/client"
@@ -88,8 +94,28 @@ type Project struct {
 // and tears the project down when the test ends.
 func NewProject(t testing.TB, composeYAML string) *Project {
 	t.Helper()
+	p := newProject(t)
+	Image(t)
+	p.Write("compose.yaml", render(t, composeYAML, map[string]string{"Image": testimage.Tag, "Name": p.Name}))
+	return p
+}
+
+// CopyProject copies the directory src (an example, say) into a fresh
+// directory, so a test can edit its files, and tears the project down when
+// the test ends. File is left empty: such projects have several.
+func CopyProject(t testing.TB, src string) *Project {
+	t.Helper()
+	p := newProject(t)
+	if err := os.CopyFS(p.Dir, os.DirFS(src)); err != nil {
+		t.Fatalf("copying %s: %v", src, err)
+	}
+	p.File = ""
+	return p
+}
+
+func newProject(t testing.TB) *Project {
+	t.Helper()
 	e := Require(t)
-	img := Image(t)
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	name := "rt-" + strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
@@ -99,7 +125,6 @@ func NewProject(t testing.TB, composeYAML string) *Project {
 	name = strings.Trim(name, "-") + "-" + hex.EncodeToString(b[:])
 	p := &Project{T: t, Name: name, Dir: t.TempDir(), Engine: e}
 	p.File = filepath.Join(p.Dir, "compose.yaml")
-	p.Write("compose.yaml", render(t, composeYAML, map[string]string{"Image": img, "Name": name}))
 	t.Cleanup(p.down)
 	return p
 }
@@ -135,12 +160,18 @@ func (p *Project) Rewrite(composeYAML string) {
 	p.Write("compose.yaml", render(p.T, composeYAML, map[string]string{"Image": testimage.Tag, "Name": p.Name}))
 }
 
-// Load loads the project's desired state.
+// Load loads the project's desired state from its compose.yaml.
 func (p *Project) Load() *desired.State {
 	p.T.Helper()
-	st, err := desired.Load(context.Background(), p.Engine.Compose, desired.Options{Files: []string{p.File}, ProjectName: p.Name})
+	return p.LoadWith(desired.Options{Files: []string{p.File}, ProjectName: p.Name})
+}
+
+// LoadWith loads a desired state with the given options.
+func (p *Project) LoadWith(opts desired.Options) *desired.State {
+	p.T.Helper()
+	st, err := desired.Load(context.Background(), p.Engine.Compose, opts)
 	if err != nil {
-		p.T.Fatalf("loading %s: %v", p.File, err)
+		p.T.Fatalf("loading %v: %v", opts.Files, err)
 	}
 	return st
 }
@@ -329,4 +360,125 @@ func (p *Project) Converge(timeout time.Duration) reconciler.Outcome {
 		p.T.Fatalf("converging %s: %v", p.Name, err)
 	}
 	return out
+}
+
+// DialFrom reports whether a TCP connection to addr opens from inside the
+// network namespace of the container id, whatever its image holds: a test
+// program container joins that namespace and dials.
+func (p *Project) DialFrom(id, addr string) bool {
+	p.T.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := p.Engine.Client.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Config:     &container.Config{Image: Image(p.T), Cmd: []string{"dial", addr}, Labels: map[string]string{observed.LabelProject: p.Name, observed.LabelOneOff: "True"}},
+		HostConfig: &container.HostConfig{NetworkMode: container.NetworkMode("container:" + id)},
+	})
+	if err != nil {
+		p.T.Fatalf("creating a dialer in %s: %v", id, err)
+	}
+	defer func() {
+		_, _ = p.Engine.Client.ContainerRemove(context.Background(), c.ID, client.ContainerRemoveOptions{Force: true})
+	}()
+	wait := p.Engine.Client.ContainerWait(ctx, c.ID, client.ContainerWaitOptions{Condition: container.WaitConditionNextExit})
+	if _, err := p.Engine.Client.ContainerStart(ctx, c.ID, client.ContainerStartOptions{}); err != nil {
+		p.T.Fatalf("starting a dialer in %s: %v", id, err)
+	}
+	select {
+	case res := <-wait.Result:
+		return res.StatusCode == 0
+	case err := <-wait.Error:
+		p.T.Fatalf("waiting for the dialer in %s: %v", id, err)
+	}
+	return false
+}
+
+// Logs returns what a container wrote to stdout and stderr.
+func (p *Project) Logs(id string) string {
+	p.T.Helper()
+	return p.LogsSince(id, time.Time{})
+}
+
+// LogsSince returns what a container wrote since a time.
+func (p *Project) LogsSince(id string, since time.Time) string {
+	p.T.Helper()
+	opts := client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true}
+	if !since.IsZero() {
+		opts.Since = since.Format(time.RFC3339Nano)
+	}
+	rc, err := p.Engine.Client.ContainerLogs(context.Background(), id, opts)
+	if err != nil {
+		p.T.Fatalf("reading logs of %s: %v", id, err)
+	}
+	defer rc.Close()
+	var out bytes.Buffer
+	if _, err := stdcopy.StdCopy(&out, &out, rc); err != nil {
+		p.T.Fatalf("reading logs of %s: %v", id, err)
+	}
+	return out.String()
+}
+
+var (
+	binaryOnce sync.Once
+	binaryPath string
+	binaryErr  error
+)
+
+// Binary builds the reconcile command once per test process and returns its
+// path: end-to-end tests run it as users do, exit codes and all. The binary
+// lives in a temporary directory left to the system's cleaning.
+func Binary(t testing.TB) string {
+	t.Helper()
+	binaryOnce.Do(func() {
+		_, self, _, ok := runtime.Caller(0)
+		if !ok {
+			binaryErr = errors.New("locating the source tree")
+			return
+		}
+		dir, err := os.MkdirTemp("", "reconcile-bin")
+		if err != nil {
+			binaryErr = err
+			return
+		}
+		binaryPath = filepath.Join(dir, "reconcile")
+		cmd := exec.Command("go", "build", "-o", binaryPath, "./cmd/reconcile")
+		cmd.Dir = filepath.Join(filepath.Dir(self), "..", "..")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			binaryErr = fmt.Errorf("building reconcile: %w: %s", err, out)
+		}
+	})
+	if binaryErr != nil {
+		t.Fatal(binaryErr)
+	}
+	return binaryPath
+}
+
+// Result is what one run of the reconcile binary did.
+type Result struct {
+	Code           int
+	Stdout, Stderr string
+}
+
+func (r Result) String() string {
+	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.Code, r.Stdout, r.Stderr)
+}
+
+// Run runs the reconcile binary in dir with args and extra environment.
+func Run(t testing.TB, dir string, env []string, args ...string) Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, Binary(t), args...)
+	cmd.Dir = dir
+	cmd.Env = append(append(os.Environ(), "NO_COLOR=1"), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := Result{Stdout: stdout.String(), Stderr: stderr.String()}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		r.Code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("running reconcile %v: %v", args, err)
+	}
+	return r
 }
