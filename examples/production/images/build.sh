@@ -12,6 +12,10 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
+# one build at a time: test packages running in parallel may all ask for it
+exec 9>"${TMPDIR:-/tmp}/reconcile-images.lock"
+flock 9
+
 BASE=${BASE_IMAGE:-reconcile-debian:bookworm}
 POSTGRES=${LOCAL_POSTGRES_IMAGE:-reconcile-postgres:15}
 REDIS=${LOCAL_REDIS_IMAGE:-reconcile-redis:7}

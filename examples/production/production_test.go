@@ -1,0 +1,443 @@
+// Package production tests the course's production-ready stack as a learner
+// would check it: brought up by `reconcile --once`, then the exercise's
+// verification checklist, item by item, against the running containers.
+package production
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/docker/compose/v5/pkg/api"
+	"github.com/moby/moby/client"
+
+	"github.com/reconcile-dev/reconcile/desired"
+	"github.com/reconcile-dev/reconcile/internal/engine"
+	"github.com/reconcile-dev/reconcile/internal/enginetest"
+	"github.com/reconcile-dev/reconcile/reconciler"
+)
+
+// buildImages runs build.sh: the Debian-package images and the api.
+func buildImages(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds images from Debian packages (minutes on a cold machine)")
+	}
+	enginetest.Require(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	build := exec.CommandContext(ctx, "./build.sh")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		t.Fatalf("build.sh: %v", err)
+	}
+}
+
+// stack is a running copy of the example.
+type stack struct {
+	*enginetest.Project
+	override string              // docker-compose.dev.yml or docker-compose.prod.yml
+	ids      map[string][]string // service -> container IDs, by replica number
+}
+
+// up copies the example, writes the test's variables to test.env (a second
+// env file, as a user would pass), and brings it up with reconcile --once.
+func up(t *testing.T, override string, vars ...string) (*stack, *enginetest.EventLog) {
+	t.Helper()
+	p := enginetest.CopyProject(t, ".")
+	s := &stack{Project: p, override: override}
+	p.Write("test.env", strings.Join(append([]string{"DB_VOLUME_NAME=" + p.Name + "-db-data"}, vars...), "\n")+"\n")
+	events := p.Record()
+	r := s.reconcile(t, "--once", "--timeout", "3m")
+	if r.Code != 0 {
+		t.Fatalf("reconcile --once: %s", r)
+	}
+	s.refresh()
+	return s, events
+}
+
+func (s *stack) options() desired.Options {
+	return desired.Options{
+		Files:       []string{filepath.Join(s.Dir, "docker-compose.yml"), filepath.Join(s.Dir, s.override)},
+		EnvFiles:    []string{filepath.Join(s.Dir, "local-images.env"), filepath.Join(s.Dir, "test.env")},
+		ProjectName: s.Name,
+	}
+}
+
+func (s *stack) reconcile(t *testing.T, args ...string) enginetest.Result {
+	t.Helper()
+	o := s.options()
+	flags := []string{"-p", o.ProjectName}
+	for _, f := range o.Files {
+		flags = append(flags, "-f", f)
+	}
+	for _, f := range o.EnvFiles {
+		flags = append(flags, "--env-file", f)
+	}
+	return enginetest.Run(t, s.Dir, nil, append(args, flags...)...)
+}
+
+func (s *stack) refresh() {
+	s.ids = map[string][]string{}
+	for _, c := range s.Snapshot().Containers {
+		s.ids[c.Service] = append(s.ids[c.Service], c.ID)
+	}
+}
+
+func (s *stack) exec(t *testing.T, service string, cmd ...string) engine.ExecResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := engine.Exec(ctx, s.Engine.Client, s.ids[service][0], cmd)
+	if err != nil {
+		t.Fatalf("exec %v in %s: %v", cmd, service, err)
+	}
+	return res
+}
+
+// get fetches a URL from the host, through the load balancer's port.
+func get(url string) (string, error) {
+	c := http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return string(body), fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return string(body), err
+}
+
+func TestProductionChecklist(t *testing.T) {
+	t.Parallel()
+	buildImages(t)
+	port := enginetest.FreePort(t)
+	s, events := up(t, "docker-compose.prod.yml", "LB_PORT="+port)
+	lb := "http://127.0.0.1:" + port
+
+	t.Run("every service healthy", func(t *testing.T) {
+		r := s.reconcile(t, "status", "-o", "json")
+		var st reconciler.ProjectStatus
+		if err := json.Unmarshal([]byte(r.Stdout), &st); err != nil {
+			t.Fatalf("status: %v\n%s", err, r)
+		}
+		want := map[string]int{"lb": 1, "frontend": 1, "api": 3, "db": 1, "cache": 1}
+		for _, svc := range st.Services {
+			if svc.Health != reconciler.Healthy || svc.Sync != reconciler.Synced || svc.Healthy != want[svc.Service] {
+				t.Errorf("%s: %d/%d healthy, %s %s: %s", svc.Service, svc.Healthy, svc.Desired, svc.Sync, svc.Health, svc.Reason)
+			}
+			delete(want, svc.Service)
+		}
+		if len(want) != 0 {
+			t.Errorf("services missing from status: %v", want)
+		}
+	})
+
+	t.Run("start order from the engine's events", func(t *testing.T) {
+		at := func(container, action string) time.Time {
+			t.Helper()
+			ts, ok := events.First(s.Name+"-"+container, action)
+			if !ok {
+				t.Fatalf("no %q event for %s", action, container)
+			}
+			return ts
+		}
+		for _, api := range []string{"api-1", "api-2", "api-3"} {
+			start := at(api, "start")
+			for _, dep := range []string{"db-1", "cache-1"} {
+				if healthy := at(dep, "health_status: healthy"); !start.After(healthy) {
+					t.Errorf("%s started at %s, before %s was healthy at %s", api, start, dep, healthy)
+				}
+			}
+			if fe := at("frontend-1", "start"); !fe.After(at(api, "health_status: healthy")) {
+				t.Errorf("frontend started before %s was healthy", api)
+			}
+		}
+		if lbStart := at("lb-1", "start"); !lbStart.After(at("frontend-1", "health_status: healthy")) {
+			t.Errorf("lb started before frontend was healthy")
+		}
+	})
+
+	t.Run("restart policies", func(t *testing.T) {
+		want := map[string]string{"db": "unless-stopped", "cache": "unless-stopped", "api": "unless-stopped", "lb": "unless-stopped", "frontend": "unless-stopped"}
+		for svc, policy := range want {
+			if got := s.Inspect(s.ids[svc][0]).HostConfig.RestartPolicy.Name; string(got) != policy {
+				t.Errorf("%s restart policy %q, want %q", svc, got, policy)
+			}
+		}
+		d := loadDesired(t, s)
+		if r := d.Services["api"].Policy.Restart; r.MaxAttempts != 3 {
+			t.Errorf("api restart budget %d, want 3 (x-reconcile in the prod file)", r.MaxAttempts)
+		}
+	})
+
+	t.Run("limits and reservations", func(t *testing.T) {
+		const mib = 1 << 20
+		want := map[string][3]int64{ // memory limit, memory reservation, nano CPUs
+			"db":    {512 * mib, 256 * mib, 1e9},
+			"cache": {256 * mib, 128 * mib, 5e8},
+			"api":   {256 * mib, 128 * mib, 5e8},
+		}
+		for svc, w := range want {
+			for _, id := range s.ids[svc] {
+				h := s.Inspect(id).HostConfig
+				if got := [3]int64{h.Memory, h.MemoryReservation, h.NanoCPUs}; got != w {
+					t.Errorf("%s limits %v, want %v", svc, got, w)
+				}
+			}
+		}
+	})
+
+	t.Run("named volume with a custom name", func(t *testing.T) {
+		name := s.Name + "-db-data"
+		found := false
+		for _, m := range s.Inspect(s.ids["db"][0]).Mounts {
+			found = found || (m.Type == "volume" && m.Name == name && m.Destination == "/var/lib/postgresql/data")
+		}
+		if !found {
+			t.Errorf("db does not mount volume %s", name)
+		}
+	})
+
+	t.Run("redis.conf edit visible without a restart", func(t *testing.T) {
+		started := s.Inspect(s.ids["cache"][0]).State.StartedAt
+		conf := filepath.Join(s.Dir, "cache", "redis.conf")
+		old, err := os.ReadFile(conf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// save as editors do: write a new file and rename it over the old one
+		tmp := conf + ".swp"
+		if err := os.WriteFile(tmp, append(old, []byte("# edited by the test\n")...), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, conf); err != nil {
+			t.Fatal(err)
+		}
+		if res := s.exec(t, "cache", "cat", "/usr/local/etc/redis/redis.conf"); !strings.Contains(res.Stdout, "edited by the test") {
+			t.Errorf("the edit is not visible inside the container: %+v", res)
+		}
+		if now := s.Inspect(s.ids["cache"][0]).State.StartedAt; now != started {
+			t.Error("the cache was restarted")
+		}
+	})
+
+	t.Run("tmpfs emptied by a restart", func(t *testing.T) {
+		if res := s.exec(t, "cache", "sh", "-c", "echo test > /tmp/redis-tmp/file.txt && cat /tmp/redis-tmp/file.txt"); res.ExitCode != 0 || strings.TrimSpace(res.Stdout) != "test" {
+			t.Fatalf("writing to the tmpfs: %+v", res)
+		}
+		timeout := 10
+		if _, err := s.Engine.Client.ContainerRestart(context.Background(), s.ids["cache"][0], client.ContainerRestartOptions{Timeout: &timeout}); err != nil {
+			t.Fatal(err)
+		}
+		if res := s.exec(t, "cache", "cat", "/tmp/redis-tmp/file.txt"); res.ExitCode == 0 {
+			t.Errorf("the file survived the restart: %+v", res)
+		}
+	})
+
+	t.Run("network isolation by connections", func(t *testing.T) {
+		tests := []struct {
+			from, to string
+			want     bool
+		}{
+			{"frontend", "api:3000", true},
+			{"lb", "api:3000", true},
+			{"lb", "frontend:80", true},
+			{"api", "db:5432", true},
+			{"api", "cache:6379", true},
+			{"frontend", "db:5432", false},
+			{"frontend", "cache:6379", false},
+			{"db", "cache:6379", false},
+			{"cache", "db:5432", false},
+		}
+		for _, tt := range tests {
+			if got := s.DialFrom(s.ids[tt.from][0], tt.to); got != tt.want {
+				t.Errorf("%s -> %s reachable = %v, want %v", tt.from, tt.to, got, tt.want)
+			}
+		}
+	})
+
+	t.Run("load balancing over the three replicas", func(t *testing.T) {
+		seen := map[string]int{}
+		for i := 0; i < 30; i++ {
+			body, err := get(lb + "/api/")
+			if err != nil {
+				t.Fatalf("request %d: %v", i, err)
+			}
+			seen[strings.TrimSpace(body)]++
+		}
+		if len(seen) != 3 {
+			t.Errorf("30 requests reached %d replicas: %v", len(seen), seen)
+		}
+		for _, id := range s.ids["api"] {
+			if seen["hello from "+id[:12]] == 0 {
+				t.Errorf("replica %s got no request: %v", id[:12], seen)
+			}
+		}
+	})
+
+	t.Run("a killed replica fails no request", func(t *testing.T) {
+		victim := s.ids["api"][0]
+		if _, err := s.Engine.Client.ContainerKill(context.Background(), victim, client.ContainerKillOptions{Signal: "KILL"}); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 30; i++ {
+			if body, err := get(lb + "/api/"); err != nil || strings.Contains(body, victim[:12]) {
+				t.Errorf("request %d: %q %v", i, body, err)
+			}
+		}
+		// the engine leaves a killed container down, whatever its policy;
+		// --once brings it back
+		if r := s.reconcile(t, "--once", "--timeout", "2m"); r.Code != 0 {
+			t.Fatalf("--once after the kill: %s", r)
+		}
+		if !s.Inspect(victim).State.Running {
+			t.Error("the killed replica was not started again")
+		}
+	})
+
+	t.Run("init.sql ran once", func(t *testing.T) {
+		psql := func(query string) string {
+			t.Helper()
+			res := s.exec(t, "db", "psql", "-U", "app", "-d", "app", "-tAc", query)
+			if res.ExitCode != 0 {
+				t.Fatalf("psql %q: %+v", query, res)
+			}
+			return strings.TrimSpace(res.Stdout)
+		}
+		check := func() {
+			t.Helper()
+			if got := psql("SELECT string_agg(username, ',' ORDER BY id) FROM users"); got != "admin,user1" {
+				t.Errorf("users: %q", got)
+			}
+			if got := psql("SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes WHERE tablename = 'users' AND indexname LIKE 'idx_%'"); got != "idx_users_email,idx_users_username" {
+				t.Errorf("indexes: %q", got)
+			}
+		}
+		check()
+		timeout := 30
+		if _, err := s.Engine.Client.ContainerRestart(context.Background(), s.ids["db"][0], client.ContainerRestartOptions{Timeout: &timeout}); err != nil {
+			t.Fatal(err)
+		}
+		if r := s.reconcile(t, "--once", "--timeout", "2m"); r.Code != 0 {
+			t.Fatalf("--once after the restart: %s", r)
+		}
+		check()
+		logs := s.Logs(s.ids["db"][0])
+		if n := strings.Count(logs, "running /docker-entrypoint-initdb.d/init.sql"); n != 1 {
+			t.Errorf("init.sql ran %d times", n)
+		}
+	})
+
+	t.Run("logging options", func(t *testing.T) {
+		for svc, ids := range s.ids {
+			lc := s.Inspect(ids[0]).HostConfig.LogConfig
+			if lc.Type != "json-file" || lc.Config["max-size"] != "10m" || lc.Config["max-file"] != "3" {
+				t.Errorf("%s logging %+v", svc, lc)
+			}
+		}
+	})
+
+	t.Run("down: every service exits 0, no errors logged", func(t *testing.T) {
+		d := loadDesired(t, s)
+		since := time.Now()
+		if err := s.Engine.Compose.Stop(context.Background(), s.Name, api.StopOptions{Project: d.Project}); err != nil {
+			t.Fatal(err)
+		}
+		for svc, ids := range s.ids {
+			for _, id := range ids {
+				st := s.Inspect(id).State
+				if st.Running || st.ExitCode != 0 || st.OOMKilled {
+					t.Errorf("%s stopped with exit code %d (running %v, OOM %v)", svc, st.ExitCode, st.Running, st.OOMKilled)
+				}
+				logs := s.LogsSince(id, since)
+				for _, bad := range []string{"[emerg]", "[crit]", "FATAL", "PANIC", `"level":"ERROR"`, "# Error"} {
+					if strings.Contains(logs, bad) {
+						t.Errorf("%s logged %q while stopping:\n%s", svc, bad, logs)
+					}
+				}
+			}
+		}
+	})
+}
+
+// loadDesired loads the stack's compose files as reconcile does.
+func loadDesired(t *testing.T, s *stack) *desired.State {
+	t.Helper()
+	return s.LoadWith(s.options())
+}
+
+func TestDevConfiguration(t *testing.T) {
+	t.Parallel()
+	buildImages(t)
+	ports := map[string]string{}
+	var vars []string
+	for _, v := range []string{"LB_PORT", "FRONTEND_PORT", "DB_PORT", "CACHE_PORT"} {
+		ports[v] = enginetest.FreePort(t)
+		vars = append(vars, v+"="+ports[v])
+	}
+	s, _ := up(t, "docker-compose.dev.yml", vars...)
+
+	for svc, ids := range s.ids {
+		for _, id := range ids {
+			in := s.Inspect(id)
+			if p := in.HostConfig.RestartPolicy.Name; p != "no" && p != "" {
+				t.Errorf("%s restart policy %q, want no", svc, p)
+			}
+			if in.HostConfig.Memory != 0 || in.HostConfig.NanoCPUs != 0 || in.HostConfig.MemoryReservation != 0 {
+				t.Errorf("%s has limits in dev: %d bytes, %d nano CPUs", svc, in.HostConfig.Memory, in.HostConfig.NanoCPUs)
+			}
+		}
+	}
+	for v, port := range ports {
+		if !dialable("127.0.0.1:" + port) {
+			t.Errorf("%s %s not published on loopback", v, port)
+		}
+	}
+	if body, err := get("http://127.0.0.1:" + ports["LB_PORT"] + "/api/"); err != nil || !strings.HasPrefix(body, "hello from") {
+		t.Errorf("through the lb: %q %v", body, err)
+	}
+	api := s.Inspect(s.ids["api"][0])
+	if !containsString(api.Config.Env, "LOG_LEVEL=debug") {
+		t.Errorf("api env %v lacks LOG_LEVEL=debug", api.Config.Env)
+	}
+	mounted := false
+	for _, m := range api.Mounts {
+		mounted = mounted || (m.Destination == "/src" && m.Type == "bind")
+	}
+	if !mounted {
+		t.Error("the api source is not mounted at /src")
+	}
+	if n := len(api.NetworkSettings.Ports); n == 0 {
+		t.Error("the api publishes no port in dev")
+	}
+}
+
+func dialable(addr string) bool {
+	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return false
+	}
+	conn.Close()
+	return true
+}
+
+func containsString(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
