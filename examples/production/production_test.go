@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -29,17 +28,7 @@ import (
 // buildImages runs build.sh: the Debian-package images and the api.
 func buildImages(t *testing.T) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("builds images from Debian packages (minutes on a cold machine)")
-	}
-	enginetest.Require(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
-	defer cancel()
-	build := exec.CommandContext(ctx, "./build.sh")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		t.Fatalf("build.sh: %v", err)
-	}
+	enginetest.BuildScript(t, "./build.sh")
 }
 
 // stack is a running copy of the example.

@@ -482,3 +482,20 @@ func Run(t testing.TB, dir string, env []string, args ...string) Result {
 	}
 	return r
 }
+
+// BuildScript runs a slow image-building script (such as an example's
+// build.sh) for a test that needs its images; -short skips such tests.
+func BuildScript(t testing.TB, script string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds images from Debian packages (minutes on a cold machine)")
+	}
+	Require(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, script)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s: %v", script, err)
+	}
+}

@@ -4,8 +4,6 @@ package images
 
 import (
 	"context"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -17,17 +15,9 @@ import (
 )
 
 func TestDebianImagesBehaveLikeTheOfficialOnes(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds images from Debian packages (minutes on a cold machine)")
-	}
-	enginetest.Require(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	enginetest.BuildScript(t, "./build.sh")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	build := exec.CommandContext(ctx, "./build.sh")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		t.Fatalf("build.sh: %v", err)
-	}
 
 	p := enginetest.NewProject(t, `
 services:
