@@ -67,7 +67,10 @@ if ! have "$BASE" "$BASE_SOURCE"; then
     echo "build.sh: no Debian mirror found in /etc/apt/sources.list*" >&2
     exit 1
   fi
-  command -v debootstrap >/dev/null || as_root apt-get install -y -qq debootstrap >/dev/null
+  if ! command -v debootstrap >/dev/null; then
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+  fi
   ROOTFS=$(mktemp -d /tmp/reconcile-rootfs.XXXXXX)
   trap 'as_root rm -rf "$ROOTFS"' EXIT
   echo "build.sh: debootstrap $SUITE from $MIRROR (about a minute)" >&2
