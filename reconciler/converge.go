@@ -66,12 +66,11 @@ func (c *Converger) Run(ctx context.Context) (Outcome, error) {
 	if maxActions <= 0 {
 		maxActions = 3
 	}
-	first := c.First
+	next := c.First
 	for {
-		snap, err := first, error(nil)
-		if first != nil {
-			first = nil
-		} else {
+		snap, err := next, error(nil)
+		next = nil
+		if snap == nil {
 			snap, err = c.Observe(ctx)
 		}
 		if err != nil {
