@@ -78,3 +78,29 @@ func (d Drift) Subject() string {
 	}
 	return d.Service
 }
+
+var driftReasons = map[DriftKind]string{
+	DriftReplicaMissing:    "ContainerMissing",
+	DriftExtraReplica:      "ExtraReplica",
+	DriftConfigDiverged:    "ConfigChanged",
+	DriftImageChanged:      "ImageChanged",
+	DriftExited:            "ContainerExited",
+	DriftNotStarted:        "ContainerNotStarted",
+	DriftPaused:            "ContainerPaused",
+	DriftDead:              "ContainerDead",
+	DriftUnhealthy:         "ContainerUnhealthy",
+	DriftOrphan:            "OrphanContainer",
+	DriftNetworkMissing:    "NetworkMissing",
+	DriftVolumeMissing:     "VolumeMissing",
+	DriftUnexpectedNetwork: "UnexpectedNetwork",
+	DriftNetworkDetached:   "NetworkDetached",
+}
+
+// Reason is the event-record reason for drift of this kind: it says what
+// was seen, where String names the kind in diff output.
+func (k DriftKind) Reason() string {
+	if s, ok := driftReasons[k]; ok {
+		return s
+	}
+	return k.String()
+}

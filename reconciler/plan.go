@@ -145,3 +145,79 @@ func uniqueNodes(in []*Node) []*Node {
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
 }
+
+// ForService returns the part of the plan that acts on one service: its own
+// operations and the creation of the networks and volumes they need, with
+// waits on other services left out. The daemon reconciles service by
+// service; it checks dependencies before it runs such a plan instead of
+// waiting inside it, so that a worker never blocks on another service and
+// that service's own key stays the only one acting on it.
+func (p *Plan) ForService(service string) *Plan {
+	out := &Plan{}
+	if p == nil {
+		return out
+	}
+	keep := map[*Node]bool{}
+	for _, n := range p.Nodes {
+		if n.Op.Service == service && n.Op.Type != OpWaitCondition {
+			keep[n] = true
+			for _, d := range n.DependsOn {
+				if d.Op.Type == OpCreateNetwork || d.Op.Type == OpCreateVolume {
+					keep[d] = true
+				}
+			}
+		}
+	}
+	clones := map[*Node]*Node{}
+	for _, n := range p.Nodes {
+		if !keep[n] {
+			continue
+		}
+		c := &Node{ID: len(out.Nodes) + 1, Op: n.Op, Group: n.Group}
+		for _, d := range n.DependsOn {
+			if dc, ok := clones[d]; ok {
+				c.DependsOn = append(c.DependsOn, dc)
+			}
+		}
+		clones[n] = c
+		out.Nodes = append(out.Nodes, c)
+	}
+	return out
+}
+
+// BringsUp reports whether the plan creates, recreates or starts a
+// container: the operations that must wait for dependencies.
+func (p *Plan) BringsUp() bool {
+	for _, n := range p.Nodes {
+		switch n.Op.Type {
+		case OpCreateContainer, OpRecreateContainer, OpStartContainer, OpRestartContainer, OpUnpauseContainer:
+			return true
+		}
+	}
+	return false
+}
+
+var opReasons = map[OpType]string{
+	OpCreateNetwork:     "NetworkCreated",
+	OpCreateVolume:      "VolumeCreated",
+	OpCreateContainer:   "Created",
+	OpRecreateContainer: "Recreated",
+	OpStartContainer:    "Started",
+	OpRestartContainer:  "Restarted",
+	OpUnpauseContainer:  "Unpaused",
+	OpRemoveContainer:   "Removed",
+	OpDisconnectNetwork: "NetworkDisconnected",
+	OpWaitCondition:     "DependencyReady",
+}
+
+// Reason is the event-record reason for an operation done; a failed one is
+// "Failed" and the type (FailedRecreateContainer), as Kubernetes words it.
+func (t OpType) Reason(err error) string {
+	if err != nil {
+		return "Failed" + t.String()
+	}
+	if s, ok := opReasons[t]; ok {
+		return s
+	}
+	return t.String()
+}

@@ -1,0 +1,196 @@
+package reconciler
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/reconcile-dev/reconcile/internal/clock"
+	"github.com/reconcile-dev/reconcile/observed"
+)
+
+type memRecorder struct {
+	mu   sync.Mutex
+	recs []string
+}
+
+func (m *memRecorder) Event(typ, reason, service, container, _ string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.recs = append(m.recs, fmt.Sprintf("%s %s %s %s", typ, reason, service, container))
+}
+
+func (m *memRecorder) reasons() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for _, r := range m.recs {
+		out = append(out, strings.Fields(r)[1])
+	}
+	return out
+}
+
+func newController(w *world, f *fakeEngine) (*Controller, *memRecorder, *atomic.Int32) {
+	rec := &memRecorder{}
+	var observes atomic.Int32
+	c := &Controller{
+		Observe: func(ctx context.Context) (*observed.Snapshot, error) {
+			observes.Add(1)
+			return f.observe(ctx)
+		},
+		Compose: f,
+		Engine:  f,
+		Records: rec,
+		Clock:   clock.Real{},
+	}
+	c.SetDesired(w.d)
+	return c, rec, &observes
+}
+
+func TestControllerReconcilesOneServiceAtATime(t *testing.T) {
+	w := newWorld(load(t, stack))
+	w.snap.Networks, w.snap.Volumes = nil, nil
+	f := &fakeEngine{w: w, upState: map[string]string{"db": "running:healthy", "migrate": "exited:0"}}
+	c, rec, _ := newController(w, f)
+	ctx := context.Background()
+
+	// api waits: db is not there yet, so nothing of api runs
+	after, err := c.Reconcile(ctx, "api")
+	if err != nil || after != DefaultDependencyRetry {
+		t.Fatalf("api: requeue %s, err %v; want a retry while db is missing", after, err)
+	}
+	if slices.ContainsFunc(f.calls, func(s string) bool { return strings.HasPrefix(s, "up ") }) {
+		t.Fatalf("calls %v: api brought up before its dependencies", f.calls)
+	}
+	if !slices.Contains(rec.reasons(), "DependencyNotReady") {
+		t.Errorf("records %v: want DependencyNotReady", rec.reasons())
+	}
+	// its networks are created even so: they need no dependency
+	if got := strings.Join(f.calls, ","); got != "create network back,create network front" {
+		t.Errorf("calls %q, want api's networks created", got)
+	}
+	for _, key := range []string{"db", "migrate", "api", "web"} {
+		c.Invalidate()
+		if _, err := c.Reconcile(ctx, key); err != nil {
+			t.Fatalf("%s: %v", key, err)
+		}
+	}
+	ups := slices.DeleteFunc(slices.Clone(f.calls), func(s string) bool { return !strings.HasPrefix(s, "up ") })
+	if got := strings.Join(ups, ","); got != "up db,up migrate,up api,up web" {
+		t.Errorf("ups %s, want each service once, in order", got)
+	}
+	for _, want := range []string{"ContainerMissing", "Created", "NetworkCreated"} {
+		if !slices.Contains(rec.reasons(), want) {
+			t.Errorf("records %v: want %s", rec.reasons(), want)
+		}
+	}
+}
+
+func TestControllerUsesTheCachedSnapshotUntilInvalidated(t *testing.T) {
+	w := newWorld(load(t, "services:\n  app: {image: a}\n")).running("app")
+	f := &fakeEngine{w: w}
+	c, _, observes := newController(w, f)
+	for range 5 {
+		if _, err := c.Reconcile(context.Background(), "app"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if observes.Load() != 1 {
+		t.Fatalf("%d observations for 5 idle reconciles, want 1", observes.Load())
+	}
+	c.Invalidate()
+	if _, err := c.Reconcile(context.Background(), "app"); err != nil {
+		t.Fatal(err)
+	}
+	if observes.Load() != 2 {
+		t.Fatalf("%d observations after an invalidation, want 2", observes.Load())
+	}
+}
+
+func TestControllerDryRunReportsAndDoesNotAct(t *testing.T) {
+	w := newWorld(load(t, "services:\n  app: {image: a}\n"))
+	f := &fakeEngine{w: w}
+	c, rec, _ := newController(w, f)
+	c.DryRun = true
+	if _, err := c.Reconcile(context.Background(), "app"); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.calls) != 0 {
+		t.Fatalf("dry run acted: %v", f.calls)
+	}
+	if got := rec.reasons(); !slices.Equal(got, []string{"ContainerMissing"}) {
+		t.Fatalf("records %v, want one ContainerMissing", got)
+	}
+	// seen again: not recorded twice
+	if _, err := c.Reconcile(context.Background(), "app"); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(rec.reasons()); n != 1 {
+		t.Fatalf("%d records after a second look, want 1", n)
+	}
+}
+
+func TestControllerRecordsSyncedOnceDriftIsGone(t *testing.T) {
+	w := newWorld(load(t, "services:\n  app: {image: a}\n"))
+	f := &fakeEngine{w: w}
+	c, rec, _ := newController(w, f)
+	ctx := context.Background()
+	for range 2 {
+		if _, err := c.Reconcile(ctx, "app"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := rec.reasons(); !slices.Equal(got, []string{"ContainerMissing", "Created", "Synced"}) {
+		t.Fatalf("records %v", got)
+	}
+}
+
+type panicGuard struct{}
+
+func (panicGuard) Review(Review) (*Plan, time.Duration) { panic("boom") }
+
+func TestControllerRecoversPanicsAndRetries(t *testing.T) {
+	w := newWorld(load(t, "services:\n  app: {image: a}\n  other: {image: b}\n"))
+	f := &fakeEngine{w: w}
+	c, rec, _ := newController(w, f)
+	c.Guards = []Guard{panicGuard{}}
+	c.Workers = 2
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { c.Run(ctx, context.Background()); close(done) }()
+	waitFor(t, func() bool { return c.Queue.Failures("app") >= 2 && c.Queue.Failures("other") >= 2 })
+	cancel()
+	<-done
+	if !slices.Contains(rec.reasons(), "ReconcilePanic") {
+		t.Fatalf("records %v: want ReconcilePanic", rec.reasons())
+	}
+}
+
+type holdGuard struct{ after time.Duration }
+
+func (g holdGuard) Review(in Review) (*Plan, time.Duration) {
+	return in.Plan.Without(func(n *Node) bool { return n.Op.Type == OpStartContainer }), g.after
+}
+
+func TestControllerGuardHoldsOperationsBack(t *testing.T) {
+	w := newWorld(load(t, "services:\n  app: {image: a, deploy: {replicas: 2}}\n"))
+	w.add("app", 1, "exited:1")
+	f := &fakeEngine{w: w}
+	c, _, _ := newController(w, f)
+	c.Guards = []Guard{holdGuard{after: 3 * time.Second}}
+	after, err := c.Reconcile(context.Background(), "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after != 3*time.Second {
+		t.Errorf("requeue after %s, want the guard's 3s", after)
+	}
+	if got := strings.Join(f.calls, ","); got != "up app" {
+		t.Errorf("calls %q: want the missing replica created and the exited one left alone", got)
+	}
+}
