@@ -1,0 +1,136 @@
+package httpapi
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/reconcile-dev/reconcile/internal/clock"
+	"github.com/reconcile-dev/reconcile/internal/record"
+)
+
+func newServer(t *testing.T, ready bool, statusErr error) (*httptest.Server, *record.Recorder) {
+	rec := record.New(slog.New(slog.DiscardHandler), clock.Real{}, 100)
+	reg := prometheus.NewRegistry()
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "reconcile_total"})
+	c.Add(3)
+	reg.MustRegister(c)
+	s := &Server{
+		Registry: reg,
+		Records:  rec,
+		Status: func(context.Context) (any, error) {
+			return map[string]string{"project": "shop"}, statusErr
+		},
+		Ready: func() (bool, string) { return ready, "engine not connected" },
+	}
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	return srv, rec
+}
+
+func get(t *testing.T, url string, accept string) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+func TestEndpoints(t *testing.T) {
+	tests := []struct {
+		name      string
+		ready     bool
+		statusErr error
+		path      string
+		code      int
+		contains  string
+	}{
+		{"metrics", true, nil, "/metrics", 200, "reconcile_total 3"},
+		{"healthz", false, nil, "/healthz", 200, "ok"},
+		{"ready", true, nil, "/readyz", 200, "ok"},
+		{"not ready", false, nil, "/readyz", 503, "engine not connected"},
+		{"status", true, nil, "/status", 200, `"project": "shop"`},
+		{"status without engine", true, errors.New("engine down"), "/status", 503, "engine down"},
+		{"unknown", true, nil, "/nope", 404, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, _ := newServer(t, tt.ready, tt.statusErr)
+			resp, body := get(t, srv.URL+tt.path, "")
+			if resp.StatusCode != tt.code || !strings.Contains(body, tt.contains) {
+				t.Errorf("%s: %d %q, want %d containing %q", tt.path, resp.StatusCode, body, tt.code, tt.contains)
+			}
+		})
+	}
+}
+
+func TestEventsAsJSONLinesAndLive(t *testing.T) {
+	srv, rec := newServer(t, true, nil)
+	rec.Event(record.Warning, "ContainerMissing", "api", "shop-api-1", "replica missing")
+	rec.Event(record.Normal, "Created", "api", "shop-api-1", "created")
+
+	_, body := get(t, srv.URL+"/events", "")
+	lines := strings.Split(strings.TrimSpace(body), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("%d lines: %q", len(lines), body)
+	}
+	var r record.Record
+	if err := json.Unmarshal([]byte(lines[0]), &r); err != nil || r.Reason != "ContainerMissing" || r.Type != "Warning" {
+		t.Fatalf("first line %q: %+v %v", lines[0], r, err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/events", nil)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Fatalf("content type %q", ct)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	var events []string
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		rec.Event(record.Normal, "Started", "web", "shop-web-1", "started")
+	}()
+	for sc.Scan() && len(events) < 3 {
+		if name, ok := strings.CutPrefix(sc.Text(), "event: "); ok {
+			events = append(events, name)
+		}
+	}
+	if strings.Join(events, ",") != "ContainerMissing,Created,Started" {
+		t.Fatalf("stream events %v", events)
+	}
+}
+
+func TestLoopback(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"127.0.0.1:9090": true, "localhost:9090": true, "[::1]:9090": true,
+		"0.0.0.0:9090": false, ":9090": false, "10.0.0.1:80": false, "bad": false,
+	} {
+		if got := Loopback(addr); got != want {
+			t.Errorf("Loopback(%q) = %v, want %v", addr, got, want)
+		}
+	}
+}

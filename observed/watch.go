@@ -1,0 +1,154 @@
+package observed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/moby/moby/api/types/events"
+	"github.com/moby/moby/client"
+
+	"github.com/reconcile-dev/reconcile/internal/clock"
+)
+
+// EventSource is the part of the moby client the watcher uses.
+type EventSource interface {
+	Events(ctx context.Context, options client.EventsListOptions) client.EventsResult
+	Ping(ctx context.Context, options client.PingOptions) (client.PingResult, error)
+}
+
+// Reconnect backoff defaults: a lost engine is retried after half a second,
+// doubling to ten.
+const (
+	DefaultMinBackoff = 500 * time.Millisecond
+	DefaultMaxBackoff = 10 * time.Second
+)
+
+// WatchedActions are the container events that can change what a project
+// needs done. Health probes' exec_* events are left out: they come every
+// probe interval and change nothing; health_status fires on a change only.
+var WatchedActions = []string{
+	"create", "start", "restart", "die", "kill", "stop", "destroy",
+	"pause", "unpause", "oom", "rename", "update", "health_status",
+}
+
+// Watcher follows the engine's events for one project. The engine keeps
+// only 256 events and drops a subscriber that lags 100 ms, so the stream is
+// a hint, not the truth: on every connect and reconnect OnConnect relists,
+// and the caller resyncs periodically as well.
+type Watcher struct {
+	Source  EventSource
+	Project string
+	Clock   clock.Clock
+	Log     *slog.Logger
+	// MinBackoff and MaxBackoff bound the wait between reconnects.
+	MinBackoff, MaxBackoff time.Duration
+	// OnConnect runs once the subscription is open, alongside the events
+	// it delivers (which must be read within 100 ms): the relist.
+	OnConnect func(ctx context.Context) error
+	// OnEvent gets each event; it must return quickly (enqueue, not act).
+	OnEvent func(events.Message)
+	// OnDisconnect is told why the stream ended, before the backoff.
+	OnDisconnect func(err error)
+}
+
+// Run watches until ctx ends, reconnecting with exponential backoff.
+func (w *Watcher) Run(ctx context.Context) error {
+	minB, maxB := w.MinBackoff, w.MaxBackoff
+	if minB <= 0 {
+		minB = DefaultMinBackoff
+	}
+	if maxB <= 0 {
+		maxB = DefaultMaxBackoff
+	}
+	backoff := minB
+	for {
+		connected, err := w.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if connected {
+			backoff = minB
+		}
+		if w.OnDisconnect != nil {
+			w.OnDisconnect(err)
+		}
+		w.logger().Debug("engine event stream down, reconnecting", "error", err, "in", backoff.String())
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-w.clock().After(backoff):
+		}
+		if !connected {
+			backoff = min(backoff*2, maxB)
+		}
+	}
+}
+
+// session is one connection: ping, subscribe, relist, consume. connected
+// reports whether the relist succeeded, which resets the backoff.
+func (w *Watcher) session(ctx context.Context) (connected bool, err error) {
+	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	_, err = w.Source.Ping(pingCtx, client.PingOptions{})
+	cancel()
+	if err != nil {
+		return false, fmt.Errorf("pinging the engine: %w", err)
+	}
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	filters := client.Filters{}.
+		Add("type", string(events.ContainerEventType)).
+		Add("label", LabelProject+"="+w.Project).
+		Add("event", WatchedActions...)
+	stream := w.Source.Events(sctx, client.EventsListOptions{Filters: filters})
+
+	relisted := make(chan error, 1)
+	go func() {
+		if w.OnConnect == nil {
+			relisted <- nil
+			return
+		}
+		relisted <- w.OnConnect(sctx)
+	}()
+	pending := relisted
+	for {
+		select {
+		case <-ctx.Done():
+			return connected, ctx.Err()
+		case err := <-pending:
+			pending = nil
+			if err != nil {
+				return false, fmt.Errorf("listing the project after connecting: %w", err)
+			}
+			connected = true
+		case msg, ok := <-stream.Messages:
+			if !ok {
+				return connected, errors.New("event stream closed")
+			}
+			if w.OnEvent != nil {
+				w.OnEvent(msg)
+			}
+		case err := <-stream.Err:
+			if err == nil {
+				err = errors.New("event stream ended")
+			}
+			return connected, fmt.Errorf("reading engine events: %w", err)
+		}
+	}
+}
+
+func (w *Watcher) logger() *slog.Logger {
+	if w.Log != nil {
+		return w.Log
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func (w *Watcher) clock() clock.Clock {
+	if w.Clock != nil {
+		return w.Clock
+	}
+	return clock.Real{}
+}
