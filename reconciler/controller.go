@@ -93,9 +93,87 @@ type Controller struct {
 	snapGen   uint64
 	hasSnap   bool
 	resources sync.Mutex
+	infra     sync.Mutex
 
 	reportMu sync.Mutex
 	reported map[string]map[string]bool
+
+	// expect holds what recent events say about containers. The engine
+	// emits an event before its list view catches up (a `die` is sent
+	// before the stopped state is saved where the list reads it), so a
+	// snapshot that contradicts an event seen before it was taken is
+	// listed again.
+	expectMu sync.Mutex
+	expect   map[string]expectation
+}
+
+// Expectation kinds: what an event says a container is now.
+const (
+	ExpectRunning   = "running"
+	ExpectStopped   = "stopped"
+	ExpectGone      = "gone"
+	ExpectHealthy   = "healthy"
+	ExpectUnhealthy = "unhealthy"
+)
+
+type expectation struct {
+	kind string
+	gen  uint64
+}
+
+// snapshotRetries bounds how often a snapshot that contradicts an event is
+// listed again before it is taken as it is.
+const snapshotRetries = 10
+
+// Observed notes an engine event about a container: it invalidates the
+// cached snapshot and, for kind != "", records what the next snapshot must
+// show of the container.
+func (c *Controller) Observed(containerID, kind string) {
+	g := c.gen.Add(1)
+	if kind == "" || containerID == "" {
+		return
+	}
+	c.expectMu.Lock()
+	defer c.expectMu.Unlock()
+	if c.expect == nil {
+		c.expect = map[string]expectation{}
+	}
+	c.expect[containerID] = expectation{kind: kind, gen: g}
+}
+
+// contradicts reports whether snap, listed at generation g, disagrees with
+// an event seen before it; expectations it meets are dropped.
+func (c *Controller) contradicts(snap *observed.Snapshot, g uint64, giveUp bool) bool {
+	c.expectMu.Lock()
+	defer c.expectMu.Unlock()
+	byID := map[string]*observed.Container{}
+	for i := range snap.Containers {
+		byID[snap.Containers[i].ID] = &snap.Containers[i]
+	}
+	bad := false
+	for id, e := range c.expect {
+		if e.gen > g {
+			continue // newer than the list: the next snapshot will tell
+		}
+		ctr, ok := byID[id]
+		met := false
+		switch e.kind {
+		case ExpectGone:
+			met = !ok
+		case ExpectRunning:
+			met = !ok || (ctr.State != observed.StateCreated && ctr.State != observed.StateExited)
+		case ExpectStopped:
+			met = !ok || ctr.State != observed.StateRunning
+		case ExpectHealthy, ExpectUnhealthy:
+			met = !ok || ctr.State != observed.StateRunning || ctr.Health == e.kind
+		}
+		if met || giveUp {
+			delete(c.expect, id)
+			continue
+		}
+		bad = true
+	}
+	return bad
 }
 
 // SetDesired puts a desired state in force and queues every service of it
@@ -236,8 +314,20 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (time.Duration, 
 		return 0, err
 	}
 	res := Diff(d, snap, c.Options)
-	c.driftMetrics(res)
 	plan := res.Plan.ForService(key)
+	if !c.DryRun && slices.ContainsFunc(plan.Nodes, infraOp) {
+		// Several services may need one missing network: create it once,
+		// under a lock and on a fresh look, then plan again.
+		if err := c.createInfra(ctx, d, key); err != nil {
+			return 0, err
+		}
+		if snap, err = c.snapshot(ctx); err != nil {
+			return 0, err
+		}
+		res = Diff(d, snap, c.Options)
+		plan = res.Plan.ForService(key)
+	}
+	c.driftMetrics(res)
 	c.reportDrift(key, res)
 
 	var requeue time.Duration
@@ -268,7 +358,42 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (time.Duration, 
 			return 0, err
 		}
 	}
-	ex := &Executor{
+	err = c.executor(d, key).Execute(ctx, plan)
+	c.Invalidate()
+	if err != nil {
+		return 0, fmt.Errorf("reconciling service %s: %w", key, err)
+	}
+	return requeue, nil
+}
+
+func infraOp(n *Node) bool {
+	return n.Op.Type == OpCreateNetwork || n.Op.Type == OpCreateVolume
+}
+
+// createInfra creates the networks and volumes a service needs that are
+// still missing when looked at under the lock.
+func (c *Controller) createInfra(ctx context.Context, d *desired.State, key string) error {
+	c.infra.Lock()
+	defer c.infra.Unlock()
+	c.Invalidate()
+	snap, err := c.snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	plan := Diff(d, snap, c.Options).Plan.ForService(key).without(func(n *Node) bool { return !infraOp(n) })
+	if plan.Empty() {
+		return nil
+	}
+	err = c.executor(d, key).Execute(ctx, plan)
+	c.Invalidate()
+	if err != nil {
+		return fmt.Errorf("creating networks and volumes of service %s: %w", key, err)
+	}
+	return nil
+}
+
+func (c *Controller) executor(d *desired.State, key string) *Executor {
+	return &Executor{
 		Desired:      d,
 		Compose:      c.Compose,
 		Engine:       c.Engine,
@@ -279,12 +404,6 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (time.Duration, 
 		ResourceLock: &c.resources,
 		OnDone:       c.actionDone(d),
 	}
-	err = ex.Execute(ctx, plan)
-	c.Invalidate()
-	if err != nil {
-		return 0, fmt.Errorf("reconciling service %s: %w", key, err)
-	}
-	return requeue, nil
 }
 
 // Snapshot returns the current snapshot, from the cache when nothing has
@@ -300,9 +419,21 @@ func (c *Controller) snapshot(ctx context.Context) (*observed.Snapshot, error) {
 	if c.hasSnap && c.snapGen == g {
 		return c.snap, nil
 	}
-	snap, err := c.Observe(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("observing the project: %w", err)
+	var snap *observed.Snapshot
+	for try := 0; ; try++ {
+		var err error
+		snap, err = c.Observe(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("observing the project: %w", err)
+		}
+		if !c.contradicts(snap, g, try == snapshotRetries) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-c.clock().After(5 * time.Millisecond):
+		}
 	}
 	c.snap, c.snapGen, c.hasSnap = snap, g, true
 	return snap, nil

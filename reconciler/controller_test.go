@@ -71,7 +71,7 @@ func TestControllerReconcilesOneServiceAtATime(t *testing.T) {
 		t.Errorf("records %v: want DependencyNotReady", rec.reasons())
 	}
 	// its networks are created even so: they need no dependency
-	if got := strings.Join(f.calls, ","); got != "create network back,create network front" {
+	if got := strings.Join(f.calls, ","); got != "create network back,create network front" && got != "create network front,create network back" {
 		t.Errorf("calls %q, want api's networks created", got)
 	}
 	for _, key := range []string{"db", "migrate", "api", "web"} {
@@ -192,5 +192,47 @@ func TestControllerGuardHoldsOperationsBack(t *testing.T) {
 	}
 	if got := strings.Join(f.calls, ","); got != "up app" {
 		t.Errorf("calls %q: want the missing replica created and the exited one left alone", got)
+	}
+}
+
+func TestControllerListsAgainWhenASnapshotContradictsAnEvent(t *testing.T) {
+	tests := []struct {
+		name    string
+		kind    string
+		stale   int // lists that still show the old state
+		lists   int32
+		wantRun bool
+	}{
+		{"die seen before the list caught up", ExpectStopped, 2, 3, false},
+		{"list already current", ExpectStopped, 0, 1, false},
+		{"engine never catches up: give up", ExpectStopped, 100, snapshotRetries + 1, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWorld(load(t, "services:\n  app: {image: a}\n"))
+			ctr := w.add("app", 1, "running")
+			id := ctr.ID
+			f := &fakeEngine{w: w}
+			c, _, observes := newController(w, f)
+			c.Observe = func(ctx context.Context) (*observed.Snapshot, error) {
+				n := observes.Add(1)
+				snap, _ := f.observe(ctx)
+				if int(n) > tt.stale {
+					snap.Containers[0].State, snap.Containers[0].ExitCode = "exited", 0
+				}
+				return snap, nil
+			}
+			c.Observed(id, tt.kind)
+			snap, err := c.Snapshot(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if observes.Load() != tt.lists {
+				t.Errorf("listed %d times, want %d", observes.Load(), tt.lists)
+			}
+			if running := snap.Containers[0].State == "running"; running != tt.wantRun {
+				t.Errorf("running = %v, want %v", running, tt.wantRun)
+			}
+		})
 	}
 }

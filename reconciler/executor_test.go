@@ -80,11 +80,15 @@ func (f *fakeEngine) Create(_ context.Context, project *types.Project, _ api.Cre
 	if len(project.Services) != 0 {
 		return errors.New("resource creation must not touch services")
 	}
-	for key := range project.Networks {
-		f.record("create network " + key)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for key, n := range project.Networks {
+		f.calls = append(f.calls, "create network "+key)
+		f.w.snap.Networks = append(f.w.snap.Networks, observed.Network{ID: "id-" + n.Name, Name: n.Name, Key: key})
 	}
-	for key := range project.Volumes {
-		f.record("create volume " + key)
+	for key, v := range project.Volumes {
+		f.calls = append(f.calls, "create volume "+key)
+		f.w.snap.Volumes = append(f.w.snap.Volumes, observed.Volume{Name: v.Name, Key: key})
 	}
 	return nil
 }

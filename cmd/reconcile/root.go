@@ -40,6 +40,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	g := &globals{stdout: stdout, stderr: stderr}
 	var once bool
 	var timeout time.Duration
+	var df daemonFlags
 	root := &cobra.Command{
 		Use:   "reconcile",
 		Short: "Keep a Docker Compose project converged to its compose files",
@@ -47,6 +48,8 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 compose files with what the engine runs, and applies the difference through the
 Compose SDK, in dependency order.
 
+  reconcile            run as a daemon: keep the project converged as the engine
+                       and the compose files change (SIGTERM or Ctrl-C to stop)
   reconcile --once     converge, wait until converged, exit 0 (or 1 on timeout)
   reconcile diff       show drift and the plan without acting
   reconcile status     where each service stands`,
@@ -64,7 +67,7 @@ Compose SDK, in dependency order.
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if !once {
-				return withCode(exitInput, fmt.Errorf("the long-running daemon is not available in this version: run with --once, or use diff or status"))
+				return runDaemon(cmd.Context(), g, df)
 			}
 			return runOnce(cmd.Context(), g, timeout)
 		},
@@ -86,6 +89,12 @@ Compose SDK, in dependency order.
 
 	root.Flags().BoolVar(&once, "once", false, "converge once, wait until converged, and exit")
 	root.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "with --once: how long to wait for convergence")
+	root.Flags().BoolVar(&df.dryRun, "dry-run", false, "daemon: report drift as it happens, never act")
+	root.Flags().StringVar(&df.listen, "listen", "", "daemon: serve /metrics, /healthz, /readyz, /status and /events on this address (e.g. 127.0.0.1:9090)")
+	root.Flags().StringVar(&df.stateDir, "state-dir", "", "daemon: directory for the project lock and state (default $XDG_STATE_HOME/reconcile)")
+	root.Flags().DurationVar(&df.resync, "resync", time.Minute, "daemon: relist everything this often, in case the event stream lost something (0: never)")
+	root.Flags().IntVar(&df.workers, "workers", 4, "daemon: services reconciled at once")
+	root.Flags().DurationVar(&df.shutdownTimeout, "shutdown-timeout", 30*time.Second, "daemon: on SIGTERM, how long an action in progress may go on")
 
 	root.AddCommand(newDiffCommand(g), newStatusCommand(g), newVersionCommand(g))
 	return root

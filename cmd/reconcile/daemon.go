@@ -1,0 +1,339 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/moby/moby/api/types/events"
+
+	"github.com/reconcile-dev/reconcile/desired"
+	"github.com/reconcile-dev/reconcile/internal/clock"
+	"github.com/reconcile-dev/reconcile/internal/engine"
+	"github.com/reconcile-dev/reconcile/internal/filewatch"
+	"github.com/reconcile-dev/reconcile/internal/httpapi"
+	"github.com/reconcile-dev/reconcile/internal/metrics"
+	"github.com/reconcile-dev/reconcile/internal/record"
+	"github.com/reconcile-dev/reconcile/internal/statedir"
+	"github.com/reconcile-dev/reconcile/observed"
+	"github.com/reconcile-dev/reconcile/reconciler"
+)
+
+// daemonFlags are the flags of the long-running mode.
+type daemonFlags struct {
+	dryRun          bool
+	listen          string
+	stateDir        string
+	resync          time.Duration
+	workers         int
+	shutdownTimeout time.Duration
+}
+
+// daemon is the running daemon's wiring: inputs (engine events, files,
+// signals, a resync ticker) only enqueue work; the controller does it.
+type daemon struct {
+	g       *globals
+	f       daemonFlags
+	log     *slog.Logger
+	opts    desired.Options
+	loader  desired.ProjectLoader
+	eng     *engine.Engine
+	ctrl    *reconciler.Controller
+	records *record.Recorder
+	files   *filewatch.Watcher
+
+	reloadMu  sync.Mutex
+	connected atomic.Bool
+	synced    atomic.Bool
+}
+
+// runDaemon runs until SIGTERM or SIGINT (ctx), then lets the reconciles in
+// progress finish, for at most the shutdown timeout, and returns nil: exit 0.
+func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
+	opts, err := g.options()
+	if err != nil {
+		return err
+	}
+	loader, err := engine.Loader()
+	if err != nil {
+		return err
+	}
+	// Bad input at start is exit 2, before any lock or engine call.
+	d, err := desired.Load(ctx, loader, opts)
+	if err != nil {
+		return err
+	}
+	log := g.log.With("project", d.Project.Name)
+	dir := f.stateDir
+	if dir == "" {
+		if dir, err = statedir.Default(); err != nil {
+			return withCode(exitInput, err)
+		}
+	}
+	lock, err := statedir.Acquire(dir, d.Project.Name)
+	if err != nil {
+		return withCode(exitInput, err)
+	}
+	defer lock.Release()
+
+	eng, err := engine.Connect(ctx)
+	if err != nil {
+		return fmt.Errorf("%w: %w", engine.ErrUnreachable, err)
+	}
+	dm := &daemon{g: g, f: f, log: log, opts: opts, loader: loader, eng: eng}
+	dm.records = record.New(log, clock.Real{}, record.DefaultKeep)
+	met := metrics.New(version(), runtime.Version())
+	project := d.Project.Name
+	dm.ctrl = &reconciler.Controller{
+		Observe: func(ctx context.Context) (*observed.Snapshot, error) {
+			return observed.Observe(ctx, eng.Client, project, time.Now())
+		},
+		Compose: eng.Compose,
+		Engine:  eng.Client,
+		Images:  eng.Compose,
+		Options: reconciler.Options{RemoveOrphans: g.removeOrphans},
+		DryRun:  f.dryRun,
+		Log:     log,
+		Clock:   clock.Real{},
+		Records: dm.records,
+		Metrics: met,
+		Workers: f.workers,
+	}
+	dm.ctrl.SetDesired(d)
+
+	dm.files, err = filewatch.New(clock.Real{}, log)
+	if err != nil {
+		return withCode(exitInternal, err)
+	}
+	defer dm.files.Close()
+	if err := dm.files.Set(d.Files); err != nil {
+		log.Warn("some compose files cannot be watched", "error", err)
+	}
+
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	// Reconciles in progress at shutdown run on under work for at most the
+	// shutdown timeout, so that an action is not cut half-way.
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+
+	if f.listen != "" {
+		srv, err := dm.serve(f.listen, met)
+		if err != nil {
+			return withCode(exitInput, err)
+		}
+		defer srv.Close()
+	}
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	var wg sync.WaitGroup
+	wg.Go(func() { dm.watchEngine(runCtx) })
+	wg.Go(func() {
+		dm.files.Run(runCtx, func(changed []string) { dm.reload("changed: " + strings.Join(changed, ", ")) })
+	})
+	wg.Go(func() { dm.resyncLoop(runCtx) })
+	wg.Go(func() {
+		for {
+			select {
+			case <-runCtx.Done():
+				return
+			case <-hup:
+				dm.reload("SIGHUP")
+			}
+		}
+	})
+	mode := "acting"
+	if f.dryRun {
+		mode = "dry run: reporting only"
+	}
+	log.Info("daemon started", "mode", mode, "files", strings.Join(d.Files, ","), "lock", lock.Path, "pid", os.Getpid())
+
+	go func() {
+		<-runCtx.Done()
+		select {
+		case <-time.After(f.shutdownTimeout):
+			log.Warn("shutdown timeout reached, cancelling the reconciles in progress")
+			cancelWork()
+		case <-work.Done():
+		}
+	}()
+	dm.ctrl.Run(runCtx, work)
+	cancelWork()
+	wg.Wait()
+	log.Info("daemon stopped")
+	return nil
+}
+
+// watchEngine follows the engine's events; every (re)connect relists.
+func (dm *daemon) watchEngine(ctx context.Context) {
+	w := &observed.Watcher{
+		Source:  dm.eng.Client,
+		Project: dm.ctrl.Desired().Project.Name,
+		Clock:   clock.Real{},
+		Log:     dm.log,
+		OnConnect: func(ctx context.Context) error {
+			if err := dm.ctrl.Resync(ctx); err != nil {
+				return err
+			}
+			if !dm.connected.Swap(true) {
+				dm.records.Event(record.Normal, "EngineConnected", "", "", "connected to the engine at "+dm.eng.Client.DaemonHost()+"; relisted the project")
+			}
+			dm.synced.Store(true)
+			return nil
+		},
+		OnEvent: func(m events.Message) {
+			dm.log.Debug("engine event", "action", string(m.Action), "service", m.Actor.Attributes[observed.LabelService], "container", m.Actor.Attributes["name"])
+			dm.ctrl.Observed(m.Actor.ID, expectation(m))
+			if svc := m.Actor.Attributes[observed.LabelService]; svc != "" {
+				dm.ctrl.Enqueue(svc)
+			}
+		},
+		OnDisconnect: func(err error) {
+			if dm.connected.Swap(false) {
+				dm.records.Event(record.Warning, "EngineDisconnected", "", "", fmt.Sprintf("lost the engine's event stream: %v; reconnecting", err))
+			} else if !dm.synced.Load() {
+				dm.log.Warn("engine not reachable yet, retrying", "error", err)
+			}
+		},
+	}
+	_ = w.Run(ctx)
+}
+
+// resyncLoop relists everything periodically: the event stream can lose
+// events, and a full list costs a fixed number of calls.
+func (dm *daemon) resyncLoop(ctx context.Context) {
+	if dm.f.resync <= 0 {
+		return
+	}
+	t := time.NewTicker(dm.f.resync)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if !dm.connected.Load() {
+				continue // the watcher relists when it reconnects
+			}
+			if err := dm.ctrl.Resync(ctx); err != nil && ctx.Err() == nil {
+				dm.log.Warn("periodic resync failed", "error", err)
+			}
+		}
+	}
+}
+
+// reload re-reads the compose files. An invalid edit is reported and the
+// last good desired state stays in force: nothing is torn down.
+func (dm *daemon) reload(why string) {
+	dm.reloadMu.Lock()
+	defer dm.reloadMu.Unlock()
+	d, err := desired.Load(context.Background(), dm.loader, dm.opts)
+	if err != nil {
+		service := ""
+		var ie *desired.InputError
+		if errors.As(err, &ie) {
+			service = ie.Service
+		}
+		dm.records.Event(record.Warning, "InvalidConfig", service, "", desired.OneLine(err.Error())+"; keeping the last good configuration")
+		return
+	}
+	if err := dm.files.Set(d.Files); err != nil {
+		dm.log.Warn("some compose files cannot be watched", "error", err)
+	}
+	old := dm.ctrl.Desired()
+	dm.records.Event(record.Normal, "ConfigReloaded", "", "", fmt.Sprintf("desired state reloaded (%s): %s", why, changedServices(old, d)))
+	dm.ctrl.SetDesired(d)
+}
+
+// changedServices says which services a reload changed, for the record.
+func changedServices(old, d *desired.State) string {
+	var changed []string
+	for _, name := range d.Order {
+		o, ok := old.Services[name]
+		if !ok {
+			changed = append(changed, name+" (added)")
+			continue
+		}
+		if reconciler.ExpectedHash(o.Config, nil) != reconciler.ExpectedHash(d.Services[name].Config, nil) {
+			changed = append(changed, name)
+		} else if o.Replicas != d.Services[name].Replicas {
+			changed = append(changed, fmt.Sprintf("%s (replicas %d -> %d)", name, o.Replicas, d.Services[name].Replicas))
+		}
+	}
+	for _, name := range old.Order {
+		if _, ok := d.Services[name]; !ok {
+			changed = append(changed, name+" (removed)")
+		}
+	}
+	if len(changed) == 0 {
+		return "no service definition changed"
+	}
+	return "services changed: " + strings.Join(changed, ", ")
+}
+
+// serve starts the HTTP endpoints on addr.
+func (dm *daemon) serve(addr string, met *metrics.Metrics) (*http.Server, error) {
+	if !httpapi.Loopback(addr) {
+		dm.log.Warn("HTTP endpoints bound beyond loopback: they have no authentication", "listen", addr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--listen %s: %w", addr, err)
+	}
+	api := &httpapi.Server{
+		Registry: met.Registry,
+		Records:  dm.records,
+		Status: func(ctx context.Context) (any, error) {
+			return dm.ctrl.Status(ctx, dm.eng.Client)
+		},
+		Ready: func() (bool, string) {
+			switch {
+			case !dm.connected.Load():
+				return false, "engine not connected"
+			case !dm.synced.Load():
+				return false, "first sync not done"
+			}
+			return true, ""
+		},
+	}
+	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			dm.log.Error("HTTP server stopped", "error", err)
+		}
+	}()
+	dm.log.Info("serving HTTP", "listen", ln.Addr().String())
+	return srv, nil
+}
+
+// expectation says what an event implies the container's listed state
+// must be, for the controller to check its snapshots against.
+func expectation(m events.Message) string {
+	switch a := string(m.Action); {
+	case a == "start" || a == "unpause":
+		return reconciler.ExpectRunning
+	case a == "die":
+		return reconciler.ExpectStopped
+	case a == "destroy":
+		return reconciler.ExpectGone
+	case a == "health_status: healthy":
+		return reconciler.ExpectHealthy
+	case a == "health_status: unhealthy":
+		return reconciler.ExpectUnhealthy
+	}
+	return ""
+}
