@@ -94,6 +94,7 @@ func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
 	dm := &daemon{g: g, f: f, log: log, opts: opts, loader: loader, eng: eng}
 	dm.records = record.New(log, clock.Real{}, record.DefaultKeep)
 	met := metrics.New(version(), runtime.Version())
+	met.CountEngineRequests(eng.Calls)
 	project := d.Project.Name
 	dm.ctrl = &reconciler.Controller{
 		Observe: func(ctx context.Context) (*observed.Snapshot, error) {

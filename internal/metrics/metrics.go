@@ -55,6 +55,14 @@ func New(version, goVersion string) *Metrics {
 	return m
 }
 
+// CountEngineRequests exports a counter of the HTTP requests sent to the
+// engine, read from calls, so that the cost of idling can be measured.
+func (m *Metrics) CountEngineRequests(calls func() int64) {
+	m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "reconcile_engine_requests_total", Help: "HTTP requests sent to the Docker Engine, event stream included.",
+	}, func() float64 { return float64(calls()) }))
+}
+
 // Reconciled counts one reconcile and its duration.
 func (m *Metrics) Reconciled(result string, took time.Duration, failed bool) {
 	m.reconciles.WithLabelValues(result).Inc()

@@ -1,0 +1,275 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/reconcile-dev/reconcile/internal/enginetest"
+	"github.com/reconcile-dev/reconcile/internal/record"
+	"github.com/reconcile-dev/reconcile/observed"
+	"github.com/reconcile-dev/reconcile/reconciler"
+)
+
+const daemonStack = `
+services:
+  api:
+    image: {{.Image}}
+    deploy: {replicas: 2}
+    environment: {SECRET_TOKEN: "s3cr3t-canary"}
+  worker:
+    image: {{.Image}}
+`
+
+// startDaemon runs the daemon on p with its own state directory and HTTP
+// address, and waits until it has converged the project.
+func startDaemon(t *testing.T, p *enginetest.Project, env []string, extra ...string) (*enginetest.Proc, string) {
+	t.Helper()
+	addr := "127.0.0.1:" + enginetest.FreePort(t)
+	args := append([]string{"-f", p.File, "-p", p.Name, "--state-dir", t.TempDir(), "--listen", addr, "--log-format", "json"}, extra...)
+	d := enginetest.Start(t, p.Dir, env, args...)
+	d.WaitFor(`"daemon started"`, 30*time.Second)
+	return d, "http://" + addr
+}
+
+// eventually polls cond until it holds, and returns how long that took.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > timeout {
+			t.Fatalf("%s: not within %s", what, timeout)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// running counts the running containers of each service.
+func running(p *enginetest.Project) map[string]int {
+	out := map[string]int{}
+	for _, c := range p.Snapshot().Containers {
+		if c.State == observed.StateRunning {
+			out[c.Service]++
+		}
+	}
+	return out
+}
+
+func converged(p *enginetest.Project, want map[string]int) func() bool {
+	return func() bool {
+		got := running(p)
+		for s, n := range want {
+			if got[s] != n {
+				return false
+			}
+		}
+		return len(p.Snapshot().Containers) == sum(want)
+	}
+}
+
+func sum(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, b)
+	}
+	return string(b)
+}
+
+func records(t *testing.T, base string) []record.Record {
+	t.Helper()
+	var out []record.Record
+	for _, line := range strings.Split(strings.TrimSpace(httpGet(t, base+"/events")), "\n") {
+		var r record.Record
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("/events line %q: %v", line, err)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func hasRecord(recs []record.Record, reason, container string) bool {
+	for _, r := range recs {
+		if r.Reason == reason && (container == "" || r.Container == container) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestDaemonRecreatesARemovedReplicaAndReportsIt(t *testing.T) {
+	p := enginetest.NewProject(t, daemonStack)
+	d, base := startDaemon(t, p, nil)
+	want := map[string]int{"api": 2, "worker": 1}
+	eventually(t, 60*time.Second, "initial convergence", converged(p, want))
+	eventually(t, 5*time.Second, "/readyz", func() bool {
+		resp, err := http.Get(base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil && resp.StatusCode == 200
+	})
+
+	victim := p.Name + "-api-1"
+	old := p.IDs()[victim]
+	p.RemoveForce(old)
+	took := eventually(t, 3*time.Second, "removed replica back", func() bool {
+		_, ok := p.IDs()[victim]
+		return !ok && running(p)["api"] == 2
+	})
+	t.Logf("replica back after %s", took)
+	// compose numbers a new replica max+1, as `docker compose up` would
+	recreated := p.Name + "-api-3"
+	recs := records(t, base)
+	if !hasRecord(recs, "ContainerMissing", "") || !hasRecord(recs, "Created", recreated) {
+		t.Errorf("records lack ContainerMissing and Created %s: %+v", recreated, recs)
+	}
+	metrics := httpGet(t, base+"/metrics")
+	for _, want := range []string{`reconcile_actions_total{action="CreateContainer"}`, `reconcile_total{result="success"}`, "reconcile_queue_depth", "reconcile_build_info{", "reconcile_duration_seconds_bucket", "reconcile_errors_total"} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	var st reconciler.ProjectStatus
+	if err := json.Unmarshal([]byte(httpGet(t, base+"/status")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Project != p.Name || len(st.Services) != 2 || st.Services[0].Running+st.Services[1].Running != 3 {
+		t.Errorf("/status: %+v", st)
+	}
+	if strings.Contains(d.Output(), "s3cr3t-canary") || strings.Contains(httpGet(t, base+"/events"), "s3cr3t-canary") {
+		t.Error("a secret value was printed")
+	}
+}
+
+func TestDaemonAppliesEditsAndKeepsTheLastGoodStateOnAnInvalidOne(t *testing.T) {
+	p := enginetest.NewProject(t, daemonStack)
+	d, base := startDaemon(t, p, nil)
+	want := map[string]int{"api": 2, "worker": 1}
+	eventually(t, 60*time.Second, "initial convergence", converged(p, want))
+	before := p.IDs()
+
+	// invalid: an unknown dependency. Nothing may change.
+	p.Rewrite(daemonStack + "    depends_on: [nowhere]\n")
+	eventually(t, 5*time.Second, "InvalidConfig record", func() bool { return hasRecord(records(t, base), "InvalidConfig", "") })
+	time.Sleep(time.Second)
+	if after := p.IDs(); !sameIDs(before, after) {
+		t.Fatalf("an invalid edit changed containers: %v -> %v", before, after)
+	}
+	if !strings.Contains(d.Output(), "compose.yaml") {
+		t.Errorf("the invalid edit's report does not name the file")
+	}
+
+	// valid: the worker's environment changes; api must be left alone
+	edited := strings.Replace(daemonStack, "  worker:\n    image: {{.Image}}\n", "  worker:\n    image: {{.Image}}\n    environment: {MODE: fast}\n", 1)
+	start := time.Now()
+	p.Rewrite(edited)
+	took := eventually(t, 3*time.Second, "edited worker recreated", func() bool {
+		ids := p.IDs()
+		w, ok := ids[p.Name+"-worker-1"]
+		return ok && w != before[p.Name+"-worker-1"] && running(p)["worker"] == 1
+	})
+	t.Logf("edit applied %s after the write", took)
+	_ = start
+	after := p.IDs()
+	for _, n := range []string{p.Name + "-api-1", p.Name + "-api-2"} {
+		if after[n] != before[n] {
+			t.Errorf("%s was recreated by an edit of another service", n)
+		}
+	}
+	if !hasRecord(records(t, base), "ConfigReloaded", "") {
+		t.Error("no ConfigReloaded record")
+	}
+}
+
+func sameIDs(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func TestDaemonRelistsAfterLosingTheEventStream(t *testing.T) {
+	p := enginetest.NewProject(t, daemonStack)
+	proxy := enginetest.NewSocketProxy(t)
+	_, base := startDaemon(t, p, []string{proxy.Env()})
+	want := map[string]int{"api": 2, "worker": 1}
+	eventually(t, 60*time.Second, "initial convergence", converged(p, want))
+
+	proxy.Cut()
+	victim := p.Name + "-worker-1"
+	old := p.IDs()[victim]
+	p.RemoveForce(old) // through the test's own connection: the daemon sees no event
+	time.Sleep(2 * time.Second)
+	if _, ok := p.IDs()[victim]; ok {
+		t.Fatal("recreated while the daemon had no engine: the test is not testing the cut")
+	}
+	proxy.Restore()
+	took := eventually(t, 15*time.Second, "worker recreated after reconnect", func() bool {
+		id, ok := p.IDs()[victim]
+		return ok && id != old && running(p)["worker"] == 1
+	})
+	t.Logf("recreated %s after the engine came back", took)
+	recs := records(t, base)
+	if !hasRecord(recs, "EngineDisconnected", "") {
+		t.Errorf("no EngineDisconnected record: %+v", recs)
+	}
+}
+
+func TestDaemonIsAloneOnAProjectAndStopsCleanly(t *testing.T) {
+	p := enginetest.NewProject(t, daemonStack)
+	state := t.TempDir()
+	first := enginetest.Start(t, p.Dir, nil, "-f", p.File, "-p", p.Name, "--state-dir", state)
+	first.WaitFor("daemon started", 30*time.Second)
+
+	second := enginetest.Run(t, p.Dir, nil, "-f", p.File, "-p", p.Name, "--state-dir", state)
+	if second.Code != 2 || !strings.Contains(second.Stderr, "PID "+itoa(first.PID())) {
+		t.Fatalf("second daemon: %s; want exit 2 naming PID %d", second, first.PID())
+	}
+	eventually(t, 60*time.Second, "convergence", converged(p, map[string]int{"api": 2, "worker": 1}))
+	first.Signal(syscall.SIGTERM)
+	if code := first.Wait(30 * time.Second); code != 0 {
+		t.Fatalf("SIGTERM: exit %d, want 0; output:\n%s", code, first.Output())
+	}
+	// the lock is free again, and the containers were left running
+	third := enginetest.Start(t, p.Dir, nil, "-f", p.File, "-p", p.Name, "--state-dir", state, "--dry-run")
+	third.WaitFor("daemon started", 30*time.Second)
+	if running(p)["api"] != 2 {
+		t.Error("stopping the daemon stopped containers")
+	}
+	// dry run: drift is reported, nothing is done
+	victim := p.Name + "-worker-1"
+	p.RemoveForce(p.IDs()[victim])
+	third.WaitFor("dry run: not acting", 5*time.Second)
+	time.Sleep(time.Second)
+	if _, ok := p.IDs()[victim]; ok {
+		t.Error("--dry-run recreated a container")
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
