@@ -44,6 +44,11 @@ type Guard interface {
 	Review(in Review) (allowed *Plan, requeueAfter time.Duration)
 }
 
+// StatusAnnotator is a guard that adds what it knows to a status.
+type StatusAnnotator interface {
+	Annotate(st *ProjectStatus, d *desired.State, now time.Time)
+}
+
 // Review is what a Guard sees.
 type Review struct {
 	Desired  *desired.State
@@ -615,7 +620,13 @@ func (c *Controller) Status(ctx context.Context, inspect observed.Inspector) (Pr
 			return ProjectStatus{}, err
 		}
 	}
-	return Status(d, &cp, Diff(d, &cp, c.Options)), nil
+	st := Status(d, &cp, Diff(d, &cp, c.Options))
+	for _, g := range c.Guards {
+		if a, ok := g.(StatusAnnotator); ok {
+			a.Annotate(&st, d, c.clock().Now())
+		}
+	}
+	return st, nil
 }
 
 func (c *Controller) record(typ, reason, service, container, msg string) {

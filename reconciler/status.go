@@ -3,6 +3,7 @@ package reconciler
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/reconcile-dev/reconcile/desired"
 	"github.com/reconcile-dev/reconcile/observed"
@@ -29,8 +30,17 @@ type ServiceStatus struct {
 	Sync    string `json:"sync"`
 	Health  string `json:"health"`
 	// Reason is a few words on why the service is not Healthy and Synced.
-	Reason     string            `json:"reason,omitempty"`
-	Containers []ContainerStatus `json:"containers"`
+	Reason string `json:"reason,omitempty"`
+	// Restart figures, filled in by the daemon's restart controller (and by
+	// status from its state file): the most restarts any replica has used
+	// of those allowed (0: unlimited), the earliest next attempt, the
+	// latest exit and its cause.
+	RestartsUsed    int               `json:"restartsUsed"`
+	RestartsAllowed int               `json:"restartsAllowed"`
+	NextAttempt     *time.Time        `json:"nextAttempt,omitempty"`
+	LastExit        string            `json:"lastExit,omitempty"`
+	LastExitAt      time.Time         `json:"lastExitAt,omitzero"`
+	Containers      []ContainerStatus `json:"containers"`
 }
 
 // ContainerStatus is one container of a service.
@@ -43,6 +53,9 @@ type ContainerStatus struct {
 	// LastExit explains a stopped container: exit code, OOMKilled, ...
 	LastExit     string `json:"lastExit,omitempty"`
 	RestartCount *int   `json:"restartCount,omitempty"`
+	// RestartsUsed and NextAttempt come from the restart controller.
+	RestartsUsed int        `json:"restartsUsed,omitempty"`
+	NextAttempt  *time.Time `json:"nextAttempt,omitempty"`
 }
 
 // ProjectStatus is the status of every service, in dependency order.

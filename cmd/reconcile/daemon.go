@@ -18,6 +18,7 @@ import (
 
 	"github.com/moby/moby/api/types/events"
 
+	"github.com/reconcile-dev/reconcile/controllers"
 	"github.com/reconcile-dev/reconcile/desired"
 	"github.com/reconcile-dev/reconcile/internal/clock"
 	"github.com/reconcile-dev/reconcile/internal/engine"
@@ -34,7 +35,6 @@ import (
 type daemonFlags struct {
 	dryRun          bool
 	listen          string
-	stateDir        string
 	resync          time.Duration
 	workers         int
 	shutdownTimeout time.Duration
@@ -43,15 +43,16 @@ type daemonFlags struct {
 // daemon is the running daemon's wiring: inputs (engine events, files,
 // signals, a resync ticker) only enqueue work; the controller does it.
 type daemon struct {
-	g       *globals
-	f       daemonFlags
-	log     *slog.Logger
-	opts    desired.Options
-	loader  desired.ProjectLoader
-	eng     *engine.Engine
-	ctrl    *reconciler.Controller
-	records *record.Recorder
-	files   *filewatch.Watcher
+	g        *globals
+	f        daemonFlags
+	log      *slog.Logger
+	opts     desired.Options
+	loader   desired.ProjectLoader
+	eng      *engine.Engine
+	ctrl     *reconciler.Controller
+	records  *record.Recorder
+	files    *filewatch.Watcher
+	restarts *controllers.Restarts
 
 	reloadMu  sync.Mutex
 	connected atomic.Bool
@@ -75,11 +76,9 @@ func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
 		return err
 	}
 	log := g.log.With("project", d.Project.Name)
-	dir := f.stateDir
-	if dir == "" {
-		if dir, err = statedir.Default(); err != nil {
-			return withCode(exitInput, err)
-		}
+	dir, err := g.stateDirectory()
+	if err != nil {
+		return withCode(exitInput, err)
 	}
 	lock, err := statedir.Acquire(dir, d.Project.Name)
 	if err != nil {
@@ -111,6 +110,12 @@ func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
 		Metrics: met,
 		Workers: f.workers,
 	}
+	restarts, err := controllers.NewRestarts(clock.Real{}, statedir.StateFile(dir, d.Project.Name), dm.records, log)
+	if err != nil {
+		return withCode(exitInternal, err)
+	}
+	dm.restarts = restarts
+	dm.ctrl.Guards = []reconciler.Guard{restarts}
 	dm.ctrl.SetDesired(d)
 
 	dm.files, err = filewatch.New(clock.Real{}, log)
@@ -198,6 +203,7 @@ func (dm *daemon) watchEngine(ctx context.Context) {
 		},
 		OnEvent: func(m events.Message) {
 			dm.log.Debug("engine event", "action", string(m.Action), "service", m.Actor.Attributes[observed.LabelService], "container", m.Actor.Attributes["name"])
+			dm.restarts.Event(m, dm.ctrl.Desired())
 			dm.ctrl.Observed(m.Actor.ID, expectation(m))
 			if svc := m.Actor.Attributes[observed.LabelService]; svc != "" {
 				dm.ctrl.Enqueue(svc)

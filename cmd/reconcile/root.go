@@ -15,6 +15,7 @@ import (
 	"github.com/reconcile-dev/reconcile/internal/engine"
 	"github.com/reconcile-dev/reconcile/internal/logging"
 	"github.com/reconcile-dev/reconcile/internal/session"
+	"github.com/reconcile-dev/reconcile/internal/statedir"
 	"github.com/reconcile-dev/reconcile/observed"
 	"github.com/reconcile-dev/reconcile/reconciler"
 )
@@ -31,6 +32,7 @@ type globals struct {
 	removeOrphans bool
 	logFormat     string
 	logLevel      string
+	stateDir      string
 
 	stdout, stderr io.Writer
 	log            *slog.Logger
@@ -86,18 +88,26 @@ Compose SDK, in dependency order.
 	pf.BoolVar(&g.removeOrphans, "remove-orphans", false, "remove containers of services no longer in the compose files")
 	pf.StringVar(&g.logFormat, "log-format", "", "text or json (default: text on a terminal, json otherwise)")
 	pf.StringVar(&g.logLevel, "log-level", "info", "debug, info, warn or error")
+	pf.StringVar(&g.stateDir, "state-dir", "", "directory of the daemon's project lock and restart state (default $XDG_STATE_HOME/reconcile)")
 
 	root.Flags().BoolVar(&once, "once", false, "converge once, wait until converged, and exit")
 	root.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "with --once: how long to wait for convergence")
 	root.Flags().BoolVar(&df.dryRun, "dry-run", false, "daemon: report drift as it happens, never act")
 	root.Flags().StringVar(&df.listen, "listen", "", "daemon: serve /metrics, /healthz, /readyz, /status and /events on this address (e.g. 127.0.0.1:9090)")
-	root.Flags().StringVar(&df.stateDir, "state-dir", "", "daemon: directory for the project lock and state (default $XDG_STATE_HOME/reconcile)")
 	root.Flags().DurationVar(&df.resync, "resync", time.Minute, "daemon: relist everything this often, in case the event stream lost something (0: never)")
 	root.Flags().IntVar(&df.workers, "workers", 4, "daemon: services reconciled at once")
 	root.Flags().DurationVar(&df.shutdownTimeout, "shutdown-timeout", 30*time.Second, "daemon: on SIGTERM, how long an action in progress may go on")
 
 	root.AddCommand(newDiffCommand(g), newStatusCommand(g), newVersionCommand(g))
 	return root
+}
+
+// stateDirectory is --state-dir or the default.
+func (g *globals) stateDirectory() (string, error) {
+	if g.stateDir != "" {
+		return g.stateDir, nil
+	}
+	return statedir.Default()
 }
 
 // options turns the flags into desired's load options.

@@ -5,10 +5,15 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/reconcile-dev/reconcile/controllers"
+	"github.com/reconcile-dev/reconcile/internal/clock"
+	"github.com/reconcile-dev/reconcile/internal/statedir"
 	"github.com/reconcile-dev/reconcile/observed"
 	"github.com/reconcile-dev/reconcile/reconciler"
 )
@@ -33,6 +38,12 @@ func newStatusCommand(g *globals) *cobra.Command {
 				return withCode(exitInternal, err)
 			}
 			st := reconciler.Status(d, snap, reconciler.Diff(d, snap, reconciler.Options{RemoveOrphans: g.removeOrphans}))
+			// what a daemon of this project knows of restarts, from its state file
+			if dir, err := g.stateDirectory(); err == nil {
+				if r, err := controllers.NewRestarts(clock.Real{}, statedir.StateFile(dir, d.Project.Name), nil, nil); err == nil {
+					r.Annotate(&st, d, time.Now())
+				}
+			}
 			if output == "json" {
 				enc := json.NewEncoder(g.stdout)
 				enc.SetIndent("", "  ")
@@ -49,10 +60,21 @@ func newStatusCommand(g *globals) *cobra.Command {
 // printStatusTable prints one line per service.
 func printStatusTable(w io.Writer, st reconciler.ProjectStatus) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SERVICE\tDESIRED\tRUNNING\tHEALTHY\tSYNC\tHEALTH\tREASON")
+	fmt.Fprintln(tw, "SERVICE\tDESIRED\tRUNNING\tHEALTHY\tSYNC\tHEALTH\tRESTARTS\tREASON")
 	for _, s := range st.Services {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Service, strconv.Itoa(s.Desired), strconv.Itoa(s.Running),
-			strconv.Itoa(s.Healthy), s.Sync, s.Health, s.Reason)
+		restarts := strconv.Itoa(s.RestartsUsed)
+		if s.RestartsAllowed > 0 {
+			restarts += "/" + strconv.Itoa(s.RestartsAllowed)
+		}
+		reason := s.Reason
+		if s.LastExit != "" && s.Running < s.Desired {
+			reason = strings.TrimPrefix(reason+"; last exit: "+s.LastExit, "; ")
+		}
+		if s.NextAttempt != nil {
+			reason += fmt.Sprintf("; next attempt in %s", time.Until(*s.NextAttempt).Round(100*time.Millisecond))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Service, strconv.Itoa(s.Desired), strconv.Itoa(s.Running),
+			strconv.Itoa(s.Healthy), s.Sync, s.Health, restarts, reason)
 	}
 	_ = tw.Flush()
 }

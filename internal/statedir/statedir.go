@@ -98,3 +98,27 @@ func WriteAtomic(path string, data []byte, perm os.FileMode) error {
 	}
 	return nil
 }
+
+// File is a state file in the state directory: missing reads as empty,
+// writes are atomic.
+type File struct{ Path string }
+
+// StateFile names a project's state file in dir.
+func StateFile(dir, project string) File {
+	return File{Path: filepath.Join(dir, project+".state.json")}
+}
+
+func (f File) Load() ([]byte, error) {
+	b, err := os.ReadFile(f.Path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	return b, err
+}
+
+func (f File) Save(data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(f.Path), 0o700); err != nil {
+		return fmt.Errorf("creating state directory: %w", err)
+	}
+	return WriteAtomic(f.Path, data, 0o600)
+}

@@ -1,0 +1,202 @@
+// Command idle measures what the daemon costs while nothing happens: it
+// converges a project of -services services × -replicas replicas (each with
+// a healthcheck, whose probes the engine reports as exec events), lets the
+// daemon settle, then over -duration reads the daemon's CPU time and peak
+// RSS from /proc and its engine requests from its own metric.
+//
+//	go run ./bench/idle -bin bin/reconcile [-services 25] [-replicas 2] [-duration 60s]
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/docker/compose/v5/pkg/api"
+
+	"github.com/reconcile-dev/reconcile/internal/engine"
+	"github.com/reconcile-dev/reconcile/internal/testimage"
+	"github.com/reconcile-dev/reconcile/reconciler"
+)
+
+func main() {
+	bin := flag.String("bin", "bin/reconcile", "the reconcile binary")
+	services := flag.Int("services", 25, "services in the project")
+	replicas := flag.Int("replicas", 2, "replicas per service")
+	duration := flag.Duration("duration", 60*time.Second, "how long to measure the idle daemon")
+	flag.Parse()
+	if err := run(*bin, *services, *replicas, *duration); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(bin string, services, replicas int, duration time.Duration) error {
+	ctx := context.Background()
+	eng, err := engine.Connect(ctx)
+	if err != nil {
+		return err
+	}
+	if err := eng.Ping(ctx); err != nil {
+		return err
+	}
+	if err := testimage.Ensure(ctx, eng.Client, testimage.Tag); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "bench-idle")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	name := fmt.Sprintf("bench-idle-%d", time.Now().UnixNano()%1e6)
+	var b strings.Builder
+	b.WriteString("services:\n")
+	for i := range services {
+		fmt.Fprintf(&b, "  svc%02d:\n    image: %s\n    deploy: {replicas: %d}\n", i, testimage.Tag, replicas)
+		b.WriteString("    healthcheck: {test: [\"CMD\", \"/testapp\", \"health\"], interval: 2s}\n")
+	}
+	file := filepath.Join(dir, "compose.yaml")
+	if err := os.WriteFile(file, []byte(b.String()), 0o644); err != nil {
+		return err
+	}
+	defer func() {
+		zero := time.Duration(0)
+		_ = eng.Compose.Down(context.Background(), name, api.DownOptions{RemoveOrphans: true, Timeout: &zero})
+	}()
+
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	base := "http://127.0.0.1:" + port
+	cmd := exec.Command(bin, "-f", file, "-p", name, "--state-dir", dir, "--listen", "127.0.0.1:"+port, "--log-level", "warn")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}()
+
+	start := time.Now()
+	for {
+		if time.Since(start) > 5*time.Minute {
+			return errors.New("the project did not converge in 5 minutes")
+		}
+		var st reconciler.ProjectStatus
+		if err := getJSON(base+"/status", &st); err == nil && st.Sync == reconciler.Synced && st.Health == reconciler.Healthy {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	fmt.Printf("converged %d containers in %s\n", services*replicas, time.Since(start).Round(time.Millisecond))
+	time.Sleep(5 * time.Second) // let the last events of the start-up pass
+
+	pid := cmd.Process.Pid
+	cpu0, err := cpuSeconds(pid)
+	if err != nil {
+		return err
+	}
+	calls0, err := metric(base, "reconcile_engine_requests_total")
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	time.Sleep(duration)
+	elapsed := time.Since(t0)
+	cpu1, _ := cpuSeconds(pid)
+	calls1, _ := metric(base, "reconcile_engine_requests_total")
+	rss, err := procStatus(pid, "VmHWM:")
+	if err != nil {
+		return err
+	}
+	cur, _ := procStatus(pid, "VmRSS:")
+	// the scrapes above are themselves no engine calls; calls counts the
+	// daemon's own requests only
+	cpu := cpu1 - cpu0
+	calls := calls1 - calls0
+	fmt.Printf("idle for %s with %d containers:\n", elapsed.Round(time.Millisecond), services*replicas)
+	fmt.Printf("  cpu        %.3f s  = %.3f%% of one core   (target < 0.5%%)\n", cpu, 100*cpu/elapsed.Seconds())
+	fmt.Printf("  engine     %.0f requests = %.3f/s             (target <= 0.2/s)\n", calls, calls/elapsed.Seconds())
+	fmt.Printf("  peak RSS   %.1f MiB                          (target < 40 MiB; %.1f MiB at the end)\n", float64(rss)/1024, float64(cur)/1024)
+	return nil
+}
+
+func freePort() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	return port, nil
+}
+
+func getJSON(url string, v any) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+func metric(base, name string) (float64, error) {
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	sc := bufio.NewScanner(strings.NewReader(string(body)))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			return strconv.ParseFloat(v, 64)
+		}
+	}
+	return 0, fmt.Errorf("metric %s not found", name)
+}
+
+// cpuSeconds is the process's user+system time, from /proc/PID/stat.
+func cpuSeconds(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	utime, _ := strconv.ParseFloat(fields[11], 64)
+	stime, _ := strconv.ParseFloat(fields[12], 64)
+	return (utime + stime) / 100, nil // USER_HZ is 100 on Linux
+}
+
+// procStatus reads a KiB figure (VmHWM:, VmRSS:) of /proc/PID/status.
+func procStatus(pid int, key string) (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, key); ok {
+			return strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+		}
+	}
+	return 0, errors.New(key + " not found")
+}
