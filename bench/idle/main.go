@@ -107,6 +107,11 @@ func run(bin string, services, replicas int, duration time.Duration) error {
 	time.Sleep(5 * time.Second) // let the last events of the start-up pass
 
 	pid := cmd.Process.Pid
+	startPeak, _ := procStatus(pid, "VmHWM:")
+	// reset the peak, so that VmHWM below is the idle window's own
+	if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0); err != nil {
+		return fmt.Errorf("resetting the peak RSS: %w", err)
+	}
 	cpu0, err := cpuSeconds(pid)
 	if err != nil {
 		return err
@@ -132,7 +137,8 @@ func run(bin string, services, replicas int, duration time.Duration) error {
 	fmt.Printf("idle for %s with %d containers:\n", elapsed.Round(time.Millisecond), services*replicas)
 	fmt.Printf("  cpu        %.3f s  = %.3f%% of one core   (target < 0.5%%)\n", cpu, 100*cpu/elapsed.Seconds())
 	fmt.Printf("  engine     %.0f requests = %.3f/s             (target <= 0.2/s)\n", calls, calls/elapsed.Seconds())
-	fmt.Printf("  peak RSS   %.1f MiB                          (target < 40 MiB; %.1f MiB at the end)\n", float64(rss)/1024, float64(cur)/1024)
+	fmt.Printf("  peak RSS   %.1f MiB while idle              (target < 40 MiB; %.1f MiB at the end)\n", float64(rss)/1024, float64(cur)/1024)
+	fmt.Printf("  peak RSS   %.1f MiB during start-up and convergence (binary pages included)\n", float64(startPeak)/1024)
 	return nil
 }
 

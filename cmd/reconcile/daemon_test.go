@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -31,10 +32,29 @@ services:
 func startDaemon(t *testing.T, p *enginetest.Project, env []string, extra ...string) (*enginetest.Proc, string) {
 	t.Helper()
 	addr := "127.0.0.1:" + enginetest.FreePort(t)
-	args := append([]string{"-f", p.File, "-p", p.Name, "--state-dir", t.TempDir(), "--listen", addr, "--log-format", "json"}, extra...)
+	state := t.TempDir()
+	args := append([]string{"-f", p.File, "-p", p.Name, "--state-dir", state, "--listen", addr, "--log-format", "json"}, extra...)
 	d := enginetest.Start(t, p.Dir, env, args...)
+	stateDirs.Store(d, state)
 	d.WaitFor(`"daemon started"`, 30*time.Second)
 	return d, "http://" + addr
+}
+
+var stateDirs sync.Map
+
+// stateDirOf is the state directory startDaemon gave d.
+func stateDirOf(d *enginetest.Proc) string {
+	v, _ := stateDirs.Load(d)
+	return v.(string)
+}
+
+func statusJSON(t *testing.T, base string) reconciler.ProjectStatus {
+	t.Helper()
+	var st reconciler.ProjectStatus
+	if err := json.Unmarshal([]byte(httpGet(t, base+"/status")), &st); err != nil {
+		t.Fatal(err)
+	}
+	return st
 }
 
 // eventually polls cond until it holds, and returns how long that took.

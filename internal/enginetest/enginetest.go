@@ -499,3 +499,24 @@ func BuildScript(t testing.TB, script string) {
 		t.Fatalf("%s: %v", script, err)
 	}
 }
+
+// Count counts the events of a container (by name) whose action starts with
+// action, at or after since.
+func (l *EventLog) Count(containerName, action string, since time.Time) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, m := range l.events {
+		if m.Actor.Attributes["name"] == containerName && strings.HasPrefix(string(m.Action), action) && !time.Unix(0, m.TimeNano).Before(since) {
+			n++
+		}
+	}
+	return n
+}
+
+// Events returns a copy of everything recorded so far.
+func (l *EventLog) Events() []events.Message {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]events.Message(nil), l.events...)
+}

@@ -1,0 +1,287 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/client"
+
+	"github.com/reconcile-dev/reconcile/internal/engine"
+	"github.com/reconcile-dev/reconcile/internal/enginetest"
+	"github.com/reconcile-dev/reconcile/observed"
+)
+
+// cause is something that happens to a running container, done as a user
+// or the kernel would.
+type cause struct {
+	name string
+	do   func(t *testing.T, p *enginetest.Project, id string)
+}
+
+func ctl(t *testing.T, p *enginetest.Project, id string, args ...string) {
+	t.Helper()
+	// the server may die before it answers: an exec error is expected
+	_, _ = engine.Exec(context.Background(), p.Engine.Client, id, append([]string{"/testapp", "ctl"}, args...))
+}
+
+var causes = []cause{
+	{"exit1", func(t *testing.T, p *enginetest.Project, id string) { ctl(t, p, id, "exit", "1") }},
+	{"exit0", func(t *testing.T, p *enginetest.Project, id string) { ctl(t, p, id, "exit", "0") }},
+	{"kill", func(t *testing.T, p *enginetest.Project, id string) {
+		if _, err := p.Engine.Client.ContainerKill(context.Background(), id, client.ContainerKillOptions{Signal: "KILL"}); err != nil {
+			t.Errorf("docker kill: %v", err)
+		}
+	}},
+	{"stop", func(t *testing.T, p *enginetest.Project, id string) {
+		timeout := 2
+		if _, err := p.Engine.Client.ContainerStop(context.Background(), id, client.ContainerStopOptions{Timeout: &timeout}); err != nil {
+			t.Errorf("docker stop: %v", err)
+		}
+	}},
+	{"pidkill", func(t *testing.T, p *enginetest.Project, id string) {
+		if err := syscall.Kill(p.Inspect(id).State.Pid, syscall.SIGKILL); err != nil {
+			t.Errorf("kill -9 of the host PID: %v", err)
+		}
+	}},
+	{"oom", func(t *testing.T, p *enginetest.Project, id string) { ctl(t, p, id, "hog", "96") }},
+	{"unhealthy", func(t *testing.T, p *enginetest.Project, id string) { ctl(t, p, id, "unhealthy") }},
+}
+
+var policies = map[string]string{"no": `"no"`, "always": "always", "unless": "unless-stopped", "onfail": "on-failure:3"}
+
+// Outcomes: restarted (running again, started anew), down (stays exited),
+// left (still running the same process, unhealthy).
+var matrix = map[string]map[string]string{
+	"no":     {"exit1": "down", "exit0": "down", "kill": "down", "stop": "down", "pidkill": "down", "oom": "down", "unhealthy": "left"},
+	"always": {"exit1": "restarted", "exit0": "restarted", "kill": "restarted", "stop": "down", "pidkill": "restarted", "oom": "restarted", "unhealthy": "restarted"},
+	"unless": {"exit1": "restarted", "exit0": "restarted", "kill": "restarted", "stop": "down", "pidkill": "restarted", "oom": "restarted", "unhealthy": "restarted"},
+	"onfail": {"exit1": "restarted", "exit0": "down", "kill": "restarted", "stop": "down", "pidkill": "restarted", "oom": "restarted", "unhealthy": "restarted"},
+}
+
+func TestRecoveryMatrix(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("services:\n")
+	for pol, restart := range policies {
+		for _, c := range causes {
+			fmt.Fprintf(&b, `  %s-%s:
+    image: {{.Image}}
+    restart: %s
+    mem_limit: 48m
+    memswap_limit: 48m
+    healthcheck: {test: ["CMD", "/testapp", "health"], interval: 1s, timeout: 1s, retries: 1}
+`, pol, c.name, restart)
+		}
+	}
+	p := enginetest.NewProject(t, b.String())
+	_, base := startDaemon(t, p, nil)
+	total := len(policies) * len(causes)
+	eventually(t, 120*time.Second, "all healthy", func() bool {
+		n := 0
+		for _, c := range p.Snapshot().Containers {
+			if c.Health == observed.HealthHealthy {
+				n++
+			}
+		}
+		return n == total
+	})
+	events := p.Record()
+	before := map[string]string{} // service -> StartedAt
+	ids := map[string]string{}
+	for _, c := range p.Snapshot().Containers {
+		ids[c.Service] = c.ID
+		before[c.Service] = p.Inspect(c.ID).State.StartedAt
+	}
+	caused := time.Now()
+	var wg sync.WaitGroup
+	for pol := range policies {
+		for _, c := range causes {
+			wg.Go(func() { c.do(t, p, ids[pol+"-"+c.name]) })
+		}
+	}
+	wg.Wait()
+	// long enough for unhealthy (1 s probes), the stop grace and a start
+	time.Sleep(8 * time.Second)
+
+	for pol := range policies {
+		for _, c := range causes {
+			svc := pol + "-" + c.name
+			in := p.Inspect(ids[svc])
+			got := "down"
+			switch {
+			case in.State.Running && in.State.StartedAt != before[svc]:
+				got = "restarted"
+			case in.State.Running:
+				got = "left"
+			}
+			if want := matrix[pol][c.name]; got != want {
+				t.Errorf("restart %s, %s: %s, want %s (state %s, exit %d, oom %v)", policies[pol], c.name, got, want, in.State.Status, in.State.ExitCode, in.State.OOMKilled)
+			}
+			// never a double start: one start per restart
+			if starts := events.Count(in.Name[1:], "start", caused); got == "restarted" && starts != 1 {
+				t.Errorf("restart %s, %s: %d starts, want 1", policies[pol], c.name, starts)
+			}
+		}
+	}
+	recs := records(t, base)
+	for _, reason := range []string{"StoppedByUser", "NotRestarted", "Started", "Restarted"} {
+		if !hasRecord(recs, reason, "") {
+			t.Errorf("no %s record", reason)
+		}
+	}
+}
+
+const budgetStack = `
+services:
+  api:
+    image: {{.Image}}
+    restart: on-failure:3
+    healthcheck: {test: ["CMD", "/testapp", "health"], interval: 1s, timeout: 1s, retries: 1}
+`
+
+// running waits until the api container runs again and returns its ID.
+func apiRunning(t *testing.T, p *enginetest.Project, timeout time.Duration) string {
+	t.Helper()
+	var id string
+	eventually(t, timeout, "api running", func() bool {
+		for _, c := range p.Snapshot().Containers {
+			if c.Service == "api" && c.State == observed.StateRunning {
+				id = c.ID
+				return true
+			}
+		}
+		return false
+	})
+	return id
+}
+
+func kill(t *testing.T, p *enginetest.Project, id string) {
+	t.Helper()
+	if _, err := p.Engine.Client.ContainerKill(context.Background(), id, client.ContainerKillOptions{Signal: "KILL"}); err != nil {
+		t.Fatalf("docker kill: %v", err)
+	}
+}
+
+func TestOnFailure3KilledFourTimesRestartsExactlyThree(t *testing.T) {
+	p := enginetest.NewProject(t, budgetStack)
+	d, base := startDaemon(t, p, nil)
+	events := p.Record()
+	id := apiRunning(t, p, 60*time.Second)
+	since := time.Now()
+	for i := range 3 {
+		kill(t, p, id)
+		time.Sleep(200 * time.Millisecond)
+		id = apiRunning(t, p, 10*time.Second)
+		t.Logf("kill %d: running again", i+1)
+	}
+	kill(t, p, id)
+	time.Sleep(6 * time.Second) // more than the backoff a fourth restart would owe
+	name := p.Name + "-api-1"
+	if starts := events.Count(name, "start", since); starts != 3 {
+		t.Fatalf("%d starts after 4 kills, want exactly 3", starts)
+	}
+	if in := p.Inspect(id); in.State.Running {
+		t.Fatal("restarted a fourth time")
+	}
+	if !hasRecord(records(t, base), "RestartBudgetExhausted", name) {
+		t.Error("no RestartBudgetExhausted record")
+	}
+	st := statusJSON(t, base)
+	if s := st.Services[0]; s.Health != "Degraded" || s.Reason != "RestartBudgetExhausted" || s.RestartsUsed != 3 || s.RestartsAllowed != 3 || !strings.Contains(s.LastExit, "signal 9") {
+		t.Errorf("status: %+v", s)
+	}
+	// the CLI reads the same figures from the state file
+	out := reconcile(t, p.Dir, nil, "status", "-f", p.File, "-p", p.Name, "--state-dir", stateDirOf(d))
+	if !strings.Contains(out.Stdout, "3/3") || !strings.Contains(out.Stdout, "RestartBudgetExhausted") {
+		t.Errorf("reconcile status:\n%s", out.Stdout)
+	}
+}
+
+func TestBudgetSurvivesASIGKILLedReconciler(t *testing.T) {
+	p := enginetest.NewProject(t, budgetStack)
+	state := t.TempDir()
+	args := []string{"-f", p.File, "-p", p.Name, "--state-dir", state, "--log-format", "json"}
+	d := enginetest.Start(t, p.Dir, nil, args...)
+	events := p.Record()
+	id := apiRunning(t, p, 60*time.Second)
+	since := time.Now()
+	kill(t, p, id)
+	id = apiRunning(t, p, 10*time.Second) // restart 1, no backoff
+	time.Sleep(200 * time.Millisecond)
+	kill(t, p, id) // restart 2 is owed a 1 s backoff
+	d.WaitFor(`"reason":"BackOff"`, 5*time.Second)
+	d.Signal(syscall.SIGKILL)
+	d.Wait(10 * time.Second)
+	d2 := enginetest.Start(t, p.Dir, nil, args...)
+	id = apiRunning(t, p, 10*time.Second)
+	time.Sleep(200 * time.Millisecond)
+	kill(t, p, id) // restart 3, after 2 s
+	id = apiRunning(t, p, 10*time.Second)
+	time.Sleep(200 * time.Millisecond)
+	kill(t, p, id) // the budget is spent: stays down
+	time.Sleep(6 * time.Second)
+	if starts := events.Count(p.Name+"-api-1", "start", since); starts != 3 {
+		t.Fatalf("%d starts across a SIGKILLed reconciler, want 3", starts)
+	}
+	d2.WaitFor("RestartBudgetExhausted", time.Second)
+}
+
+func TestCascadeRestartsRestartTrueDependentsAfterTheDependency(t *testing.T) {
+	p := enginetest.NewProject(t, `
+services:
+  db:
+    image: {{.Image}}
+    restart: always
+    environment: {START_DELAY: 1s}
+    healthcheck: {test: ["CMD", "/testapp", "health"], interval: 1s, timeout: 1s, retries: 2}
+  api:
+    image: {{.Image}}
+    depends_on: {db: {condition: service_healthy, restart: true}}
+  worker:
+    image: {{.Image}}
+    depends_on: {api: {condition: service_started, restart: true}}
+  web:
+    image: {{.Image}}
+    depends_on: {db: {condition: service_healthy}}
+`)
+	_, base := startDaemon(t, p, nil)
+	eventually(t, 60*time.Second, "convergence", converged(p, map[string]int{"db": 1, "api": 1, "worker": 1, "web": 1}))
+	time.Sleep(time.Second)
+	events := p.Record()
+	since := time.Now()
+	db := p.Name + "-db-1"
+	if err := syscall.Kill(p.Inspect(p.IDs()[db]).State.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "worker restarted", func() bool {
+		return events.Count(p.Name+"-worker-1", "start", since) == 1
+	})
+	healthy, _ := firstAfter(events, db, "health_status: healthy", since)
+	apiStart, _ := firstAfter(events, p.Name+"-api-1", "start", since)
+	workerStart, _ := firstAfter(events, p.Name+"-worker-1", "start", since)
+	if healthy.IsZero() || !apiStart.After(healthy) || !workerStart.After(apiStart) {
+		t.Errorf("order: db healthy %s, api start %s, worker start %s; want db healthy < api < worker", healthy, apiStart, workerStart)
+	}
+	time.Sleep(2 * time.Second)
+	if n := events.Count(p.Name+"-web-1", "start", since); n != 0 {
+		t.Errorf("web (no restart: true) started %d times", n)
+	}
+	if n := events.Count(p.Name+"-api-1", "start", since); n != 1 {
+		t.Errorf("api started %d times, want 1", n)
+	}
+	_ = base
+}
+
+func firstAfter(l *enginetest.EventLog, name, action string, since time.Time) (time.Time, bool) {
+	for _, m := range l.Events() {
+		at := time.Unix(0, m.TimeNano)
+		if m.Actor.Attributes["name"] == name && strings.HasPrefix(string(m.Action), action) && !at.Before(since) {
+			return at, true
+		}
+	}
+	return time.Time{}, false
+}
