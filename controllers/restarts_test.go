@@ -312,7 +312,7 @@ services:
 	g.event("db", "health_status: healthy")
 	g.clk.Advance(time.Second)
 	g.crash("db", 1)
-	g.started("db") // the engine restarted it
+	g.started("db")                 // the engine restarted it
 	g.ctrs["db"].Health = "healthy" // a list that still shows the old health
 	if ops, after := g.review("api"); ops != "" || after != time.Second {
 		t.Fatalf("api before db is healthy again: %q in %s", ops, after)
