@@ -106,36 +106,43 @@ type Controller struct {
 	// expect holds what recent events say about containers. The engine
 	// emits an event before its list view catches up (a `die` is sent
 	// before the stopped state is saved where the list reads it), so a
-	// snapshot that contradicts an event seen before it was taken is
-	// listed again.
+	// snapshot listed after an event is patched with what the event says.
 	expectMu sync.Mutex
 	expect   map[string]expectation
 }
 
-// Expectation kinds: what an event says a container is now.
+// Fact kinds: what an event says a container is now.
 const (
-	ExpectRunning   = "running"
-	ExpectStopped   = "stopped"
-	ExpectGone      = "gone"
-	ExpectHealthy   = "healthy"
-	ExpectUnhealthy = "unhealthy"
+	FactRunning   = "running"
+	FactStopped   = "stopped"
+	FactGone      = "gone"
+	FactHealthy   = "healthy"
+	FactUnhealthy = "unhealthy"
 )
 
-type expectation struct {
-	kind string
-	gen  uint64
+// Fact is what one engine event says of a container.
+type Fact struct {
+	Kind     string
+	ExitCode int
 }
 
-// snapshotRetries bounds how often a snapshot that contradicts an event is
-// listed again before it is taken as it is.
-const snapshotRetries = 10
+type expectation struct {
+	Fact
+	gen uint64
+	at  time.Time
+}
+
+// factTTL bounds how long an event's fact may patch snapshots: the list
+// view lags the events by milliseconds, and a fact kept longer could
+// outlive a change whose event was lost.
+const factTTL = 2 * time.Second
 
 // Observed notes an engine event about a container: it invalidates the
-// cached snapshot and, for kind != "", records what the next snapshot must
-// show of the container.
-func (c *Controller) Observed(containerID, kind string) {
+// cached snapshot and, for a fact with a kind, records what the container
+// now is, for snapshots listed before the engine's list view caught up.
+func (c *Controller) Observed(containerID string, f Fact) {
 	g := c.gen.Add(1)
-	if kind == "" || containerID == "" {
+	if f.Kind == "" || containerID == "" {
 		return
 	}
 	c.expectMu.Lock()
@@ -143,42 +150,55 @@ func (c *Controller) Observed(containerID, kind string) {
 	if c.expect == nil {
 		c.expect = map[string]expectation{}
 	}
-	c.expect[containerID] = expectation{kind: kind, gen: g}
+	c.expect[containerID] = expectation{Fact: f, gen: g, at: c.clock().Now()}
 }
 
-// contradicts reports whether snap, listed at generation g, disagrees with
-// an event seen before it; expectations it meets are dropped.
-func (c *Controller) contradicts(snap *observed.Snapshot, g uint64, giveUp bool) bool {
+// patch brings snap, listed at generation g, in line with the facts of
+// events seen before the list was taken; facts the list already shows, or
+// too old to trust, are dropped.
+func (c *Controller) patch(snap *observed.Snapshot, g uint64) {
 	c.expectMu.Lock()
 	defer c.expectMu.Unlock()
-	byID := map[string]*observed.Container{}
-	for i := range snap.Containers {
-		byID[snap.Containers[i].ID] = &snap.Containers[i]
-	}
-	bad := false
+	now := c.clock().Now()
 	for id, e := range c.expect {
 		if e.gen > g {
 			continue // newer than the list: the next snapshot will tell
 		}
-		ctr, ok := byID[id]
-		met := false
-		switch e.kind {
-		case ExpectGone:
-			met = !ok
-		case ExpectRunning:
-			met = !ok || (ctr.State != observed.StateCreated && ctr.State != observed.StateExited)
-		case ExpectStopped:
-			met = !ok || ctr.State != observed.StateRunning
-		case ExpectHealthy, ExpectUnhealthy:
-			met = !ok || ctr.State != observed.StateRunning || ctr.Health == e.kind
-		}
-		if met || giveUp {
+		if now.Sub(e.at) > factTTL {
 			delete(c.expect, id)
 			continue
 		}
-		bad = true
+		i := slices.IndexFunc(snap.Containers, func(ctr observed.Container) bool { return ctr.ID == id })
+		if i < 0 {
+			if e.Kind == FactGone || e.Kind == FactStopped {
+				delete(c.expect, id)
+			}
+			continue
+		}
+		ctr := &snap.Containers[i]
+		switch e.Kind {
+		case FactGone:
+			snap.Containers = slices.Delete(snap.Containers, i, i+1)
+		case FactStopped:
+			if ctr.State == observed.StateRunning {
+				ctr.State, ctr.ExitCode, ctr.Health = observed.StateExited, e.ExitCode, observed.HealthNone
+			} else {
+				delete(c.expect, id)
+			}
+		case FactRunning:
+			if ctr.State == observed.StateExited || ctr.State == observed.StateCreated {
+				ctr.State = observed.StateRunning
+			} else {
+				delete(c.expect, id)
+			}
+		case FactHealthy, FactUnhealthy:
+			if ctr.State == observed.StateRunning && ctr.Health != e.Kind {
+				ctr.Health = e.Kind
+			} else {
+				delete(c.expect, id)
+			}
+		}
 	}
-	return bad
 }
 
 // SetDesired puts a desired state in force and queues every service of it
@@ -424,22 +444,11 @@ func (c *Controller) snapshot(ctx context.Context) (*observed.Snapshot, error) {
 	if c.hasSnap && c.snapGen == g {
 		return c.snap, nil
 	}
-	var snap *observed.Snapshot
-	for try := 0; ; try++ {
-		var err error
-		snap, err = c.Observe(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("observing the project: %w", err)
-		}
-		if !c.contradicts(snap, g, try == snapshotRetries) {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-c.clock().After(5 * time.Millisecond):
-		}
+	snap, err := c.Observe(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("observing the project: %w", err)
 	}
+	c.patch(snap, g)
 	c.snap, c.snapGen, c.hasSnap = snap, g, true
 	return snap, nil
 }

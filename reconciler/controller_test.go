@@ -195,43 +195,53 @@ func TestControllerGuardHoldsOperationsBack(t *testing.T) {
 	}
 }
 
-func TestControllerListsAgainWhenASnapshotContradictsAnEvent(t *testing.T) {
+func TestControllerPatchesASnapshotWithEventsItHasNotCaughtUpWith(t *testing.T) {
 	tests := []struct {
-		name    string
-		kind    string
-		stale   int // lists that still show the old state
-		lists   int32
-		wantRun bool
+		name      string
+		fact      Fact
+		listed    string // the container as the (stale) list shows it
+		state     string // after the patch; "" = gone
+		exitCode  int
+		health    string
+		kept      bool // the fact still waits for the list to catch up
+		olderThan time.Duration
 	}{
-		{"die seen before the list caught up", ExpectStopped, 2, 3, false},
-		{"list already current", ExpectStopped, 0, 1, false},
-		{"engine never catches up: give up", ExpectStopped, 100, snapshotRetries + 1, true},
+		{"die before the list caught up", Fact{Kind: FactStopped, ExitCode: 137}, "running", "exited", 137, "", true, 0},
+		{"list already shows it", Fact{Kind: FactStopped, ExitCode: 137}, "exited:137", "exited", 137, "", false, 0},
+		{"start not listed yet", Fact{Kind: FactRunning}, "exited:1", "running", 1, "", true, 0},
+		{"destroyed but still listed", Fact{Kind: FactGone}, "running", "", 0, "", true, 0},
+		{"health change not listed yet", Fact{Kind: FactUnhealthy}, "running:healthy", "running", 0, "unhealthy", true, 0},
+		{"a fact too old to trust", Fact{Kind: FactStopped}, "running", "running", 0, "", false, 3 * time.Second},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			w := newWorld(load(t, "services:\n  app: {image: a}\n"))
-			ctr := w.add("app", 1, "running")
-			id := ctr.ID
+			ctr := w.add("app", 1, tt.listed)
 			f := &fakeEngine{w: w}
-			c, _, observes := newController(w, f)
-			c.Observe = func(ctx context.Context) (*observed.Snapshot, error) {
-				n := observes.Add(1)
-				snap, _ := f.observe(ctx)
-				if int(n) > tt.stale {
-					snap.Containers[0].State, snap.Containers[0].ExitCode = "exited", 0
-				}
-				return snap, nil
-			}
-			c.Observed(id, tt.kind)
+			c, _, _ := newController(w, f)
+			clk := clock.NewFake(time.Unix(0, 0))
+			c.Clock = clk
+			c.Observed(ctr.ID, tt.fact)
+			clk.Advance(tt.olderThan)
 			snap, err := c.Snapshot(context.Background())
 			if err != nil {
 				t.Fatal(err)
 			}
-			if observes.Load() != tt.lists {
-				t.Errorf("listed %d times, want %d", observes.Load(), tt.lists)
+			if tt.state == "" {
+				if len(snap.Containers) != 0 {
+					t.Fatalf("destroyed container still in the snapshot")
+				}
+			} else {
+				got := snap.Containers[0]
+				if got.State != tt.state || got.ExitCode != tt.exitCode || got.Health != tt.health {
+					t.Errorf("container %s/%d/%q, want %s/%d/%q", got.State, got.ExitCode, got.Health, tt.state, tt.exitCode, tt.health)
+				}
 			}
-			if running := snap.Containers[0].State == "running"; running != tt.wantRun {
-				t.Errorf("running = %v, want %v", running, tt.wantRun)
+			c.expectMu.Lock()
+			_, kept := c.expect[ctr.ID]
+			c.expectMu.Unlock()
+			if kept != tt.kept {
+				t.Errorf("fact kept = %v, want %v", kept, tt.kept)
 			}
 		})
 	}

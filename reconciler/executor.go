@@ -185,6 +185,7 @@ func (e *Executor) done(n *Node, err error, took time.Duration) {
 func (e *Executor) run(ctx context.Context, nodes []*Node) error {
 	n := nodes[0]
 	op := n.Op
+	e.logger().Debug("operation start", "op", op.Type.String(), "resource", op.ResourceID, "container", op.Container)
 	if n.Group != "" {
 		return e.upService(ctx, op.Service)
 	}

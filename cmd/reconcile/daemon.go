@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -204,7 +205,7 @@ func (dm *daemon) watchEngine(ctx context.Context) {
 		OnEvent: func(m events.Message) {
 			dm.log.Debug("engine event", "action", string(m.Action), "service", m.Actor.Attributes[observed.LabelService], "container", m.Actor.Attributes["name"])
 			dm.restarts.Event(m, dm.ctrl.Desired())
-			dm.ctrl.Observed(m.Actor.ID, expectation(m))
+			dm.ctrl.Observed(m.Actor.ID, fact(m))
 			if svc := m.Actor.Attributes[observed.LabelService]; svc != "" {
 				dm.ctrl.Enqueue(svc)
 			}
@@ -327,20 +328,21 @@ func (dm *daemon) serve(addr string, met *metrics.Metrics) (*http.Server, error)
 	return srv, nil
 }
 
-// expectation says what an event implies the container's listed state
-// must be, for the controller to check its snapshots against.
-func expectation(m events.Message) string {
-	switch a := string(m.Action); {
-	case a == "start" || a == "unpause":
-		return reconciler.ExpectRunning
-	case a == "die":
-		return reconciler.ExpectStopped
-	case a == "destroy":
-		return reconciler.ExpectGone
-	case a == "health_status: healthy":
-		return reconciler.ExpectHealthy
-	case a == "health_status: unhealthy":
-		return reconciler.ExpectUnhealthy
+// fact says what an event implies the container now is, for the
+// controller to patch snapshots listed before the engine caught up.
+func fact(m events.Message) reconciler.Fact {
+	switch a := string(m.Action); a {
+	case "start", "unpause":
+		return reconciler.Fact{Kind: reconciler.FactRunning}
+	case "die":
+		code, _ := strconv.Atoi(m.Actor.Attributes["exitCode"])
+		return reconciler.Fact{Kind: reconciler.FactStopped, ExitCode: code}
+	case "destroy":
+		return reconciler.Fact{Kind: reconciler.FactGone}
+	case "health_status: healthy":
+		return reconciler.Fact{Kind: reconciler.FactHealthy}
+	case "health_status: unhealthy":
+		return reconciler.Fact{Kind: reconciler.FactUnhealthy}
 	}
-	return ""
+	return reconciler.Fact{}
 }

@@ -1,0 +1,251 @@
+// Command recover measures detect-to-act latency of the daemon's restart
+// controller: a `restart: always` container is killed with `docker kill`
+// (which the engine leaves down) -n times; each time it reads the engine's
+// `die` event, the daemon's own log of its start call, and the engine's
+// `start` event. As the floor, in the same run, a control container is
+// killed and started by this program itself the moment its `die` arrives.
+//
+//	go run ./bench/recover -bin bin/reconcile [-n 25]
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/docker/compose/v5/pkg/api"
+	"github.com/moby/moby/api/types/events"
+	"github.com/moby/moby/client"
+
+	"github.com/reconcile-dev/reconcile/internal/engine"
+	"github.com/reconcile-dev/reconcile/internal/testimage"
+	"github.com/reconcile-dev/reconcile/observed"
+)
+
+func main() {
+	bin := flag.String("bin", "bin/reconcile", "the reconcile binary")
+	n := flag.Int("n", 25, "iterations")
+	flag.Parse()
+	if err := run(*bin, *n); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// stream hands out the project's events by container name and action.
+type stream struct {
+	mu  sync.Mutex
+	evs []events.Message
+}
+
+func (s *stream) wait(name, action string, after time.Time, timeout time.Duration) (time.Time, error) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		s.mu.Lock()
+		for _, m := range s.evs {
+			at := time.Unix(0, m.TimeNano)
+			if m.Actor.Attributes["name"] == name && string(m.Action) == action && at.After(after) {
+				s.mu.Unlock()
+				return at, nil
+			}
+		}
+		s.mu.Unlock()
+		time.Sleep(200 * time.Microsecond)
+	}
+	return time.Time{}, fmt.Errorf("no %s event for %s within %s", action, name, timeout)
+}
+
+// calls collects the daemon's "operation start" log lines for starts.
+type calls struct {
+	mu    sync.Mutex
+	times []time.Time
+}
+
+func (c *calls) after(t time.Time, timeout time.Duration) (time.Time, error) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		c.mu.Lock()
+		for _, at := range c.times {
+			if at.After(t) {
+				c.mu.Unlock()
+				return at, nil
+			}
+		}
+		c.mu.Unlock()
+		time.Sleep(200 * time.Microsecond)
+	}
+	return time.Time{}, errors.New("the daemon logged no start call")
+}
+
+func run(bin string, n int) error {
+	ctx := context.Background()
+	eng, err := engine.Connect(ctx)
+	if err != nil {
+		return err
+	}
+	if err := eng.Ping(ctx); err != nil {
+		return err
+	}
+	if err := testimage.Ensure(ctx, eng.Client, testimage.Tag); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "bench-recover")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	name := fmt.Sprintf("bench-recover-%d", time.Now().UnixNano()%1e6)
+	compose := fmt.Sprintf(`services:
+  app:
+    image: %[1]s
+    restart: always
+    x-reconcile: {restart: {reset_after: 500ms}}
+  control:
+    image: %[1]s
+    restart: "no"
+`, testimage.Tag)
+	file := filepath.Join(dir, "compose.yaml")
+	if err := os.WriteFile(file, []byte(compose), 0o644); err != nil {
+		return err
+	}
+	defer func() {
+		zero := time.Duration(0)
+		_ = eng.Compose.Down(context.Background(), name, api.DownOptions{RemoveOrphans: true, Timeout: &zero})
+	}()
+
+	evCtx, stopEvents := context.WithCancel(ctx)
+	defer stopEvents()
+	st := &stream{}
+	res := eng.Client.Events(evCtx, client.EventsListOptions{Filters: make(client.Filters).Add("label", observed.LabelProject+"="+name)})
+	go func() {
+		for m := range res.Messages {
+			st.mu.Lock()
+			st.evs = append(st.evs, m)
+			st.mu.Unlock()
+		}
+	}()
+
+	cmd := exec.Command(bin, "-f", file, "-p", name, "--state-dir", dir, "--log-level", "debug", "--log-format", "json")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	cmd.Stderr = cmd.Stdout
+	starts := &calls{}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	go readCalls(out, starts)
+
+	app, control := name+"-app-1", name+"-control-1"
+	t0 := time.Now().Add(-time.Hour)
+	if _, err := st.wait(app, "start", t0, 60*time.Second); err != nil {
+		return err
+	}
+	if _, err := st.wait(control, "start", t0, 60*time.Second); err != nil {
+		return err
+	}
+	time.Sleep(time.Second)
+
+	var toCall, toRunning, floorCall, floor []time.Duration
+	for i := range n {
+		// the floor: this program reacting to the control's die, waiting
+		// for it before the kill is sent
+		mark := time.Now()
+		reacted := make(chan error, 1)
+		var die time.Time
+		go func() {
+			var err error
+			if die, err = st.wait(control, "die", mark, 10*time.Second); err != nil {
+				reacted <- err
+				return
+			}
+			floorCall = append(floorCall, time.Since(die))
+			_, err = eng.Client.ContainerStart(ctx, control, client.ContainerStartOptions{})
+			reacted <- err
+		}()
+		if _, err := eng.Client.ContainerKill(ctx, control, client.ContainerKillOptions{Signal: "KILL"}); err != nil {
+			return err
+		}
+		if err := <-reacted; err != nil {
+			return err
+		}
+		started, err := st.wait(control, "start", die, 10*time.Second)
+		if err != nil {
+			return err
+		}
+		floor = append(floor, started.Sub(die))
+
+		// the daemon reacting to the app's die
+		mark = time.Now()
+		if _, err := eng.Client.ContainerKill(ctx, app, client.ContainerKillOptions{Signal: "KILL"}); err != nil {
+			return err
+		}
+		die, err = st.wait(app, "die", mark, 10*time.Second)
+		if err != nil {
+			return err
+		}
+		call, err := starts.after(die, 10*time.Second)
+		if err != nil {
+			return fmt.Errorf("iteration %d: %w", i, err)
+		}
+		started, err = st.wait(app, "start", die, 10*time.Second)
+		if err != nil {
+			return err
+		}
+		toCall = append(toCall, call.Sub(die))
+		toRunning = append(toRunning, started.Sub(die))
+		time.Sleep(800 * time.Millisecond) // past reset_after: no backoff owed
+	}
+	fmt.Printf("%d kills of a restart: always container (docker kill: the engine leaves it down)\n", n)
+	report("die -> start call (reconciler)", toCall)
+	report("die -> start call (floor: this program)", floorCall)
+	report("die -> running (reconciler)", toRunning)
+	report("die -> running (floor)", floor)
+	fmt.Printf("  overhead beyond the floor, die -> start call:     p50 %7.1fms  p99 %7.1fms\n",
+		ms(pct(toCall, 0.5)-pct(floorCall, 0.5)), ms(pct(toCall, 0.99)-pct(floorCall, 0.99)))
+	fmt.Println("targets: overhead p50 < 20ms, p99 < 100ms (the engine's start time after the call is the same for both)")
+	return nil
+}
+
+func readCalls(r io.Reader, c *calls) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.Contains(line, `"operation start"`) || !strings.Contains(line, `"StartContainer"`) {
+			continue
+		}
+		var rec struct {
+			Time time.Time `json:"time"`
+		}
+		if json.Unmarshal([]byte(line), &rec) == nil {
+			c.mu.Lock()
+			c.times = append(c.times, rec.Time)
+			c.mu.Unlock()
+		}
+	}
+}
+
+func pct(ds []time.Duration, p float64) time.Duration {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[min(len(s)-1, int(p*float64(len(s))))]
+}
+
+func report(what string, ds []time.Duration) {
+	fmt.Printf("  %-48s p50 %7.1fms  p99 %7.1fms  max %7.1fms\n", what, ms(pct(ds, 0.5)), ms(pct(ds, 0.99)), ms(pct(ds, 1)))
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
