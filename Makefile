@@ -1,5 +1,5 @@
 # The two set-up commands of the README:
-#   make demo   build reconcile and the example's image, and converge the quickstart example
+#   make demo   build reconcile and the example's image, and run the daemon on the quickstart example
 #   make test   run every test, the engine ones included (starting the engine if needed)
 GO      ?= go
 BIN     := bin/reconcile
@@ -18,9 +18,9 @@ engine:
 images: engine
 	$(GO) run ./internal/testimage/mkimage
 
+# The daemon in the foreground (Ctrl-C stops it and leaves the stack running).
 demo: build images
-	$(BIN) --once -f $(EXAMPLE)
-	$(BIN) status -f $(EXAMPLE)
+	$(BIN) -f $(EXAMPLE) --listen 127.0.0.1:9090
 
 demo-down:
 	docker rm -f $$(docker ps -aq --filter label=com.docker.compose.project=quickstart) 2>/dev/null || true
@@ -31,10 +31,12 @@ test: engine
 	$(GO) test -count=1 -timeout 20m ./...
 
 unit:
-	$(GO) test -count=1 -short ./desired/ ./observed/ ./reconciler/ ./internal/...
+	$(GO) test -count=1 -short ./desired/ ./observed/ ./reconciler/ ./controllers/ ./internal/...
 
 bench: build images
 	./bench/once.sh
+	./bench/idle.sh
+	./bench/recover.sh
 
 clean:
 	rm -rf bin
