@@ -292,6 +292,15 @@ func (r *Restarts) start(s *Slot, at time.Time, d *desired.State, service string
 	}
 }
 
+// MarkOurs tells the controller that the reconciler itself is about to
+// restart a replica (a rolling restart for a reload), so that the stop it
+// causes is not taken for the user's and the restart is not counted.
+func (r *Restarts) MarkOurs(service string, number int, containerID string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.slot(service, number, containerID).ours = r.Clock.Now()
+}
+
 // used counts the restarts in the budget at now.
 func (s *Slot) used(now time.Time, p desired.RestartPolicy) int {
 	if p.Window <= 0 {

@@ -44,6 +44,12 @@ type Guard interface {
 	Review(in Review) (allowed *Plan, requeueAfter time.Duration)
 }
 
+// Syncer is a controller that keeps something other than containers in
+// line for a service: an upstream file and the reload it needs.
+type Syncer interface {
+	Sync(ctx context.Context, in Review) (requeueAfter time.Duration, err error)
+}
+
 // StatusAnnotator is a guard that adds what it knows to a status.
 type StatusAnnotator interface {
 	Annotate(st *ProjectStatus, d *desired.State, now time.Time)
@@ -78,6 +84,9 @@ type Controller struct {
 	// DryRun reports drift and never acts.
 	DryRun  bool
 	Guards  []Guard
+	// Syncers act on what is not a container (generated files, reloads)
+	// in a service's reconcile, before its plan runs.
+	Syncers []Syncer
 	Log     *slog.Logger
 	Clock   clock.Clock
 	Records Recorder
@@ -233,6 +242,12 @@ func (c *Controller) Enqueue(service string) {
 					q.Add(name)
 				}
 			}
+			// a load balancer whose upstreams list this service's replicas
+			for _, u := range d.Services[name].Policy.Upstreams {
+				if u.Service == service {
+					q.Add(name)
+				}
+			}
 		}
 	}
 	c.depth()
@@ -368,6 +383,17 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (time.Duration, 
 		plan, after = g.Review(Review{Desired: d, Snapshot: snap, Service: key, Result: res, Plan: plan, Now: c.clock().Now()})
 		if after > 0 && (requeue == 0 || after < requeue) {
 			requeue = after
+		}
+	}
+	if !c.DryRun {
+		for _, sy := range c.Syncers {
+			after, err := sy.Sync(ctx, Review{Desired: d, Snapshot: snap, Service: key, Result: res, Plan: plan, Now: c.clock().Now()})
+			if err != nil {
+				return 0, fmt.Errorf("syncing service %s: %w", key, err)
+			}
+			if after > 0 && (requeue == 0 || after < requeue) {
+				requeue = after
+			}
 		}
 	}
 	if plan.Empty() {

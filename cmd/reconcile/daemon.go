@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -54,6 +56,9 @@ type daemon struct {
 	records  *record.Recorder
 	files    *filewatch.Watcher
 	restarts *controllers.Restarts
+	reloads  *controllers.Reloads
+	// configs watches what services mount as configuration.
+	configs *filewatch.Watcher
 
 	reloadMu  sync.Mutex
 	connected atomic.Bool
@@ -116,7 +121,29 @@ func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
 		return withCode(exitInternal, err)
 	}
 	dm.restarts = restarts
-	dm.ctrl.Guards = []reconciler.Guard{restarts}
+	dm.reloads = &controllers.Reloads{
+		Engine:    eng.Client,
+		Observe:   dm.ctrl.Snapshot,
+		Records:   dm.records,
+		Log:       log,
+		Clock:     clock.Real{},
+		OnRestart: restarts.MarkOurs,
+	}
+	if dm.configs, err = filewatch.New(clock.Real{}, log); err != nil {
+		return withCode(exitInternal, err)
+	}
+	defer dm.configs.Close()
+	upstreams := &controllers.Upstreams{
+		Reloader: dm.reloads,
+		Records:  dm.records,
+		Enqueue:  dm.ctrl.Enqueue,
+		Written:  dm.configs.Accept,
+	}
+	// Upstreams reviews first: a replica must leave the load balancer's
+	// file before a restart of it is allowed (and counted).
+	dm.ctrl.Guards = []reconciler.Guard{upstreams, restarts}
+	dm.ctrl.Syncers = []reconciler.Syncer{upstreams}
+	dm.watchConfigs(d)
 	dm.ctrl.SetDesired(d)
 
 	dm.files, err = filewatch.New(clock.Real{}, log)
@@ -152,6 +179,7 @@ func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
 	wg.Go(func() {
 		dm.files.Run(runCtx, func(changed []string) { dm.reload("changed: " + strings.Join(changed, ", ")) })
 	})
+	wg.Go(func() { dm.configs.Run(runCtx, func(changed []string) { dm.configChanged(runCtx, changed) }) })
 	wg.Go(func() { dm.resyncLoop(runCtx) })
 	wg.Go(func() {
 		for {
@@ -262,9 +290,38 @@ func (dm *daemon) reload(why string) {
 	if err := dm.files.Set(d.Files); err != nil {
 		dm.log.Warn("some compose files cannot be watched", "error", err)
 	}
+	dm.watchConfigs(d)
 	old := dm.ctrl.Desired()
 	dm.records.Event(record.Normal, "ConfigReloaded", "", "", fmt.Sprintf("desired state reloaded (%s): %s", why, changedServices(old, d)))
 	dm.ctrl.SetDesired(d)
+}
+
+// watchConfigs watches the configuration files and directories the
+// services mount.
+func (dm *daemon) watchConfigs(d *desired.State) {
+	if err := dm.configs.Set(slices.Collect(maps.Keys(controllers.ConfigSources(d)))); err != nil {
+		dm.log.Warn("some configuration mounts cannot be watched", "error", err)
+	}
+}
+
+// configChanged runs the reload action of each service that mounts a
+// changed path, services side by side, each reload on its own.
+func (dm *daemon) configChanged(ctx context.Context, changed []string) {
+	d := dm.ctrl.Desired()
+	sources := controllers.ConfigSources(d)
+	why := map[string][]string{}
+	for _, p := range changed {
+		for _, svc := range sources[p] {
+			why[svc] = append(why[svc], p)
+		}
+	}
+	for svc, paths := range why {
+		go func() {
+			if err := dm.reloads.Reload(ctx, d, svc, "changed: "+strings.Join(paths, ", ")); err != nil {
+				dm.log.Warn("reload failed", "service", svc, "error", err)
+			}
+		}()
+	}
 }
 
 // changedServices says which services a reload changed, for the record.

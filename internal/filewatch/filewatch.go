@@ -170,6 +170,20 @@ func (w *Watcher) relevant(name string) bool {
 	return false
 }
 
+// Accept takes the current content of the watched paths that are path or
+// contain it as the baseline: the caller wrote path itself and does not
+// want to hear of it.
+func (w *Watcher) Accept(path string) {
+	path = filepath.Clean(path)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for p := range w.hashes {
+		if p == path || isUnder(path, p) {
+			w.hashes[p] = Hash(p)
+		}
+	}
+}
+
 // Changed rehashes every watched path and returns those whose content
 // differs from the baseline, which it moves forward.
 func (w *Watcher) Changed() []string {

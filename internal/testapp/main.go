@@ -8,6 +8,8 @@
 //	testapp reload         record a config reload (for x-reconcile.reload.exec)
 //	testapp get URL        GET a URL and print the body (exit 1 on failure)
 //	testapp dial HOST:PORT exit 0 if a TCP connection opens within 2 s, 1 if not
+//	testapp check FILE     a config check (like nginx -t): exit 1 if FILE is
+//	                       missing or contains the word "invalid"
 //
 // Environment of serve:
 //
@@ -31,6 +33,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -57,6 +60,8 @@ func main() {
 		err = get(args)
 	case "dial":
 		err = dial(args)
+	case "check":
+		err = check(args)
 	default:
 		err = fmt.Errorf("unknown command %q", cmd)
 	}
@@ -257,4 +262,19 @@ func dial(args []string) error {
 		return err
 	}
 	return conn.Close()
+}
+
+func check(args []string) error {
+	if len(args) != 1 {
+		return errors.New("check needs a FILE")
+	}
+	data, err := os.ReadFile(args[0])
+	if err != nil {
+		return err
+	}
+	if strings.Contains(string(data), "invalid") {
+		return fmt.Errorf("%s: invalid configuration", args[0])
+	}
+	fmt.Printf("%s: configuration ok\n", args[0])
+	return nil
 }
