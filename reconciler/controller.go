@@ -82,8 +82,8 @@ type Controller struct {
 	Images  ImageProvider
 	Options Options
 	// DryRun reports drift and never acts.
-	DryRun  bool
-	Guards  []Guard
+	DryRun bool
+	Guards []Guard
 	// Syncers act on what is not a container (generated files, reloads)
 	// in a service's reconcile, before its plan runs.
 	Syncers []Syncer
