@@ -84,6 +84,9 @@ func (r *Reloads) Reload(ctx context.Context, d *desired.State, service, why str
 		return nil
 	}
 	act := svc.Policy.Reload
+	if r.Log != nil {
+		r.Log.Debug("reload start", "service", service, "replicas", len(replicas), "why", why)
+	}
 	if len(act.Check) > 0 {
 		for _, c := range replicas {
 			res, took, err := r.exec(ctx, c, act.Check, act.Timeout)

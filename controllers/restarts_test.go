@@ -20,12 +20,19 @@ import (
 	"github.com/reconcile-dev/reconcile/reconciler"
 )
 
+var zeroTime = time.Unix(1_000_000, 0)
+
 func load(t *testing.T, yaml string) *desired.State {
 	t.Helper()
 	file := filepath.Join(t.TempDir(), "compose.yaml")
 	if err := os.WriteFile(file, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return loadFile(t, file)
+}
+
+func loadFile(t *testing.T, file string) *desired.State {
+	t.Helper()
 	loader, err := engine.Loader()
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -44,6 +45,7 @@ type Upstreams struct {
 	// Written is told about every file written, so that a watcher of the
 	// load balancer's mounts does not take it for a user's edit.
 	Written func(path string)
+	Log     *slog.Logger
 
 	mu sync.Mutex
 	// listed holds the container names each file lists now.
@@ -79,6 +81,10 @@ func (u *Upstreams) Sync(ctx context.Context, in reconciler.Review) (time.Durati
 		u.mu.Lock()
 		u.init()
 		if len(members) == 0 {
+			if _, err := os.Stat(up.File); err != nil {
+				u.mu.Unlock()
+				continue // nothing written yet: the target is still starting
+			}
 			first := !u.starved[up.File]
 			u.starved[up.File] = true
 			u.mu.Unlock()
@@ -102,6 +108,9 @@ func (u *Upstreams) Sync(ctx context.Context, in reconciler.Review) (time.Durati
 		}
 		if u.Written != nil {
 			u.Written(up.File)
+		}
+		if u.Log != nil {
+			u.Log.Debug("upstream file written", "file", up.File, "upstream", up.Name, "members", len(members))
 		}
 		changed = append(changed, fmt.Sprintf("%s (%s)", up.Name, strings.Join(members, ", ")))
 		u.setListed(up.File, members)
@@ -203,6 +212,7 @@ func (u *Upstreams) Review(in reconciler.Review) (*reconciler.Plan, time.Duratio
 	u.mu.Lock()
 	u.init()
 	held := false
+	wanted := map[string]bool{} // containers with a stop, restart or removal planned
 	plan := in.Plan.Without(func(n *reconciler.Node) bool {
 		switch n.Op.Type {
 		case reconciler.OpRemoveContainer, reconciler.OpRestartContainer:
@@ -211,21 +221,37 @@ func (u *Upstreams) Review(in reconciler.Review) (*reconciler.Plan, time.Duratio
 		default:
 			return false
 		}
-		if n.Op.ContainerID == "" || !u.isListed(n.Op.Container) {
+		if n.Op.ContainerID == "" {
+			return false
+		}
+		wanted[n.Op.ContainerID] = true
+		if !u.isListed(n.Op.Container) {
 			return false
 		}
 		u.draining[n.Op.ContainerID] = true
 		held = true
 		return true
 	})
+	// a replica whose stop is no longer planned (it turned healthy again,
+	// or the restart was not allowed) may take traffic again
+	released := false
+	for _, c := range in.Snapshot.ByService()[in.Service] {
+		if u.draining[c.ID] && !wanted[c.ID] {
+			delete(u.draining, c.ID)
+			released = true
+		}
+	}
 	u.mu.Unlock()
-	if !held {
+	if !held && !released {
 		return in.Plan, 0
 	}
 	if u.Enqueue != nil {
 		for _, lb := range balancers {
 			u.Enqueue(lb)
 		}
+	}
+	if !held {
+		return plan, 0
 	}
 	return plan, DrainRetry
 }

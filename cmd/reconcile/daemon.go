@@ -138,6 +138,7 @@ func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
 		Records:  dm.records,
 		Enqueue:  dm.ctrl.Enqueue,
 		Written:  dm.configs.Accept,
+		Log:      log,
 	}
 	// Upstreams reviews first: a replica must leave the load balancer's
 	// file before a restart of it is allowed (and counted).
