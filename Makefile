@@ -37,6 +37,7 @@ bench: build images
 	./bench/once.sh
 	./bench/idle.sh
 	./bench/recover.sh
+	./bench/upstream.sh
 
 clean:
 	rm -rf bin
