@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -329,6 +330,156 @@ func TestProductionChecklist(t *testing.T) {
 		}
 	})
 
+	// From here on the daemon runs beside the stack: what --once cannot do.
+	d, base := s.daemon(t)
+
+	t.Run("daemon: the upstream file lists the three healthy replicas", func(t *testing.T) {
+		eventually(t, 30*time.Second, "3 api servers in the upstream file", func() bool { return len(s.upstreams(t)) == 3 })
+		for _, srv := range s.upstreams(t) {
+			if !strings.HasPrefix(srv, s.Name+"-api-") || !strings.HasSuffix(srv, ":3000") {
+				t.Errorf("upstream server %q: want a replica's container name and port 3000", srv)
+			}
+		}
+	})
+
+	t.Run("daemon: an unhealthy replica leaves the pool and no request fails", func(t *testing.T) {
+		s.refresh()
+		victim := s.ids["api"][0]
+		stop := make(chan struct{})
+		done := make(chan []string)
+		go func() {
+			var failures []string
+			for {
+				select {
+				case <-stop:
+					done <- failures
+					return
+				default:
+				}
+				if body, err := get(lb + "/api/"); err != nil {
+					failures = append(failures, fmt.Sprintf("%v %q", err, body))
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}()
+		if res, err := engine.Exec(context.Background(), s.Engine.Client, victim, []string{"/api", "fail"}); err != nil || res.ExitCode != 0 {
+			t.Fatalf("api fail: %v %+v", err, res)
+		}
+		eventually(t, 15*time.Second, "the failing replica out of the upstream file", func() bool {
+			return len(s.upstreams(t)) == 2
+		})
+		for i := 0; i < 20; i++ {
+			if body, err := get(lb + "/api/"); err != nil || strings.Contains(body, victim[:12]) {
+				t.Errorf("request %d after the removal: %q %v", i, body, err)
+			}
+		}
+		// reconcile restarts the unhealthy replica (on_unhealthy), and it
+		// comes back into the pool once healthy
+		eventually(t, 60*time.Second, "the replica back in the pool", func() bool { return len(s.upstreams(t)) == 3 })
+		close(stop)
+		if failures := <-done; len(failures) > 0 {
+			t.Errorf("%d requests failed through the lb: %v", len(failures), failures)
+		}
+		if !hasRecord(t, base, "Restarted", "api") || !hasRecord(t, base, "Reloaded", "lb") {
+			t.Errorf("records lack Restarted api / Reloaded lb")
+		}
+	})
+
+	t.Run("daemon: an nginx.conf edit is checked, then reloaded", func(t *testing.T) {
+		conf := filepath.Join(s.Dir, "lb", "conf.d", "default.conf")
+		old, err := os.ReadFile(conf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lbStarted := s.Inspect(s.ids["lb"][0]).State.StartedAt
+		edited := strings.Replace(string(old), "location = /healthz {", "add_header X-Course-Task 12 always;\n\n    location = /healthz {", 1)
+		if err := os.WriteFile(conf, []byte(edited), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 10*time.Second, "the header served", func() bool {
+			resp, err := http.Get(lb + "/healthz")
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			return resp.Header.Get("X-Course-Task") == "12"
+		})
+		// a broken edit: nginx -t fails, nothing reloads, the old config serves
+		if err := os.WriteFile(conf, []byte(edited+"\nthis is not nginx;\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 10*time.Second, "ReloadRejected", func() bool { return hasRecord(t, base, "ReloadRejected", "lb") })
+		if _, err := get(lb + "/api/"); err != nil {
+			t.Errorf("after a rejected edit: %v", err)
+		}
+		if err := os.WriteFile(conf, old, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if s.Inspect(s.ids["lb"][0]).State.StartedAt != lbStarted {
+			t.Error("the lb was restarted: a reload must not restart it")
+		}
+	})
+
+	t.Run("daemon: a redis.conf edit restarts the cache (reload restart: true)", func(t *testing.T) {
+		started := s.Inspect(s.ids["cache"][0]).State.StartedAt
+		conf := filepath.Join(s.Dir, "cache", "redis.conf")
+		old, err := os.ReadFile(conf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(conf, append(old, []byte("# edited under the daemon\n")...), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 30*time.Second, "cache restarted and healthy", func() bool {
+			st := s.Inspect(s.ids["cache"][0]).State
+			return st.StartedAt != started && st.Health != nil && st.Health.Status == "healthy"
+		})
+	})
+
+	t.Run("daemon: api killed four times stays down after three restarts", func(t *testing.T) {
+		s.refresh()
+		victim := s.ids["api"][1]
+		name := strings.TrimPrefix(s.Inspect(victim).Name, "/")
+		since := time.Now()
+		for i := 0; i < 4; i++ {
+			eventually(t, 30*time.Second, "api running", func() bool { return s.Inspect(victim).State.Running })
+			if _, err := s.Engine.Client.ContainerKill(context.Background(), victim, client.ContainerKillOptions{Signal: "KILL"}); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+		time.Sleep(8 * time.Second) // longer than any backoff a fourth restart would owe
+		if n := events.Count(name, "start", since); n != 3 {
+			t.Errorf("%d restarts after four kills, want 3", n)
+		}
+		if s.Inspect(victim).State.Running {
+			t.Error("restarted a fourth time")
+		}
+		var st reconciler.ProjectStatus
+		if err := getJSON(base+"/status", &st); err != nil {
+			t.Fatal(err)
+		}
+		for _, svc := range st.Services {
+			if svc.Service == "api" && (svc.Health != reconciler.Degraded || svc.Reason != "RestartBudgetExhausted" || svc.RestartsAllowed != 3) {
+				t.Errorf("api status %+v", svc)
+			}
+		}
+		// the learner starts it by hand: that is their call, not a restart
+		if _, err := s.Engine.Client.ContainerStart(context.Background(), victim, client.ContainerStartOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 60*time.Second, "api healthy again", func() bool {
+			st := s.Inspect(victim).State
+			return st.Health != nil && st.Health.Status == "healthy"
+		})
+	})
+
+	d.Signal(syscall.SIGTERM)
+	if code := d.Wait(30 * time.Second); code != 0 {
+		t.Errorf("daemon exit %d on SIGTERM", code)
+	}
+	s.refresh()
+
 	t.Run("logging options", func(t *testing.T) {
 		for svc, ids := range s.ids {
 			lc := s.Inspect(ids[0]).HostConfig.LogConfig
@@ -359,6 +510,79 @@ func TestProductionChecklist(t *testing.T) {
 			}
 		}
 	})
+}
+
+// daemon starts reconcile's daemon on the stack, with its endpoints.
+func (s *stack) daemon(t *testing.T) (*enginetest.Proc, string) {
+	t.Helper()
+	o := s.options()
+	addr := "127.0.0.1:" + enginetest.FreePort(t)
+	args := []string{"-p", o.ProjectName, "--state-dir", t.TempDir(), "--listen", addr, "--log-format", "json"}
+	for _, f := range o.Files {
+		args = append(args, "-f", f)
+	}
+	for _, f := range o.EnvFiles {
+		args = append(args, "--env-file", f)
+	}
+	d := enginetest.Start(t, s.Dir, nil, args...)
+	d.WaitFor(`"daemon started"`, 30*time.Second)
+	return d, "http://" + addr
+}
+
+// upstreams lists the servers of the generated upstream file.
+func (s *stack) upstreams(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(s.Dir, "lb", "upstreams", "api_backend.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if srv, ok := strings.CutPrefix(strings.TrimSpace(line), "server "); ok {
+			out = append(out, strings.TrimSuffix(srv, ";"))
+		}
+	}
+	return out
+}
+
+func hasRecord(t *testing.T, base, reason, service string) bool {
+	t.Helper()
+	resp, err := http.Get(base + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
+	for dec.More() {
+		var r struct{ Reason, Service string }
+		if err := dec.Decode(&r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Reason == reason && (service == "" || r.Service == service) {
+			return true
+		}
+	}
+	return false
+}
+
+func getJSON(url string, v any) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, timeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // loadDesired loads the stack's compose files as reconcile does.

@@ -5,6 +5,8 @@
 //
 //	api            serve
 //	api health     probe the local /health (the image has no curl or wget)
+//	api fail       make the local server fail: /health and / answer 503 until
+//	               it restarts (a broken replica, for the course's task 20)
 //
 // Environment: PORT (3000), DB_ADDR (db:5432), CACHE_ADDR (cache:6379),
 // LOG_LEVEL (info or debug), SHUTDOWN_TIMEOUT (10s).
@@ -35,6 +37,16 @@ func main() {
 		}
 		return
 	}
+	if len(os.Args) > 1 && os.Args[1] == "fail" {
+		c := http.Client{Timeout: 3 * time.Second}
+		resp, err := c.Post("http://127.0.0.1:"+env("PORT", "3000")+"/admin/fail", "text/plain", nil)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "fail:", err)
+			os.Exit(1)
+		}
+		resp.Body.Close()
+		return
+	}
 	if err := serve(); err != nil {
 		slog.Error("api stopped", "error", err)
 		os.Exit(1)
@@ -57,15 +69,32 @@ func serve() error {
 	host, _ := os.Hostname()
 	dbAddr, cacheAddr := env("DB_ADDR", "db:5432"), env("CACHE_ADDR", "cache:6379")
 	var inflight atomic.Int64
+	var failing atomic.Bool // set by `api fail`, cleared by a restart
 
 	mux := http.NewServeMux()
+	mux.HandleFunc("POST /admin/fail", func(w http.ResponseWriter, r *http.Request) {
+		if !isLoopback(r.RemoteAddr) {
+			http.Error(w, "local only", http.StatusForbidden)
+			return
+		}
+		failing.Store(true)
+		log.Warn("failing on request: /health and / answer 503 until a restart")
+	})
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		inflight.Add(1)
 		defer inflight.Add(-1)
+		if failing.Load() {
+			http.Error(w, "failing "+host, http.StatusServiceUnavailable)
+			return
+		}
 		log.Debug("request", "path", r.URL.Path, "from", r.RemoteAddr)
 		fmt.Fprintf(w, "hello from %s\n", host)
 	})
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
+		if failing.Load() {
+			http.Error(w, "failing", http.StatusServiceUnavailable)
+			return
+		}
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if err := checkPostgres(ctx, dbAddr); err != nil {
@@ -174,4 +203,10 @@ func probe() error {
 		return errors.New(strings.TrimSpace(resp.Status + ": " + b.String()))
 	}
 	return nil
+}
+
+func isLoopback(remote string) bool {
+	host, _, err := net.SplitHostPort(remote)
+	ip := net.ParseIP(host)
+	return err == nil && ip != nil && ip.IsLoopback()
 }
