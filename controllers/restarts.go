@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -235,6 +236,11 @@ func (r *Restarts) Event(m events.Message, d *desired.State) {
 		delete(r.kills, id)
 		delete(r.ooms, id)
 		delete(r.started, id)
+		for k := range r.reported {
+			if strings.Contains(k, id) {
+				delete(r.reported, k)
+			}
+		}
 	}
 }
 
@@ -359,14 +365,14 @@ func (r *Restarts) Review(in reconciler.Review) (*reconciler.Plan, time.Duration
 			if c.State == observed.StateCreated {
 				return false // never started: compose up would start it
 			}
-			hold, after := r.mayStart(in, svc, policy, c)
+			hold, after := r.mayStart(in, policy, c)
 			later(after)
 			if !hold {
 				changed = true
 			}
 			return hold
 		case reconciler.OpRestartContainer:
-			hold, after := r.mayRestartUnhealthy(in, svc, policy, c)
+			hold, after := r.mayRestartUnhealthy(in, policy, c)
 			later(after)
 			if !hold {
 				changed = true
@@ -389,7 +395,7 @@ func (r *Restarts) Review(in reconciler.Review) (*reconciler.Plan, time.Duration
 }
 
 // mayStart decides for an exited container; hold keeps it down.
-func (r *Restarts) mayStart(in reconciler.Review, svc *desired.Service, p desired.RestartPolicy, c observed.Container) (hold bool, after time.Duration) {
+func (r *Restarts) mayStart(in reconciler.Review, p desired.RestartPolicy, c observed.Container) (hold bool, after time.Duration) {
 	s := r.slot(in.Service, c.Number, c.ID)
 	now := in.Now
 	switch {
@@ -419,7 +425,7 @@ func (r *Restarts) mayStart(in reconciler.Review, svc *desired.Service, p desire
 }
 
 // mayRestartUnhealthy decides for a running container gone unhealthy.
-func (r *Restarts) mayRestartUnhealthy(in reconciler.Review, svc *desired.Service, p desired.RestartPolicy, c observed.Container) (hold bool, after time.Duration) {
+func (r *Restarts) mayRestartUnhealthy(in reconciler.Review, p desired.RestartPolicy, c observed.Container) (hold bool, after time.Duration) {
 	if !p.OnUnhealthy || p.Mode == desired.RestartNo {
 		r.once("unhealthy|"+c.ID, reconciler.Warning, "UnhealthyNotRestarted", in.Service, c.Name,
 			"unhealthy; restart on unhealthy is off for this service")
