@@ -19,16 +19,12 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/docker/compose/v5/pkg/api"
-
-	"github.com/reconcile-dev/reconcile/internal/engine"
-	"github.com/reconcile-dev/reconcile/internal/testimage"
+	"github.com/reconcile-dev/reconcile/bench/benchkit"
 	"github.com/reconcile-dev/reconcile/reconciler"
 )
 
@@ -46,36 +42,18 @@ func main() {
 
 func run(bin string, services, replicas int, duration time.Duration) error {
 	ctx := context.Background()
-	eng, err := engine.Connect(ctx)
-	if err != nil {
-		return err
-	}
-	if err := eng.Ping(ctx); err != nil {
-		return err
-	}
-	if err := testimage.Ensure(ctx, eng.Client, testimage.Tag); err != nil {
-		return err
-	}
-	dir, err := os.MkdirTemp("", "bench-idle")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	name := fmt.Sprintf("bench-idle-%d", time.Now().UnixNano()%1e6)
 	var b strings.Builder
 	b.WriteString("services:\n")
 	for i := range services {
-		fmt.Fprintf(&b, "  svc%02d:\n    image: %s\n    deploy: {replicas: %d}\n", i, testimage.Tag, replicas)
+		fmt.Fprintf(&b, "  svc%02d:\n    image: %%[1]s\n    deploy: {replicas: %d}\n", i, replicas)
 		b.WriteString("    healthcheck: {test: [\"CMD\", \"/testapp\", \"health\"], interval: 2s}\n")
 	}
-	file := filepath.Join(dir, "compose.yaml")
-	if err := os.WriteFile(file, []byte(b.String()), 0o644); err != nil {
+	p, err := benchkit.NewProject(ctx, "bench-idle", "", b.String())
+	if err != nil {
 		return err
 	}
-	defer func() {
-		zero := time.Duration(0)
-		_ = eng.Compose.Down(context.Background(), name, api.DownOptions{RemoveOrphans: true, Timeout: &zero})
-	}()
+	defer p.Close()
+	name, dir, file := p.Name, p.Dir, p.File
 
 	port, err := freePort()
 	if err != nil {

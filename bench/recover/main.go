@@ -9,27 +9,19 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"sort"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/docker/compose/v5/pkg/api"
 	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/client"
 
-	"github.com/reconcile-dev/reconcile/internal/engine"
-	"github.com/reconcile-dev/reconcile/internal/testimage"
+	"github.com/reconcile-dev/reconcile/bench/benchkit"
 	"github.com/reconcile-dev/reconcile/observed"
 )
 
@@ -90,23 +82,7 @@ func (c *calls) after(t time.Time, timeout time.Duration) (time.Time, error) {
 
 func run(bin string, n int) error {
 	ctx := context.Background()
-	eng, err := engine.Connect(ctx)
-	if err != nil {
-		return err
-	}
-	if err := eng.Ping(ctx); err != nil {
-		return err
-	}
-	if err := testimage.Ensure(ctx, eng.Client, testimage.Tag); err != nil {
-		return err
-	}
-	dir, err := os.MkdirTemp("", "bench-recover")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	name := fmt.Sprintf("bench-recover-%d", time.Now().UnixNano()%1e6)
-	compose := fmt.Sprintf(`services:
+	p, err := benchkit.NewProject(ctx, "bench-recover", "", `services:
   app:
     image: %[1]s
     restart: always
@@ -114,15 +90,12 @@ func run(bin string, n int) error {
   control:
     image: %[1]s
     restart: "no"
-`, testimage.Tag)
-	file := filepath.Join(dir, "compose.yaml")
-	if err := os.WriteFile(file, []byte(compose), 0o644); err != nil {
+`)
+	if err != nil {
 		return err
 	}
-	defer func() {
-		zero := time.Duration(0)
-		_ = eng.Compose.Down(context.Background(), name, api.DownOptions{RemoveOrphans: true, Timeout: &zero})
-	}()
+	defer p.Close()
+	eng, name, dir, file := p.Engine, p.Name, p.Dir, p.File
 
 	evCtx, stopEvents := context.WithCancel(ctx)
 	defer stopEvents()
@@ -147,7 +120,11 @@ func run(bin string, n int) error {
 		return err
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	go readCalls(out, starts)
+	go benchkit.ReadLog(out, map[string][]string{"start": {`"operation start"`, `"StartContainer"`}}, func(_ string, at time.Time) {
+		starts.mu.Lock()
+		starts.times = append(starts.times, at)
+		starts.mu.Unlock()
+	})
 
 	app, control := name+"-app-1", name+"-control-1"
 	t0 := time.Now().Add(-time.Hour)
@@ -210,42 +187,12 @@ func run(bin string, n int) error {
 		time.Sleep(800 * time.Millisecond) // past reset_after: no backoff owed
 	}
 	fmt.Printf("%d kills of a restart: always container (docker kill: the engine leaves it down)\n", n)
-	report("die -> start call (reconciler)", toCall)
-	report("die -> start call (floor: this program)", floorCall)
-	report("die -> running (reconciler)", toRunning)
-	report("die -> running (floor)", floor)
+	benchkit.Report("die -> start call (reconciler)", toCall)
+	benchkit.Report("die -> start call (floor: this program)", floorCall)
+	benchkit.Report("die -> running (reconciler)", toRunning)
+	benchkit.Report("die -> running (floor)", floor)
 	fmt.Printf("  overhead beyond the floor, die -> start call:     p50 %7.1fms  p99 %7.1fms\n",
-		ms(pct(toCall, 0.5)-pct(floorCall, 0.5)), ms(pct(toCall, 0.99)-pct(floorCall, 0.99)))
+		benchkit.MS(benchkit.Pct(toCall, 0.5)-benchkit.Pct(floorCall, 0.5)), benchkit.MS(benchkit.Pct(toCall, 0.99)-benchkit.Pct(floorCall, 0.99)))
 	fmt.Println("targets: overhead p50 < 20ms, p99 < 100ms (the engine's start time after the call is the same for both)")
 	return nil
 }
-
-func readCalls(r io.Reader, c *calls) {
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.Contains(line, `"operation start"`) || !strings.Contains(line, `"StartContainer"`) {
-			continue
-		}
-		var rec struct {
-			Time time.Time `json:"time"`
-		}
-		if json.Unmarshal([]byte(line), &rec) == nil {
-			c.mu.Lock()
-			c.times = append(c.times, rec.Time)
-			c.mu.Unlock()
-		}
-	}
-}
-
-func pct(ds []time.Duration, p float64) time.Duration {
-	s := append([]time.Duration(nil), ds...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[min(len(s)-1, int(p*float64(len(s))))]
-}
-
-func report(what string, ds []time.Duration) {
-	fmt.Printf("  %-48s p50 %7.1fms  p99 %7.1fms  max %7.1fms\n", what, ms(pct(ds, 0.5)), ms(pct(ds, 0.99)), ms(pct(ds, 1)))
-}
-
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -8,27 +8,21 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/docker/compose/v5/pkg/api"
-
 	"github.com/moby/moby/client"
 
+	"github.com/reconcile-dev/reconcile/bench/benchkit"
 	"github.com/reconcile-dev/reconcile/internal/engine"
-	"github.com/reconcile-dev/reconcile/internal/testimage"
 	"github.com/reconcile-dev/reconcile/observed"
 )
 
@@ -73,26 +67,7 @@ func (t *timeline) next(kind string, after time.Time, timeout time.Duration) (ti
 
 func run(bin string, n int) error {
 	ctx := context.Background()
-	eng, err := engine.Connect(ctx)
-	if err != nil {
-		return err
-	}
-	if err := eng.Ping(ctx); err != nil {
-		return err
-	}
-	if err := testimage.Ensure(ctx, eng.Client, testimage.Tag); err != nil {
-		return err
-	}
-	dir, err := os.MkdirTemp("", "bench-upstream")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	if err := os.Mkdir(filepath.Join(dir, "up"), 0o755); err != nil {
-		return err
-	}
-	name := fmt.Sprintf("bench-upstream-%d", time.Now().UnixNano()%1e6)
-	compose := fmt.Sprintf(`services:
+	p, err := benchkit.NewProject(ctx, "bench-upstream", "", `services:
   lb:
     image: %[1]s
     volumes: ["./up:/up:ro"]
@@ -104,15 +79,15 @@ func run(bin string, n int) error {
     deploy: {replicas: 3}
     healthcheck: {test: ["CMD", "/testapp", "health"], interval: 1s, timeout: 1s, retries: 1}
     x-reconcile: {restart: {on_unhealthy: false}}
-`, testimage.Tag)
-	file := filepath.Join(dir, "compose.yaml")
-	if err := os.WriteFile(file, []byte(compose), 0o644); err != nil {
+`)
+	if err != nil {
 		return err
 	}
-	defer func() {
-		zero := time.Duration(0)
-		_ = eng.Compose.Down(context.Background(), name, api.DownOptions{RemoveOrphans: true, Timeout: &zero})
-	}()
+	defer p.Close()
+	if err := os.Mkdir(filepath.Join(p.Dir, "up"), 0o755); err != nil {
+		return err
+	}
+	eng, name, dir, file := p.Engine, p.Name, p.Dir, p.File
 
 	tl := &timeline{at: map[string][]time.Time{}}
 	evCtx, stopEvents := context.WithCancel(ctx)
@@ -137,7 +112,7 @@ func run(bin string, n int) error {
 		return err
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	go readLog(out, tl)
+	go benchkit.ReadLog(out, map[string][]string{"written": {`"upstream file written"`}, "reload": {`"reload start"`}}, tl.add)
 
 	if _, err := tl.next("health_status: healthy", time.Time{}, 60*time.Second); err != nil {
 		return err
@@ -174,42 +149,8 @@ func run(bin string, n int) error {
 		time.Sleep(300 * time.Millisecond)
 	}
 	fmt.Printf("%d health changes of one of 3 replicas (healthcheck every 1 s)\n", n)
-	report("health_status -> upstream file written", toWrite)
-	report("health_status -> load balancer reload started", toReload)
+	benchkit.Report("health_status -> upstream file written", toWrite)
+	benchkit.Report("health_status -> load balancer reload started", toReload)
 	fmt.Println("target: p50 < 50ms")
 	return nil
 }
-
-func readLog(r io.Reader, tl *timeline) {
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		line := sc.Text()
-		var kind string
-		switch {
-		case strings.Contains(line, `"upstream file written"`):
-			kind = "written"
-		case strings.Contains(line, `"reload start"`):
-			kind = "reload"
-		default:
-			continue
-		}
-		var rec struct {
-			Time time.Time `json:"time"`
-		}
-		if json.Unmarshal([]byte(line), &rec) == nil {
-			tl.add(kind, rec.Time)
-		}
-	}
-}
-
-func pct(ds []time.Duration, p float64) time.Duration {
-	s := append([]time.Duration(nil), ds...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[min(len(s)-1, int(p*float64(len(s))))]
-}
-
-func report(what string, ds []time.Duration) {
-	fmt.Printf("  %-48s p50 %7.1fms  p99 %7.1fms  max %7.1fms\n", what, ms(pct(ds, 0.5)), ms(pct(ds, 0.99)), ms(pct(ds, 1)))
-}
-
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
