@@ -100,6 +100,7 @@ func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
 	dm.records = record.New(log, clock.Real{}, record.DefaultKeep)
 	met := metrics.New(version(), runtime.Version())
 	met.CountEngineRequests(eng.Calls)
+	dm.records.Count = met.Record
 	project := d.Project.Name
 	dm.ctrl = &reconciler.Controller{
 		Observe: func(ctx context.Context) (*observed.Snapshot, error) {

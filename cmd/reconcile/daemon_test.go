@@ -220,6 +220,20 @@ func TestDaemonAppliesEditsAndKeepsTheLastGoodStateOnAnInvalidOne(t *testing.T) 
 	if !hasRecord(records(t, base), "ConfigReloaded", "") {
 		t.Error("no ConfigReloaded record")
 	}
+
+	// SIGHUP re-reads everything at once, without a file event
+	d.Signal(syscall.SIGHUP)
+	eventually(t, 3*time.Second, "a reload on SIGHUP", func() bool {
+		for _, r := range records(t, base) {
+			if r.Reason == "ConfigReloaded" && strings.Contains(r.Message, "SIGHUP") && strings.Contains(r.Message, "no service definition changed") {
+				return true
+			}
+		}
+		return false
+	})
+	if got := p.IDs(); got[p.Name+"-api-1"] != before[p.Name+"-api-1"] {
+		t.Error("SIGHUP without a change recreated a container")
+	}
 }
 
 func sameIDs(a, b map[string]string) bool {

@@ -190,6 +190,9 @@ func TestOnFailure3KilledFourTimesRestartsExactlyThree(t *testing.T) {
 	if !hasRecord(records(t, base), "RestartBudgetExhausted", name) {
 		t.Error("no RestartBudgetExhausted record")
 	}
+	if m := httpGet(t, base+"/metrics"); !strings.Contains(m, `reconcile_events_total{reason="RestartBudgetExhausted",type="Warning"} 1`) {
+		t.Error("/metrics does not count the RestartBudgetExhausted record")
+	}
 	st := statusJSON(t, base)
 	if s := st.Services[0]; s.Health != "Degraded" || s.Reason != "RestartBudgetExhausted" || s.RestartsUsed != 3 || s.RestartsAllowed != 3 || !strings.Contains(s.LastExit, "signal 9") {
 		t.Errorf("status: %+v", s)

@@ -19,6 +19,7 @@ type Metrics struct {
 	queueDepth prometheus.Gauge
 	actions    *prometheus.CounterVec
 	drift      *prometheus.GaugeVec
+	records    *prometheus.CounterVec
 }
 
 // New registers every metric; version and goVersion label reconcile_build_info.
@@ -46,11 +47,14 @@ func New(version, goVersion string) *Metrics {
 			Name: "reconcile_drift", Help: "Drift items seen in the last diff, by service and kind.",
 		}, []string{"service", "kind"}),
 	}
+	m.records = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "reconcile_events_total", Help: "Event records, by type and reason (RestartBudgetExhausted, ReloadRejected, ...).",
+	}, []string{"type", "reason"})
 	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "reconcile_build_info", Help: "Always 1; labels say which build runs.",
 	}, []string{"version", "goversion"})
 	info.WithLabelValues(version, goVersion).Set(1)
-	reg.MustRegister(m.reconciles, m.errors, m.duration, m.queueDepth, m.actions, m.drift, info,
+	reg.MustRegister(m.reconciles, m.errors, m.duration, m.queueDepth, m.actions, m.drift, m.records, info,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -71,6 +75,9 @@ func (m *Metrics) Reconciled(result string, took time.Duration, failed bool) {
 		m.errors.Inc()
 	}
 }
+
+// Record counts one event record.
+func (m *Metrics) Record(typ, reason string) { m.records.WithLabelValues(typ, reason).Inc() }
 
 // QueueDepth sets the queue gauge.
 func (m *Metrics) QueueDepth(n int) { m.queueDepth.Set(float64(n)) }

@@ -43,6 +43,10 @@ type Recorder struct {
 	mu     sync.Mutex
 	recent []Record
 	subs   map[chan Record]struct{}
+
+	// Count, when set, is told the type and reason of every record, for
+	// metrics.
+	Count func(typ, reason string)
 }
 
 // New returns a recorder that logs through log and keeps keep records.
@@ -68,6 +72,9 @@ func (r *Recorder) Event(typ, reason, service, container, message string) {
 		attrs = append(attrs, "container", container)
 	}
 	r.log.Log(context.Background(), level, message, attrs...)
+	if r.Count != nil {
+		r.Count(typ, reason)
+	}
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
