@@ -491,7 +491,7 @@ func (r *Restarts) cascade(in reconciler.Review, svc *desired.Service, plan *rec
 		}
 		if st != reconciler.ConditionMet {
 			r.once("cascade-wait|"+in.Service+cs.at.String(), reconciler.Normal, "DependencyNotReady", in.Service, "",
-				fmt.Sprintf("waiting for %s to be %s again (%s) before restarting", dep.Service, dep.Condition, why))
+				fmt.Sprintf("waiting for %s to be %s again (%s) before restarting", dep.Service, reconciler.ConditionWords(dep.Condition), why))
 			return time.Second, false
 		}
 	}

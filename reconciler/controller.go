@@ -489,10 +489,16 @@ func dependenciesReady(d *desired.State, s *desired.Service, snap *observed.Snap
 			continue
 		}
 		if st, why := CheckCondition(dep.Condition, depSvc, byService[dep.Service]); st != ConditionMet {
-			return false, fmt.Sprintf("%s to be %s (%s)", dep.Service, strings.TrimPrefix(dep.Condition, "service_"), why)
+			return false, fmt.Sprintf("%s to be %s (%s)", dep.Service, ConditionWords(dep.Condition), why)
 		}
 	}
 	return true, ""
+}
+
+// ConditionWords says a depends_on condition in words: "completed
+// successfully" for service_completed_successfully.
+func ConditionWords(condition string) string {
+	return strings.ReplaceAll(strings.TrimPrefix(condition, "service_"), "_", " ")
 }
 
 func bringUpOps(n *Node) bool {
@@ -617,7 +623,7 @@ func (c *Controller) actionDone(d *desired.State) func(n *Node, err error, took 
 			return
 		}
 		c.metric(func(m Metrics) { m.Action(op.Type.String()) })
-		c.record(Normal, op.Type.Reason(nil), op.Service, container, fmt.Sprintf("%s (%s)", op.Cause, took.Round(time.Millisecond)))
+		c.record(Normal, op.Type.Reason(nil), op.Service, container, fmt.Sprintf("%s; done in %s", op.Cause, took.Round(time.Millisecond)))
 	}
 }
 

@@ -175,7 +175,11 @@ func (e *Executor) done(n *Node, err error, took time.Duration) {
 	case err != nil:
 		log.Error("operation failed", "error", err, "took", took.Round(time.Millisecond).String())
 	default:
-		log.Info("operation done", "took", took.Round(time.Millisecond).String())
+		level := slog.LevelInfo
+		if e.OnDone != nil {
+			level = slog.LevelDebug // the daemon's records say it already
+		}
+		log.Log(context.Background(), level, "operation done", "took", took.Round(time.Millisecond).String())
 	}
 	if e.OnDone != nil {
 		e.OnDone(n, err, took)
