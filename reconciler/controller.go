@@ -108,6 +108,9 @@ type Controller struct {
 	hasSnap   bool
 	resources sync.Mutex
 	infra     sync.Mutex
+	// passes numbers reconciles, so that the log lines of one can be told
+	// from those of another running beside it.
+	passes atomic.Uint64
 
 	reportMu sync.Mutex
 	reported map[string]map[string]bool
@@ -310,12 +313,14 @@ func (c *Controller) processNext(ctx context.Context) bool {
 	defer q.Done(key)
 	c.depth()
 	start := c.clock().Now()
-	requeue, err := c.safeReconcile(ctx, key)
+	pass := c.passes.Add(1)
+	requeue, err := c.safeReconcile(WithLogger(ctx, c.logger().With("service", key, "reconcile", pass)), key)
 	took := c.clock().Now().Sub(start)
+	c.logger().Debug("reconciled", "service", key, "reconcile", pass, "took", took.Round(time.Microsecond).String(), "requeue", requeue.String(), "error", err)
 	switch {
 	case err != nil:
 		c.metric(func(m Metrics) { m.Reconciled("error", took, true) })
-		c.logger().Error("reconcile failed", "service", key, "error", err, "retries", q.Failures(key))
+		c.logger().Error("reconcile failed", "service", key, "reconcile", pass, "error", err, "retries", q.Failures(key))
 		q.AddRateLimited(key)
 	case requeue > 0:
 		c.metric(func(m Metrics) { m.Reconciled("requeue", took, false) })
@@ -400,7 +405,7 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (time.Duration, 
 		return requeue, nil
 	}
 	if c.DryRun {
-		c.logger().Info("dry run: not acting", "service", key, "plan", plan.String())
+		logFrom(ctx, c.logger()).Info("dry run: not acting", "plan", plan.String())
 		return requeue, nil
 	}
 	if c.Images != nil {
@@ -409,7 +414,7 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (time.Duration, 
 			return 0, err
 		}
 	}
-	err = c.executor(d, key).Execute(ctx, plan)
+	err = c.executor(ctx, d, key).Execute(ctx, plan)
 	c.Invalidate()
 	if err != nil {
 		return 0, fmt.Errorf("reconciling service %s: %w", key, err)
@@ -435,7 +440,7 @@ func (c *Controller) createInfra(ctx context.Context, d *desired.State, key stri
 	if plan.Empty() {
 		return nil
 	}
-	err = c.executor(d, key).Execute(ctx, plan)
+	err = c.executor(ctx, d, key).Execute(ctx, plan)
 	c.Invalidate()
 	if err != nil {
 		return fmt.Errorf("creating networks and volumes of service %s: %w", key, err)
@@ -443,13 +448,13 @@ func (c *Controller) createInfra(ctx context.Context, d *desired.State, key stri
 	return nil
 }
 
-func (c *Controller) executor(d *desired.State, key string) *Executor {
+func (c *Controller) executor(ctx context.Context, d *desired.State, key string) *Executor {
 	return &Executor{
 		Desired:      d,
 		Compose:      c.Compose,
 		Engine:       c.Engine,
 		Observe:      c.Observe,
-		Log:          c.logger().With("service", key),
+		Log:          logFrom(ctx, c.logger().With("service", key)),
 		Clock:        c.clock(),
 		Concurrency:  2,
 		ResourceLock: &c.resources,
@@ -695,6 +700,22 @@ func (c *Controller) queue() *Queue {
 		c.Queue = NewQueue(c.clock(), DefaultRateLimiter(c.clock()))
 	}
 	return c.Queue
+}
+
+type logKey struct{}
+
+// WithLogger carries a logger for one reconcile (service and pass ID) to the
+// code it calls.
+func WithLogger(ctx context.Context, log *slog.Logger) context.Context {
+	return context.WithValue(ctx, logKey{}, log)
+}
+
+// logFrom is the context's logger, or fallback.
+func logFrom(ctx context.Context, fallback *slog.Logger) *slog.Logger {
+	if l, ok := ctx.Value(logKey{}).(*slog.Logger); ok {
+		return l
+	}
+	return fallback
 }
 
 func (c *Controller) logger() *slog.Logger {
