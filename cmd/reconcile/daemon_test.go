@@ -263,15 +263,32 @@ func TestDaemonRelistsAfterLosingTheEventStream(t *testing.T) {
 	if _, ok := p.IDs()[victim]; ok {
 		t.Fatal("recreated while the daemon had no engine: the test is not testing the cut")
 	}
+	restored := time.Now()
 	proxy.Restore()
 	took := eventually(t, 15*time.Second, "worker recreated after reconnect", func() bool {
 		id, ok := p.IDs()[victim]
 		return ok && id != old && running(p)["worker"] == 1
 	})
+	converged := time.Now()
 	t.Logf("recreated %s after the engine came back", took)
 	recs := records(t, base)
 	if !hasRecord(recs, "EngineDisconnected", "") {
 		t.Errorf("no EngineDisconnected record: %+v", recs)
+	}
+	// converged within 5 s of the first answered ping: the watcher's
+	// reconnect (a worker retrying a failed reconcile may get there first)
+	var reconnected time.Time
+	eventually(t, 15*time.Second, "EngineConnected after the restore", func() bool {
+		for _, r := range records(t, base) {
+			if r.Reason == "EngineConnected" && r.Time.After(restored) {
+				reconnected = r.Time
+				return true
+			}
+		}
+		return false
+	})
+	if d := converged.Sub(reconnected); d > 5*time.Second {
+		t.Errorf("converged %s after reconnecting, want within 5s", d)
 	}
 }
 
