@@ -383,7 +383,12 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (time.Duration, 
 			requeue = c.dependencyRetry()
 		}
 	}
+	// Guards count what they allow (a restart against its budget): a dry
+	// run, which does nothing, must not ask them.
 	for _, g := range c.Guards {
+		if c.DryRun {
+			break
+		}
 		var after time.Duration
 		plan, after = g.Review(Review{Desired: d, Snapshot: snap, Service: key, Result: res, Plan: plan, Now: c.clock().Now()})
 		if after > 0 && (requeue == 0 || after < requeue) {

@@ -117,6 +117,7 @@ func TestControllerDryRunReportsAndDoesNotAct(t *testing.T) {
 	f := &fakeEngine{w: w}
 	c, rec, _ := newController(w, f)
 	c.DryRun = true
+	c.Guards = []Guard{panicGuard{}} // a guard counts what it allows: a dry run asks none
 	if _, err := c.Reconcile(context.Background(), "app"); err != nil {
 		t.Fatal(err)
 	}

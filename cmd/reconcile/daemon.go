@@ -318,6 +318,10 @@ func (dm *daemon) configChanged(ctx context.Context, changed []string) {
 		}
 	}
 	for svc, paths := range why {
+		if dm.f.dryRun {
+			dm.records.Event(record.Normal, "ReloadSkipped", svc, "", "changed: "+strings.Join(paths, ", ")+" (dry run: not reloading)")
+			continue
+		}
 		go func() {
 			if err := dm.reloads.Reload(ctx, d, svc, "changed: "+strings.Join(paths, ", ")); err != nil {
 				dm.log.Warn("reload failed", "service", svc, "error", err)
