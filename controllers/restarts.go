@@ -426,7 +426,7 @@ func (r *Restarts) mayStart(in reconciler.Review, p desired.RestartPolicy, c obs
 
 // mayRestartUnhealthy decides for a running container gone unhealthy.
 func (r *Restarts) mayRestartUnhealthy(in reconciler.Review, p desired.RestartPolicy, c observed.Container) (hold bool, after time.Duration) {
-	if !p.OnUnhealthy || p.Mode == desired.RestartNo {
+	if !p.OnUnhealthy {
 		r.once("unhealthy|"+c.ID, reconciler.Warning, "UnhealthyNotRestarted", in.Service, c.Name,
 			"unhealthy; restart on unhealthy is off for this service")
 		return true, 0

@@ -60,18 +60,20 @@ func mapCondition(c string) RestartMode {
 // project's x-reconcile block, the service's compose restart settings, and
 // the service's own x-reconcile block.
 func effectivePolicy(svc types.ServiceConfig, project, service *rawPolicy) Policy {
+	mode, attempts, delay, window := composeRestart(svc)
 	p := Policy{
 		Restart: RestartPolicy{
-			ResetAfter:  DefaultResetAfter,
-			Delay:       DefaultRestartDelay,
-			MaxDelay:    DefaultRestartMaxDelay,
-			OnUnhealthy: hasHealthcheck(svc),
+			Mode:       mode,
+			ResetAfter: DefaultResetAfter,
+			Delay:      DefaultRestartDelay,
+			MaxDelay:   DefaultRestartMaxDelay,
+			// restart: "no" means never restart, unless on_unhealthy says
+			// otherwise in so many words
+			OnUnhealthy: hasHealthcheck(svc) && mode != RestartNo,
 		},
 		Replicas: ReplicaPolicy{Prune: true},
 		Reload:   ReloadAction{Restart: true, Timeout: DefaultReloadTimeout},
 	}
-	mode, attempts, delay, window := composeRestart(svc)
-	p.Restart.Mode = mode
 	for i, layer := range []*rawPolicy{project, {MaxAttempts: attempts, Delay: delay, Window: window}, service} {
 		if layer == nil {
 			continue

@@ -195,6 +195,12 @@ services:
       restart: {max_attempts: "${ATTEMPTS:-7}", max_delay: 10s, on_unhealthy: false}
       replicas: {prune: true}
       reload: {check: [nginx, -t], exec: [nginx, -s, reload], timeout: 5s}
+  checked: {image: x, restart: always, healthcheck: {test: ["CMD", "true"]}}
+  checkedno: {image: x, healthcheck: {test: ["CMD", "true"]}}
+  checkednoon:
+    image: x
+    healthcheck: {test: ["CMD", "true"]}
+    x-reconcile: {restart: {on_unhealthy: true}}
 `})
 	st, err := Load(context.Background(), loader(t), Options{Files: []string{filepath.Join(dir, "compose.yaml")}, ProjectName: "p"})
 	if err != nil {
@@ -209,6 +215,10 @@ services:
 		{"onfail", RestartPolicy{Mode: RestartOnFailure, MaxAttempts: 3, ResetAfter: 30 * time.Second, Delay: 2 * time.Second, MaxDelay: 60 * time.Second}, false},
 		{"deployed", RestartPolicy{Mode: RestartOnFailure, MaxAttempts: 2, Window: 2 * time.Minute, ResetAfter: 30 * time.Second, Delay: 5 * time.Second, MaxDelay: 60 * time.Second}, false},
 		{"refined", RestartPolicy{Mode: RestartUnlessStopped, MaxAttempts: 7, ResetAfter: 30 * time.Second, Delay: 2 * time.Second, MaxDelay: 10 * time.Second, OnUnhealthy: false}, true},
+		// on_unhealthy: on with a healthcheck, except with restart "no", unless said
+		{"checked", RestartPolicy{Mode: RestartAlways, MaxAttempts: 5, ResetAfter: 30 * time.Second, Delay: 2 * time.Second, MaxDelay: 60 * time.Second, OnUnhealthy: true}, false},
+		{"checkedno", RestartPolicy{Mode: RestartNo, MaxAttempts: 5, ResetAfter: 30 * time.Second, Delay: 2 * time.Second, MaxDelay: 60 * time.Second}, false},
+		{"checkednoon", RestartPolicy{Mode: RestartNo, MaxAttempts: 5, ResetAfter: 30 * time.Second, Delay: 2 * time.Second, MaxDelay: 60 * time.Second, OnUnhealthy: true}, false},
 	}
 	for _, tt := range tests {
 		p := st.Services[tt.svc].Policy
