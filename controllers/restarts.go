@@ -92,7 +92,15 @@ type Restarts struct {
 	reported map[string]bool
 	// started is when each container last started, seen in events.
 	started map[string]time.Time
+	// baseline holds the containers found exited at a relist; awaiting,
+	// when an exit seen in a list started waiting for its `die` event.
+	baseline map[string]bool
+	awaiting map[string]time.Time
 }
+
+// EventWait bounds how long an exit seen in a list waits for its `die`
+// event before its cause is taken as unknown.
+const EventWait = 3 * time.Second
 
 type kill struct {
 	signal int
@@ -113,6 +121,7 @@ func NewRestarts(clk clock.Clock, store Store, rec reconciler.Recorder, log *slo
 		Clock: clk, Store: store, Records: rec, Log: log, StopGrace: DefaultStopGrace,
 		slots: map[string]*Slot{}, kills: map[string]kill{}, ooms: map[string]time.Time{},
 		cascades: map[string]cascade{}, reported: map[string]bool{}, started: map[string]time.Time{},
+		baseline: map[string]bool{}, awaiting: map[string]time.Time{},
 	}
 	if store == nil {
 		return r, nil
@@ -224,6 +233,7 @@ func (r *Restarts) Event(m events.Message, d *desired.State) {
 		s := r.slot(service, number, id)
 		r.start(s, at, d, service)
 		r.started[id] = at
+		delete(r.baseline, id)
 		r.save()
 	case "health_status: healthy":
 		s := r.slot(service, number, id)
@@ -236,6 +246,8 @@ func (r *Restarts) Event(m events.Message, d *desired.State) {
 		delete(r.kills, id)
 		delete(r.ooms, id)
 		delete(r.started, id)
+		delete(r.baseline, id)
+		delete(r.awaiting, id)
 		for k := range r.reported {
 			if strings.Contains(k, id) {
 				delete(r.reported, k)
@@ -305,6 +317,25 @@ func (r *Restarts) MarkOurs(service string, number int, containerID string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.slot(service, number, containerID).ours = r.Clock.Now()
+}
+
+// dieSeen reports whether the replica's last exit was read from a `die`
+// event (and not only seen in a list).
+func (s *Slot) dieSeen() bool {
+	return !s.LastExitAt.IsZero() && !s.LastExitAt.Before(s.StartedAt)
+}
+
+// Relisted learns from a relist (on every connect to the engine): the
+// containers exited at that moment exited while nobody watched, or their
+// events may be lost, so their cause is unknown.
+func (r *Restarts) Relisted(snap *observed.Snapshot) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range snap.Containers {
+		if c.State == observed.StateExited || c.State == observed.StateDead {
+			r.baseline[c.ID] = true
+		}
+	}
 }
 
 // used counts the restarts in the budget at now.
@@ -398,14 +429,31 @@ func (r *Restarts) Review(in reconciler.Review) (*reconciler.Plan, time.Duration
 func (r *Restarts) mayStart(in reconciler.Review, p desired.RestartPolicy, c observed.Container) (hold bool, after time.Duration) {
 	s := r.slot(in.Service, c.Number, c.ID)
 	now := in.Now
+	if s.dieSeen() {
+		delete(r.awaiting, c.ID)
+	}
 	switch {
 	case s.StoppedByUser:
 		r.once("stopped|"+c.ID, reconciler.Normal, "StoppedByUser", in.Service, c.Name,
 			"stopped gracefully (docker stop): left down until it is started or its definition changes")
 		return true, 0
-	case s.LastExitAt.IsZero():
-		// It exited while no reconciler watched: the cause is unknown.
-		// Mirror the engine at start-up, which restarts only `always`.
+	case !s.dieSeen():
+		// The list shows an exit whose `die` has not been read: either the
+		// event is still on its way (the list can be ahead of the stream),
+		// so wait for it, or the container exited while nobody watched
+		// (it was down at the last relist, or the wait ran out).
+		if !r.baseline[c.ID] {
+			first, ok := r.awaiting[c.ID]
+			if !ok {
+				first = now
+				r.awaiting[c.ID] = now
+			}
+			if now.Sub(first) < EventWait {
+				return true, 100 * time.Millisecond
+			}
+		}
+		// The cause is unknown. Mirror the engine at its own start-up,
+		// which restarts only `always`.
 		if p.Mode == desired.RestartAlways {
 			return r.allow(s, now), 0
 		}

@@ -131,11 +131,16 @@ func (g *rig) set(s, state string, code int) {
 
 // review runs the guard on the service's plan and returns the operations
 // it lets through and how soon it wants another look.
-func (g *rig) review(s string) (string, time.Duration) {
+func (g *rig) snapshot() *observed.Snapshot {
 	snap := &observed.Snapshot{Project: "p", Images: map[string]string{}, Networks: []observed.Network{{ID: "n", Name: "p_default", Key: "default"}}}
 	for _, name := range g.d.Order {
 		snap.Containers = append(snap.Containers, *g.ctrs[name])
 	}
+	return snap
+}
+
+func (g *rig) review(s string) (string, time.Duration) {
+	snap := g.snapshot()
 	res := reconciler.Diff(g.d, snap, reconciler.Options{})
 	plan, after := g.r.Review(reconciler.Review{Desired: g.d, Snapshot: snap, Service: s, Result: res, Plan: res.Plan.ForService(s), Now: g.clk.Now()})
 	var ops []string
@@ -274,10 +279,38 @@ func TestUnknownExitAtStartUpMirrorsTheEngine(t *testing.T) {
 		t.Run(policy, func(t *testing.T) {
 			g := newRig(t, "services:\n  api:\n    image: a\n    restart: "+policy+"\n")
 			g.set("api", "exited", 1) // exited while no reconciler watched
+			g.r.Relisted(g.snapshot())
 			if ops, _ := g.review("api"); ops != want {
 				t.Errorf("%q, want %q", ops, want)
 			}
 		})
+	}
+}
+
+func TestAnExitListedBeforeItsEventsWaitsForThem(t *testing.T) {
+	g := newRig(t, "services:\n  api:\n    image: a\n    restart: always\n")
+	g.started("api")
+	g.set("api", "exited", 0) // a docker stop: the list shows it before the events arrive
+	if ops, after := g.review("api"); ops != "" || after != 100*time.Millisecond {
+		t.Fatalf("%q in %s: want a short wait for the die event", ops, after)
+	}
+	g.clk.Advance(100 * time.Millisecond)
+	g.dockerStop("api") // the events arrive: a graceful stop
+	if ops, _ := g.review("api"); ops != "" {
+		t.Fatalf("%q: a docker stop must stay down", ops)
+	}
+	if !slices.Contains(g.rec.reasons, "StoppedByUser") {
+		t.Errorf("records %v", g.rec.reasons)
+	}
+
+	// events that never come (lost): after EventWait the cause is unknown
+	g2 := newRig(t, "services:\n  api:\n    image: a\n    restart: always\n")
+	g2.started("api")
+	g2.set("api", "exited", 1)
+	g2.review("api")
+	g2.clk.Advance(EventWait)
+	if ops, _ := g2.review("api"); ops != "StartContainer api" {
+		t.Fatalf("%q: after %s without events, always restarts", ops, EventWait)
 	}
 }
 

@@ -258,12 +258,16 @@ func (c *Controller) Enqueue(service string) {
 
 // Resync lists everything afresh and queues every service, desired or
 // observed: what the daemon does on connect, on reconnect and periodically,
-// because the event stream alone can lose events.
-func (c *Controller) Resync(ctx context.Context) error {
+// because the event stream alone can lose events. seen, when set, is shown
+// the fresh snapshot before anything is queued.
+func (c *Controller) Resync(ctx context.Context, seen func(*observed.Snapshot)) error {
 	c.Invalidate()
 	snap, err := c.snapshot(ctx)
 	if err != nil {
 		return err
+	}
+	if seen != nil {
+		seen(snap)
 	}
 	keys := map[string]bool{}
 	if d := c.desired.Load(); d != nil {

@@ -230,7 +230,9 @@ func (dm *daemon) watchEngine(ctx context.Context) {
 		Clock:   clock.Real{},
 		Log:     dm.log,
 		OnConnect: func(ctx context.Context) error {
-			if err := dm.ctrl.Resync(ctx); err != nil {
+			// exits found now happened while nobody watched (or their
+			// events were lost with the connection)
+			if err := dm.ctrl.Resync(ctx, dm.restarts.Relisted); err != nil {
 				return err
 			}
 			if !dm.connected.Swap(true) {
@@ -274,7 +276,7 @@ func (dm *daemon) resyncLoop(ctx context.Context) {
 			if !dm.connected.Load() {
 				continue // the watcher relists when it reconnects
 			}
-			if err := dm.ctrl.Resync(ctx); err != nil && ctx.Err() == nil {
+			if err := dm.ctrl.Resync(ctx, nil); err != nil && ctx.Err() == nil {
 				dm.log.Warn("periodic resync failed", "error", err)
 			}
 		}
