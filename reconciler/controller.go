@@ -96,6 +96,10 @@ type Controller struct {
 	// Queue, when nil, is made with the default rate limiter.
 	Queue           *Queue
 	DependencyRetry time.Duration
+	// Offline, when set and true, says the engine is known to be away (the
+	// daemon recorded it once): failed reconciles are then logged at debug
+	// level and retried as usual, instead of an error line each.
+	Offline func() bool
 
 	desired atomic.Pointer[desired.State]
 	// gen counts what may have changed the engine's state (events, our own
@@ -324,7 +328,11 @@ func (c *Controller) processNext(ctx context.Context) bool {
 	switch {
 	case err != nil:
 		c.metric(func(m Metrics) { m.Reconciled("error", took, true) })
-		c.logger().Error("reconcile failed", "service", key, "reconcile", pass, "error", err, "retries", q.Failures(key))
+		level := slog.LevelError
+		if c.Offline != nil && c.Offline() {
+			level = slog.LevelDebug
+		}
+		c.logger().Log(ctx, level, "reconcile failed", "service", key, "reconcile", pass, "error", err, "retries", q.Failures(key))
 		q.AddRateLimited(key)
 	case requeue > 0:
 		c.metric(func(m Metrics) { m.Reconciled("requeue", took, false) })

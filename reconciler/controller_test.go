@@ -2,7 +2,9 @@ package reconciler
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -245,5 +247,44 @@ func TestControllerPatchesASnapshotWithEventsItHasNotCaughtUpWith(t *testing.T) 
 				t.Errorf("fact kept = %v, want %v", kept, tt.kept)
 			}
 		})
+	}
+}
+
+// levels records the levels of log lines.
+type levels struct {
+	mu  sync.Mutex
+	got []slog.Level
+}
+
+func (l *levels) Enabled(context.Context, slog.Level) bool { return true }
+func (l *levels) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if r.Message == "reconcile failed" {
+		l.got = append(l.got, r.Level)
+	}
+	return nil
+}
+func (l *levels) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *levels) WithGroup(string) slog.Handler      { return l }
+
+func TestControllerIsQuietAboutFailuresWhileOffline(t *testing.T) {
+	for _, tt := range []struct {
+		offline bool
+		want    slog.Level
+	}{{false, slog.LevelError}, {true, slog.LevelDebug}} {
+		w := newWorld(load(t, "services:\n  app: {image: a}\n"))
+		f := &fakeEngine{w: w}
+		c, _, _ := newController(w, f)
+		h := &levels{}
+		c.Log = slog.New(h)
+		c.Observe = func(context.Context) (*observed.Snapshot, error) { return nil, errors.New("connection refused") }
+		c.Offline = func() bool { return tt.offline }
+		c.processNext(context.Background())
+		h.mu.Lock()
+		if len(h.got) != 1 || h.got[0] != tt.want {
+			t.Errorf("offline %v: levels %v, want [%s]", tt.offline, h.got, tt.want)
+		}
+		h.mu.Unlock()
 	}
 }

@@ -123,6 +123,7 @@ func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
 		Records: dm.records,
 		Metrics: met,
 		Workers: f.workers,
+		Offline: func() bool { return !dm.connected.Load() },
 	}
 	restarts, err := controllers.NewRestarts(clock.Real{}, statedir.StateFile(dir, d.Project.Name), dm.records, log)
 	if err != nil {
