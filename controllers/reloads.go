@@ -51,9 +51,13 @@ type Reloads struct {
 	Clock   clock.Clock
 	// OnRestart is told before a replica is restarted for a reload, so the
 	// restart controller does not take the restart for the user's stop.
-	OnRestart   func(service string, number int, containerID string)
-	Poll        time.Duration
-	RollTimeout time.Duration
+	OnRestart func(service string, number int, containerID string)
+	// BeforeRestart, when set, runs before a replica is restarted: the
+	// upstream controller takes it out of the load balancer's files.
+	// It returns a function that undoes it once the replica is back.
+	BeforeRestart func(ctx context.Context, d *desired.State, service string, c observed.Container) (release func(), err error)
+	Poll          time.Duration
+	RollTimeout   time.Duration
 
 	locks sync.Map // service -> *sync.Mutex
 }
@@ -121,7 +125,7 @@ func (r *Reloads) Reload(ctx context.Context, d *desired.State, service, why str
 	default:
 		for _, c := range replicas {
 			start := r.clock().Now()
-			err := r.restartOne(ctx, svc, c)
+			err := r.restartOne(ctx, d, svc, c)
 			errs = append(errs, r.done(service, c.Name, "rolling restart", why, r.clock().Now().Sub(start), err))
 			if err != nil {
 				break // keep the remaining replicas serving
@@ -169,7 +173,16 @@ func (r *Reloads) signal(ctx context.Context, c observed.Container, name string)
 
 // restartOne restarts a replica and waits until it runs again, healthy if
 // it has a check.
-func (r *Reloads) restartOne(ctx context.Context, svc *desired.Service, c observed.Container) error {
+func (r *Reloads) restartOne(ctx context.Context, d *desired.State, svc *desired.Service, c observed.Container) error {
+	if r.BeforeRestart != nil {
+		release, err := r.BeforeRestart(ctx, d, svc.Name, c)
+		if release != nil {
+			defer release()
+		}
+		if err != nil {
+			return fmt.Errorf("taking %s out of rotation: %w", c.Name, err)
+		}
+	}
 	if r.OnRestart != nil {
 		r.OnRestart(svc.Name, c.Number, c.ID)
 	}

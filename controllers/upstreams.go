@@ -52,12 +52,17 @@ type Upstreams struct {
 	listed map[string][]string
 	// draining holds the containers that must leave the files.
 	draining map[string]bool
-	starved  map[string]bool
+	// held holds the containers Drain keeps out until released.
+	held map[string]bool
+	// applied holds, per file, the content the load balancer has loaded.
+	applied map[string]string
+	starved map[string]bool
 }
 
 func (u *Upstreams) init() {
 	if u.listed == nil {
-		u.listed, u.draining, u.starved = map[string][]string{}, map[string]bool{}, map[string]bool{}
+		u.listed, u.draining, u.starved, u.held = map[string][]string{}, map[string]bool{}, map[string]bool{}, map[string]bool{}
+		u.applied = map[string]string{}
 	}
 }
 
@@ -71,6 +76,7 @@ func (u *Upstreams) Sync(ctx context.Context, in reconciler.Review) (time.Durati
 	byService := in.Snapshot.ByService()
 	u.forgetGone(in.Snapshot)
 	var changed []string
+	written, listing := map[string]string{}, map[string][]string{}
 	var errs []error
 	for _, up := range lb.Policy.Upstreams {
 		target := in.Desired.Services[up.Service]
@@ -97,28 +103,47 @@ func (u *Upstreams) Sync(ctx context.Context, in reconciler.Review) (time.Durati
 		delete(u.starved, up.File)
 		u.mu.Unlock()
 		content := render(up, members)
-		old, _ := os.ReadFile(up.File)
-		if string(old) == content {
+		u.mu.Lock()
+		applied := u.applied[up.File] == content
+		u.mu.Unlock()
+		if applied {
 			u.setListed(up.File, members)
 			continue
 		}
-		if err := writeUpstream(in.Desired, lb, up.File, []byte(content)); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if u.Written != nil {
-			u.Written(up.File)
-		}
-		if u.Log != nil {
-			u.Log.Debug("upstream file written", "file", up.File, "upstream", up.Name, "members", len(members))
+		// written but not yet loaded (a reload failed, or the daemon
+		// restarted): only the reload is owed
+		if old, _ := os.ReadFile(up.File); string(old) != content {
+			if err := writeUpstream(in.Desired, lb, up.File, []byte(content)); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if u.Written != nil {
+				u.Written(up.File)
+			}
+			if u.Log != nil {
+				u.Log.Debug("upstream file written", "file", up.File, "upstream", up.Name, "members", len(members))
+			}
 		}
 		changed = append(changed, fmt.Sprintf("%s (%s)", up.Name, strings.Join(members, ", ")))
-		u.setListed(up.File, members)
+		written[up.File] = content
+		listing[up.File] = members
 	}
 	if len(changed) > 0 && u.Reloader != nil {
 		if err := u.Reloader.Reload(ctx, in.Desired, in.Service, "upstream "+strings.Join(changed, "; ")); err != nil {
-			errs = append(errs, err)
+			// the load balancer still serves the old list: a replica
+			// being drained is not out yet
+			return 0, errors.Join(append(errs, err)...)
 		}
+	}
+	// only now, reloaded, does the load balancer send traffic to exactly
+	// these: what Drain and Review wait for
+	u.mu.Lock()
+	for file, content := range written {
+		u.applied[file] = content
+	}
+	u.mu.Unlock()
+	for file, members := range listing {
+		u.setListed(file, members)
 	}
 	return 0, errors.Join(errs...)
 }
@@ -152,7 +177,7 @@ func (u *Upstreams) members(target *desired.Service, containers []observed.Conta
 	u.init()
 	var names []string
 	for _, c := range cs {
-		if c.State != observed.StateRunning || u.draining[c.ID] {
+		if c.State != observed.StateRunning || u.draining[c.ID] || u.held[c.ID] {
 			continue
 		}
 		if target.HasHealthcheck && c.Health != observed.HealthHealthy {
@@ -254,6 +279,60 @@ func (u *Upstreams) Review(in reconciler.Review) (*reconciler.Plan, time.Duratio
 		return plan, 0
 	}
 	return plan, DrainRetry
+}
+
+// DrainTimeout bounds how long Drain waits for the load balancer to
+// rewrite its file.
+const DrainTimeout = 10 * time.Second
+
+// Drain takes a replica out of every upstream file that lists it, before
+// someone else (a rolling restart for a reload) stops it: it holds it out,
+// asks the load balancers to rewrite their files, and waits until no file
+// lists it. release lets it back in (once healthy) and must be called.
+func (u *Upstreams) Drain(ctx context.Context, d *desired.State, service string, c observed.Container) (release func(), err error) {
+	var balancers []string
+	for _, name := range d.Order {
+		for _, up := range d.Services[name].Policy.Upstreams {
+			if up.Service == service && !slices.Contains(balancers, name) {
+				balancers = append(balancers, name)
+			}
+		}
+	}
+	enqueue := func() {
+		if u.Enqueue != nil {
+			for _, lb := range balancers {
+				u.Enqueue(lb)
+			}
+		}
+	}
+	u.mu.Lock()
+	u.init()
+	u.held[c.ID] = true
+	u.mu.Unlock()
+	release = func() {
+		u.mu.Lock()
+		delete(u.held, c.ID)
+		u.mu.Unlock()
+		enqueue()
+	}
+	enqueue()
+	deadline := time.Now().Add(DrainTimeout)
+	for {
+		u.mu.Lock()
+		listed := u.isListed(c.Name)
+		u.mu.Unlock()
+		if !listed {
+			return release, nil
+		}
+		if time.Now().After(deadline) {
+			return release, fmt.Errorf("%s still listed after %s", c.Name, DrainTimeout)
+		}
+		select {
+		case <-ctx.Done():
+			return release, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // isListed is called with mu held.

@@ -173,3 +173,69 @@ volumes: {named: {}}
 		}
 	}
 }
+
+func TestDrainHoldsAReplicaOutUntilReleased(t *testing.T) {
+	g, u, _, _ := lbRig(t)
+	all := []observed.Container{api(1, "healthy"), api(2, "healthy"), api(3, "healthy")}
+	sync := func() {
+		if _, err := u.Sync(context.Background(), reconciler.Review{Desired: g.d, Snapshot: snapWith(g, all...), Service: "lb"}); err != nil {
+			t.Error(err)
+		}
+	}
+	u.Enqueue = func(string) { sync() } // the load balancer's reconcile, at once
+	sync()
+	file := g.d.Services["lb"].Policy.Upstreams[0].File
+	release, err := u.Drain(context.Background(), g.d, "api", all[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(file); strings.Contains(string(b), "p-api-2") {
+		t.Fatalf("drained replica still listed:\n%s", b)
+	}
+	// a review of the service, which plans nothing for it, keeps it out
+	u.Review(reconciler.Review{Desired: g.d, Snapshot: snapWith(g, all...), Service: "api", Plan: &reconciler.Plan{}})
+	sync()
+	if b, _ := os.ReadFile(file); strings.Contains(string(b), "p-api-2") {
+		t.Fatalf("a review let a held replica back:\n%s", b)
+	}
+	release()
+	if b, _ := os.ReadFile(file); !strings.Contains(string(b), "p-api-2") {
+		t.Fatalf("released replica not listed again:\n%s", b)
+	}
+}
+
+type failingReloader struct{ calls, fail int }
+
+func (f *failingReloader) Reload(context.Context, *desired.State, string, string) error {
+	f.calls++
+	if f.calls <= f.fail {
+		return ErrReloadRejected
+	}
+	return nil
+}
+
+func TestAFailedReloadIsRetriedAndKeepsTheReplicaListed(t *testing.T) {
+	g, u, _, _ := lbRig(t)
+	rel := &failingReloader{fail: 1}
+	u.Reloader = rel
+	all := []observed.Container{api(1, "healthy"), api(2, "healthy")}
+	sync := func() error {
+		_, err := u.Sync(context.Background(), reconciler.Review{Desired: g.d, Snapshot: snapWith(g, all...), Service: "lb"})
+		return err
+	}
+	if err := sync(); err == nil {
+		t.Fatal("a rejected reload must fail the sync")
+	}
+	u.mu.Lock()
+	listed := len(u.listed)
+	u.mu.Unlock()
+	if listed != 0 {
+		t.Fatal("a list the load balancer did not load counted as listed")
+	}
+	if err := sync(); err != nil || rel.calls != 2 {
+		t.Fatalf("retry: %v after %d reloads; want the reload retried without a new write", err, rel.calls)
+	}
+	if err := sync(); err != nil || rel.calls != 2 {
+		t.Fatalf("loaded list reloaded again: %d reloads", rel.calls)
+	}
+}

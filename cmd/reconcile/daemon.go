@@ -149,6 +149,7 @@ func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
 		Written:  dm.configs.Accept,
 		Log:      log,
 	}
+	dm.reloads.BeforeRestart = upstreams.Drain
 	// Upstreams reviews first: a replica must leave the load balancer's
 	// file before a restart of it is allowed (and counted).
 	dm.ctrl.Guards = []reconciler.Guard{upstreams, restarts}

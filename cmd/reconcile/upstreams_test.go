@@ -245,3 +245,53 @@ func TestNginxKeepsServingWhileAReplicaIsKilled(t *testing.T) {
 	}
 	_ = base
 }
+
+func TestRollingRestartForAReloadDrainsEachReplicaFirst(t *testing.T) {
+	stack := fmt.Sprintf(upstreamStack, 3) + `    volumes: ["./conf:/conf:ro"]
+`
+	p := enginetest.NewProject(t, stack)
+	for _, d := range []string{"up", "conf"} {
+		if err := os.MkdirAll(filepath.Join(p.Dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conf := filepath.Join(p.Dir, "conf", "api.conf")
+	if err := os.WriteFile(conf, []byte("v1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, base := startDaemon(t, p, nil)
+	file := filepath.Join(p.Dir, "up", "api.conf")
+	eventually(t, 60*time.Second, "3 listed", func() bool { return len(upstreamServers(t, file)) == 3 })
+	events := p.Record()
+	since := time.Now()
+	if err := os.WriteFile(conf, []byte("v2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	names := []string{p.Name + "-api-1", p.Name + "-api-2", p.Name + "-api-3"}
+	eventually(t, 60*time.Second, "every replica restarted, all listed again", func() bool {
+		for _, n := range names {
+			if events.Count(n, "start", since) != 1 {
+				return false
+			}
+		}
+		return len(upstreamServers(t, file)) == 3
+	})
+	// before each replica was stopped, the lb had reloaded a list without it
+	recs := records(t, base)
+	for _, n := range names {
+		killed, ok := firstAfter(events, n, "kill", since)
+		if !ok {
+			t.Fatalf("no kill event for %s", n)
+		}
+		drained := false
+		for _, r := range recs {
+			if r.Reason == "Reloaded" && r.Service == "lb" && r.Time.After(since) && r.Time.Before(killed) &&
+				strings.Contains(r.Message, "upstream api_backend") && !strings.Contains(r.Message, n+",") && !strings.Contains(r.Message, n+")") {
+				drained = true
+			}
+		}
+		if !drained {
+			t.Errorf("%s was stopped at %s before the lb reloaded a list without it", n, killed)
+		}
+	}
+}
