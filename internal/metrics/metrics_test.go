@@ -1,0 +1,58 @@
+package metrics
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+func TestMetricsExposeWhatTheDaemonCounts(t *testing.T) {
+	m := New("v1.2.3", "go1.26")
+	m.Reconciled("success", 20*time.Millisecond, false)
+	m.Reconciled("error", time.Second, true)
+	m.Action("CreateContainer")
+	m.QueueDepth(3)
+	m.Record("Warning", "RestartBudgetExhausted")
+	m.Drift(map[[2]string]int{{"api", "ReplicaMissing"}: 2})
+	m.Drift(map[[2]string]int{{"web", "Exited"}: 1}) // replaces, does not add
+	calls := int64(7)
+	m.CountEngineRequests(func() int64 { return calls })
+
+	want := `
+# HELP reconcile_drift Drift items seen in the last diff, by service and kind.
+# TYPE reconcile_drift gauge
+reconcile_drift{kind="Exited",service="web"} 1
+# HELP reconcile_engine_requests_total HTTP requests sent to the Docker Engine, event stream included.
+# TYPE reconcile_engine_requests_total counter
+reconcile_engine_requests_total 7
+# HELP reconcile_errors_total Reconciles that failed, panics included.
+# TYPE reconcile_errors_total counter
+reconcile_errors_total 1
+# HELP reconcile_events_total Event records, by type and reason (RestartBudgetExhausted, ReloadRejected, ...).
+# TYPE reconcile_events_total counter
+reconcile_events_total{reason="RestartBudgetExhausted",type="Warning"} 1
+# HELP reconcile_queue_depth Services waiting to be reconciled.
+# TYPE reconcile_queue_depth gauge
+reconcile_queue_depth 3
+# HELP reconcile_total Reconciles of one service, by result (success, error, requeue).
+# TYPE reconcile_total counter
+reconcile_total{result="error"} 1
+reconcile_total{result="success"} 1
+# HELP reconcile_actions_total Operations carried out, by action.
+# TYPE reconcile_actions_total counter
+reconcile_actions_total{action="CreateContainer"} 1
+# HELP reconcile_build_info Always 1; labels say which build runs.
+# TYPE reconcile_build_info gauge
+reconcile_build_info{goversion="go1.26",version="v1.2.3"} 1
+`
+	names := []string{"reconcile_drift", "reconcile_engine_requests_total", "reconcile_errors_total", "reconcile_events_total",
+		"reconcile_queue_depth", "reconcile_total", "reconcile_actions_total", "reconcile_build_info"}
+	if err := testutil.GatherAndCompare(m.Registry, strings.NewReader(want), names...); err != nil {
+		t.Error(err)
+	}
+	if n := testutil.CollectAndCount(m.duration); n != 1 {
+		t.Errorf("duration histogram: %d series", n)
+	}
+}
