@@ -278,8 +278,9 @@ func ConfigSources(d *desired.State) map[string][]string {
 	return out
 }
 
+// oneLine is a command's output on one line, clipped: it goes into a record.
 func oneLine(s string) string {
-	s = strings.Join(strings.Fields(s), " ")
+	s = desired.OneLine(s)
 	if len(s) > 400 {
 		s = s[:400] + "…"
 	}

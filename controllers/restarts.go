@@ -638,7 +638,7 @@ func (r *Restarts) Annotate(st *reconciler.ProjectStatus, d *desired.State, now 
 	}
 }
 
-// Slots returns a copy of the restart state, for tests and status.
+// Slots returns a copy of the restart state, for tests.
 func (r *Restarts) Slots() map[string]Slot {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -142,7 +142,7 @@ func (g *rig) snapshot() *observed.Snapshot {
 func (g *rig) review(s string) (string, time.Duration) {
 	snap := g.snapshot()
 	res := reconciler.Diff(g.d, snap, reconciler.Options{})
-	plan, after := g.r.Review(reconciler.Review{Desired: g.d, Snapshot: snap, Service: s, Result: res, Plan: res.Plan.ForService(s), Now: g.clk.Now()})
+	plan, after := g.r.Review(reconciler.Review{Desired: g.d, Snapshot: snap, Service: s, Plan: res.Plan.ForService(s), Now: g.clk.Now()})
 	var ops []string
 	for _, n := range plan.Nodes {
 		ops = append(ops, n.Op.Type.String()+" "+n.Op.Service)

@@ -60,7 +60,6 @@ type Review struct {
 	Desired  *desired.State
 	Snapshot *observed.Snapshot
 	Service  string
-	Result   *Result
 	Plan     *Plan
 	Now      time.Time
 }
@@ -110,8 +109,8 @@ type Controller struct {
 	snap      *observed.Snapshot
 	snapGen   uint64
 	hasSnap   bool
-	resources sync.Mutex
 	infra     sync.Mutex
+	queueOnce sync.Once
 	// passes numbers reconciles, so that the log lines of one can be told
 	// from those of another running beside it.
 	passes atomic.Uint64
@@ -266,7 +265,7 @@ func (c *Controller) Enqueue(service string) {
 // the fresh snapshot before anything is queued.
 func (c *Controller) Resync(ctx context.Context, seen func(*observed.Snapshot)) error {
 	c.Invalidate()
-	snap, err := c.snapshot(ctx)
+	snap, err := c.Snapshot(ctx)
 	if err != nil {
 		return err
 	}
@@ -308,9 +307,6 @@ func (c *Controller) Run(ctx, work context.Context) {
 	}
 	wg.Wait()
 }
-
-// Idle reports whether nothing is queued.
-func (c *Controller) Idle() bool { return c.queue().Len() == 0 }
 
 func (c *Controller) processNext(ctx context.Context) bool {
 	q := c.queue()
@@ -366,7 +362,7 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (time.Duration, 
 	if d == nil {
 		return 0, errors.New("no desired state loaded")
 	}
-	snap, err := c.snapshot(ctx)
+	snap, err := c.Snapshot(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -378,7 +374,7 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (time.Duration, 
 		if err := c.createInfra(ctx, d, key); err != nil {
 			return 0, err
 		}
-		if snap, err = c.snapshot(ctx); err != nil {
+		if snap, err = c.Snapshot(ctx); err != nil {
 			return 0, err
 		}
 		res = Diff(d, snap, c.Options)
@@ -391,7 +387,7 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (time.Duration, 
 	if s := d.Services[key]; s != nil && plan.BringsUp() {
 		if ok, why := dependenciesReady(d, s, snap); !ok {
 			c.reportOnce(key, "DependencyNotReady|"+why, Normal, "DependencyNotReady", "", "waiting for "+why)
-			plan = plan.without(bringUpOps)
+			plan = plan.Without(bringUpOps)
 			requeue = c.dependencyRetry()
 		}
 	}
@@ -402,14 +398,14 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (time.Duration, 
 			break
 		}
 		var after time.Duration
-		plan, after = g.Review(Review{Desired: d, Snapshot: snap, Service: key, Result: res, Plan: plan, Now: c.clock().Now()})
+		plan, after = g.Review(Review{Desired: d, Snapshot: snap, Service: key, Plan: plan, Now: c.clock().Now()})
 		if after > 0 && (requeue == 0 || after < requeue) {
 			requeue = after
 		}
 	}
 	if !c.DryRun {
 		for _, sy := range c.Syncers {
-			after, err := sy.Sync(ctx, Review{Desired: d, Snapshot: snap, Service: key, Result: res, Plan: plan, Now: c.clock().Now()})
+			after, err := sy.Sync(ctx, Review{Desired: d, Snapshot: snap, Service: key, Plan: plan, Now: c.clock().Now()})
 			if err != nil {
 				return 0, fmt.Errorf("syncing service %s: %w", key, err)
 			}
@@ -449,11 +445,11 @@ func (c *Controller) createInfra(ctx context.Context, d *desired.State, key stri
 	c.infra.Lock()
 	defer c.infra.Unlock()
 	c.Invalidate()
-	snap, err := c.snapshot(ctx)
+	snap, err := c.Snapshot(ctx)
 	if err != nil {
 		return err
 	}
-	plan := Diff(d, snap, c.Options).Plan.ForService(key).without(func(n *Node) bool { return !infraOp(n) })
+	plan := Diff(d, snap, c.Options).Plan.ForService(key).Without(func(n *Node) bool { return !infraOp(n) })
 	if plan.Empty() {
 		return nil
 	}
@@ -467,25 +463,20 @@ func (c *Controller) createInfra(ctx context.Context, d *desired.State, key stri
 
 func (c *Controller) executor(ctx context.Context, d *desired.State, key string) *Executor {
 	return &Executor{
-		Desired:      d,
-		Compose:      c.Compose,
-		Engine:       c.Engine,
-		Observe:      c.Observe,
-		Log:          logFrom(ctx, c.logger().With("service", key)),
-		Clock:        c.clock(),
-		Concurrency:  2,
-		ResourceLock: &c.resources,
-		OnDone:       c.actionDone(d),
+		Desired:     d,
+		Compose:     c.Compose,
+		Engine:      c.Engine,
+		Observe:     c.Observe,
+		Log:         logFrom(ctx, c.logger().With("service", key)),
+		Clock:       c.clock(),
+		Concurrency: 2,
+		OnDone:      c.actionDone(d),
 	}
 }
 
 // Snapshot returns the current snapshot, from the cache when nothing has
 // happened since it was taken.
 func (c *Controller) Snapshot(ctx context.Context) (*observed.Snapshot, error) {
-	return c.snapshot(ctx)
-}
-
-func (c *Controller) snapshot(ctx context.Context) (*observed.Snapshot, error) {
 	c.snapMu.Lock()
 	defer c.snapMu.Unlock()
 	g := c.gen.Load()
@@ -531,9 +522,9 @@ func bringUpOps(n *Node) bool {
 	return false
 }
 
-// without returns the plan less the nodes drop selects, and less the nodes
+// Without returns the plan less the nodes drop selects, and less the nodes
 // that depended on them.
-func (p *Plan) without(drop func(*Node) bool) *Plan {
+func (p *Plan) Without(drop func(*Node) bool) *Plan {
 	out := &Plan{}
 	gone := map[*Node]bool{}
 	clones := map[*Node]*Node{}
@@ -551,9 +542,6 @@ func (p *Plan) without(drop func(*Node) bool) *Plan {
 	}
 	return out
 }
-
-// Without is the exported form of without, for guards.
-func (p *Plan) Without(drop func(*Node) bool) *Plan { return p.without(drop) }
 
 // reportDrift records each drift item of the service once, when it is first
 // seen, and a Synced record when the last of it is gone. Other one-off
@@ -672,7 +660,7 @@ func (c *Controller) Status(ctx context.Context, inspect observed.Inspector) (Pr
 	if d == nil {
 		return ProjectStatus{}, errors.New("no desired state loaded")
 	}
-	snap, err := c.snapshot(ctx)
+	snap, err := c.Snapshot(ctx)
 	if err != nil {
 		return ProjectStatus{}, err
 	}
@@ -708,14 +696,12 @@ func (c *Controller) depth() {
 	c.metric(func(m Metrics) { m.QueueDepth(c.queue().Len()) })
 }
 
-var queueInit sync.Mutex
-
 func (c *Controller) queue() *Queue {
-	queueInit.Lock()
-	defer queueInit.Unlock()
-	if c.Queue == nil {
-		c.Queue = NewQueue(c.clock(), DefaultRateLimiter(c.clock()))
-	}
+	c.queueOnce.Do(func() {
+		if c.Queue == nil {
+			c.Queue = NewQueue(c.clock(), DefaultRateLimiter(c.clock()))
+		}
+	})
 	return c.Queue
 }
 

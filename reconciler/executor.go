@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"sync"
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
@@ -57,10 +56,6 @@ type Executor struct {
 	// OnDone, when set, is told about every finished operation (a group
 	// counts once per node), for event records and metrics.
 	OnDone func(n *Node, err error, took time.Duration)
-	// ResourceLock, when set, is held while networks and volumes are
-	// created: executors running side by side (the daemon's workers) would
-	// otherwise race to create one network and make two of the same name.
-	ResourceLock sync.Locker
 }
 
 // ErrSkipped marks an operation not run because one it depends on failed.
@@ -258,10 +253,6 @@ func (e *Executor) upService(ctx context.Context, service string) error {
 // createResources has compose create one network or volume, from a project
 // holding that resource and no service, so it carries compose's labels.
 func (e *Executor) createResources(ctx context.Context, networkKey, volumeKey string) error {
-	if e.ResourceLock != nil {
-		e.ResourceLock.Lock()
-		defer e.ResourceLock.Unlock()
-	}
 	src := e.Desired.Project
 	p := *src
 	p.Services = types.Services{}

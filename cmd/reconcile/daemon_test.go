@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"strconv"
 	"strings"
@@ -193,7 +194,7 @@ func TestDaemonAppliesEditsAndKeepsTheLastGoodStateOnAnInvalidOne(t *testing.T) 
 	p.Rewrite(daemonStack + "    depends_on: [nowhere]\n")
 	eventually(t, 5*time.Second, "InvalidConfig record", func() bool { return hasRecord(records(t, base), "InvalidConfig", "") })
 	time.Sleep(time.Second)
-	if after := p.IDs(); !sameIDs(before, after) {
+	if after := p.IDs(); !maps.Equal(before, after) {
 		t.Fatalf("an invalid edit changed containers: %v -> %v", before, after)
 	}
 	if !strings.Contains(d.Output(), "compose.yaml") {
@@ -234,18 +235,6 @@ func TestDaemonAppliesEditsAndKeepsTheLastGoodStateOnAnInvalidOne(t *testing.T) 
 	if got := p.IDs(); got[p.Name+"-api-1"] != before[p.Name+"-api-1"] {
 		t.Error("SIGHUP without a change recreated a container")
 	}
-}
-
-func sameIDs(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 func TestDaemonRelistsAfterLosingTheEventStream(t *testing.T) {

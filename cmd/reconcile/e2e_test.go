@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
@@ -331,7 +332,7 @@ volumes: {data: {}}
 			if d := reconcile(t, p.Dir, nil, append([]string{"diff", "-f", p.File, "-p", p.Name}, tt.args...)...); tt.name != "image neither present nor pullable" && d.Code != 2 {
 				t.Errorf("diff: exit %d, want 2", d.Code)
 			}
-			if after := p.Resources(); !equalMaps(before, after) {
+			if after := p.Resources(); !maps.Equal(before, after) {
 				t.Errorf("bad input touched the project:\nbefore %v\nafter  %v", before, after)
 			}
 		})
@@ -343,18 +344,6 @@ volumes: {data: {}}
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
-}
-
-func equalMaps(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 // TestEngineUnreachable needs no engine: it points reconcile at a socket

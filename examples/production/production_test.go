@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -622,7 +623,7 @@ func TestDevConfiguration(t *testing.T) {
 		t.Errorf("through the lb: %q %v", body, err)
 	}
 	api := s.Inspect(s.ids["api"][0])
-	if !containsString(api.Config.Env, "LOG_LEVEL=debug") {
+	if !slices.Contains(api.Config.Env, "LOG_LEVEL=debug") {
 		t.Errorf("api env %v lacks LOG_LEVEL=debug", api.Config.Env)
 	}
 	mounted := false
@@ -644,13 +645,4 @@ func dialable(addr string) bool {
 	}
 	conn.Close()
 	return true
-}
-
-func containsString(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -3,7 +3,6 @@ package enginetest
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"os"
@@ -128,7 +127,6 @@ type SocketProxy struct {
 	mu    sync.Mutex
 	down  bool
 	conns map[net.Conn]bool
-	calls int
 }
 
 // NewSocketProxy listens on a fresh socket; DOCKER_HOST=unix://Path routes a
@@ -173,7 +171,6 @@ func (p *SocketProxy) accept() {
 			c.Close()
 			continue
 		}
-		p.calls++
 		up, err := net.Dial("unix", p.target)
 		if err != nil {
 			p.mu.Unlock()
@@ -213,13 +210,3 @@ func (p *SocketProxy) Restore() {
 	defer p.mu.Unlock()
 	p.down = false
 }
-
-// Connections counts the connections forwarded so far.
-func (p *SocketProxy) Connections() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.calls
-}
-
-// String names the proxy in test messages.
-func (p *SocketProxy) String() string { return fmt.Sprintf("socket proxy %s -> %s", p.Path, p.target) }

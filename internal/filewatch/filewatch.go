@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -106,18 +107,6 @@ func (w *Watcher) Set(paths []string) error {
 	}
 	w.hashes, w.isDir, w.dirs = hashes, isDir, dirs
 	return errors.Join(errs...)
-}
-
-// Paths returns the watched paths, sorted.
-func (w *Watcher) Paths() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := make([]string, 0, len(w.hashes))
-	for p := range w.hashes {
-		out = append(out, p)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // Run calls onChange with the paths whose content changed, once per
@@ -271,5 +260,5 @@ func hashFile(w io.Writer, path string) error {
 
 func isUnder(name, dir string) bool {
 	rel, err := filepath.Rel(dir, name)
-	return err == nil && rel != "." && !filepath.IsAbs(rel) && len(rel) > 0 && rel[0] != '.'
+	return err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }
