@@ -9,25 +9,19 @@ import (
 	"sync"
 	"time"
 
+	"github.com/docker/compose/v5/pkg/api"
+
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 )
 
-// Labels compose stamps on what it creates.
-const (
-	LabelProject     = "com.docker.compose.project"
-	LabelService     = "com.docker.compose.service"
-	LabelNumber      = "com.docker.compose.container-number"
-	LabelOneOff      = "com.docker.compose.oneoff"
-	LabelConfigHash  = "com.docker.compose.config-hash"
-	LabelImage       = "com.docker.compose.image"
-	LabelNetwork     = "com.docker.compose.network"
-	LabelVolume      = "com.docker.compose.volume"
-	LabelHookRunner  = "com.docker.compose.hook"
-	oneOffTrue       = "True"
-	listCallsPerPass = 4
-)
+// oneOffTrue is the value of compose's one-off label on `compose run`
+// containers; the label names themselves are compose's own (api.*Label).
+const oneOffTrue = "True"
+
+// ListCallsPerPass is what one Observe costs, whatever the project's size.
+const ListCallsPerPass = 4
 
 // Lister is the part of the engine client a snapshot needs: list calls only.
 type Lister interface {
@@ -37,16 +31,13 @@ type Lister interface {
 	ImageList(ctx context.Context, options client.ImageListOptions) (client.ImageListResult, error)
 }
 
-// ListCallsPerPass is what one Observe costs, whatever the project's size.
-const ListCallsPerPass = listCallsPerPass
-
 // Observe takes a snapshot of a project with one list call each for
 // containers, networks, volumes and images. The four calls run at once: the
 // engine answers them independently, and a pass costs the slowest, not the sum.
 // Networks and volumes are listed whatever their labels: compose matches them
 // by name, and so reuses one that exists without its labels.
 func Observe(ctx context.Context, c Lister, project string, now time.Time) (*Snapshot, error) {
-	filter := make(client.Filters).Add("label", LabelProject+"="+project)
+	filter := make(client.Filters).Add("label", api.ProjectLabel+"="+project)
 	snap := &Snapshot{Project: project, Images: map[string]string{}, TakenAt: now}
 
 	var (
@@ -87,16 +78,16 @@ func Observe(ctx context.Context, c Lister, project string, now time.Time) (*Sna
 	}
 
 	for _, s := range containers.Items {
-		if s.Labels[LabelOneOff] == oneOffTrue || s.Labels[LabelHookRunner] != "" {
+		if s.Labels[api.OneoffLabel] == oneOffTrue || s.Labels[api.HookLabel] != "" {
 			continue
 		}
 		snap.Containers = append(snap.Containers, fromSummary(s))
 	}
 	for _, n := range networks.Items {
-		snap.Networks = append(snap.Networks, Network{ID: n.ID, Name: n.Name, Key: n.Labels[LabelNetwork]})
+		snap.Networks = append(snap.Networks, Network{ID: n.ID, Name: n.Name, Key: n.Labels[api.NetworkLabel]})
 	}
 	for _, v := range volumes.Items {
-		snap.Volumes = append(snap.Volumes, Volume{Name: v.Name, Key: v.Labels[LabelVolume]})
+		snap.Volumes = append(snap.Volumes, Volume{Name: v.Name, Key: v.Labels[api.VolumeLabel]})
 	}
 	for _, img := range images.Items {
 		snap.Images[img.ID] = img.ID
@@ -114,18 +105,18 @@ func Observe(ctx context.Context, c Lister, project string, now time.Time) (*Sna
 func fromSummary(s container.Summary) Container {
 	c := Container{
 		ID:          s.ID,
-		Service:     s.Labels[LabelService],
+		Service:     s.Labels[api.ServiceLabel],
 		Image:       s.Image,
 		State:       string(s.State),
-		ConfigHash:  s.Labels[LabelConfigHash],
-		ImageDigest: s.Labels[LabelImage],
+		ConfigHash:  s.Labels[api.ConfigHashLabel],
+		ImageDigest: s.Labels[api.ImageDigestLabel],
 		Networks:    map[string]string{},
 		Created:     time.Unix(s.Created, 0),
 	}
 	if len(s.Names) > 0 {
 		c.Name = strings.TrimPrefix(s.Names[0], "/")
 	}
-	c.Number, _ = strconv.Atoi(s.Labels[LabelNumber])
+	c.Number, _ = strconv.Atoi(s.Labels[api.ContainerNumberLabel])
 	c.Health, c.ExitCode = parseStatus(s.Status)
 	if s.Health != nil && s.Health.Status != "" && s.Health.Status != container.NoHealthcheck {
 		c.Health = string(s.Health.Status)

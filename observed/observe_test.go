@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/compose/v5/pkg/api"
+
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/image"
 	"github.com/moby/moby/api/types/network"
@@ -84,7 +86,7 @@ func (f *fakeLister) ImageList(context.Context, client.ImageListOptions) (client
 }
 
 func summary(name, service, number, state, status string, extra map[string]string) container.Summary {
-	labels := map[string]string{LabelProject: "p", LabelService: service, LabelNumber: number, LabelConfigHash: "h-" + service, LabelOneOff: "False"}
+	labels := map[string]string{api.ProjectLabel: "p", api.ServiceLabel: service, api.ContainerNumberLabel: number, api.ConfigHashLabel: "h-" + service, api.OneoffLabel: "False"}
 	for k, v := range extra {
 		labels[k] = v
 	}
@@ -100,11 +102,11 @@ func TestObserve(t *testing.T) {
 			summary("p-web-2", "web", "2", "exited", "Exited (3) 1 second ago", nil),
 			summary("p-web-1", "web", "1", "running", "Up 1 second (healthy)", nil),
 			summary("p-db-1", "db", "1", "running", "Up 1 second", nil),
-			summary("p-web-run-1", "web", "", "running", "Up 1 second", map[string]string{LabelOneOff: "True"}),
-			summary("p-web-hook", "web", "", "exited", "Exited (0)", map[string]string{LabelHookRunner: "pre_start"}),
+			summary("p-web-run-1", "web", "", "running", "Up 1 second", map[string]string{api.OneoffLabel: "True"}),
+			summary("p-web-hook", "web", "", "exited", "Exited (0)", map[string]string{api.HookLabel: "pre_start"}),
 		},
-		networks: []network.Summary{{Network: network.Network{ID: "net1", Name: "p_default", Labels: map[string]string{LabelNetwork: "default"}}}},
-		volumes:  []volume.Volume{{Name: "p_data", Labels: map[string]string{LabelVolume: "data"}}},
+		networks: []network.Summary{{Network: network.Network{ID: "net1", Name: "p_default", Labels: map[string]string{api.NetworkLabel: "default"}}}},
+		volumes:  []volume.Volume{{Name: "p_data", Labels: map[string]string{api.VolumeLabel: "data"}}},
 		images:   []image.Summary{{ID: "sha256:abc", RepoTags: []string{"app:1"}, RepoDigests: []string{"app@sha256:def"}}},
 	}
 	now := time.Unix(100, 0)
@@ -115,7 +117,7 @@ func TestObserve(t *testing.T) {
 	if f.calls != ListCallsPerPass {
 		t.Errorf("Observe made %d calls, want %d", f.calls, ListCallsPerPass)
 	}
-	if got := f.filters[0]["label"]; !got[LabelProject+"=p"] {
+	if got := f.filters[0]["label"]; !got[api.ProjectLabel+"=p"] {
 		t.Errorf("containers not filtered by project label: %v", f.filters[0])
 	}
 	var names []string

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"time"
+
+	"github.com/docker/compose/v5/pkg/api"
 
 	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/client"
@@ -26,14 +29,6 @@ const (
 	DefaultMaxBackoff = 10 * time.Second
 )
 
-// WatchedActions are the container events that can change what a project
-// needs done. Health probes' exec_* events are left out: they come every
-// probe interval and change nothing; health_status fires on a change only.
-var WatchedActions = []string{
-	"create", "start", "restart", "die", "kill", "stop", "destroy",
-	"pause", "unpause", "oom", "rename", "update", "health_status",
-}
-
 // Watcher follows the engine's events for one project. The engine keeps
 // only 256 events and drops a subscriber that lags 100 ms, so the stream is
 // a hint, not the truth: on every connect and reconnect OnConnect relists,
@@ -48,8 +43,14 @@ type Watcher struct {
 	// OnConnect runs once the subscription is open, alongside the events
 	// it delivers (which must be read within 100 ms): the relist.
 	OnConnect func(ctx context.Context) error
-	// OnEvent gets each event; it must return quickly (enqueue, not act).
-	OnEvent func(events.Message)
+	// OnEvent gets each event, decoded; it runs on the stream's reader and
+	// must return quickly (note and enqueue, never act or write a file). A
+	// panic in it is recovered: the event is dropped and OnPanic told.
+	OnEvent func(Event)
+	// OnPanic, when set, is told of a panic in OnEvent.
+	OnPanic func(ev Event, recovered any)
+	// Handled, when set, is told how long each event held the reader.
+	Handled func(took time.Duration)
 	// OnDisconnect is told why the stream ended, before the backoff.
 	OnDisconnect func(err error)
 }
@@ -98,10 +99,14 @@ func (w *Watcher) session(ctx context.Context) (connected bool, err error) {
 	}
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
+	actions := make([]string, len(WatchedActions))
+	for i, a := range WatchedActions {
+		actions[i] = string(a)
+	}
 	filters := client.Filters{}.
 		Add("type", string(events.ContainerEventType)).
-		Add("label", LabelProject+"="+w.Project).
-		Add("event", WatchedActions...)
+		Add("label", api.ProjectLabel+"="+w.Project).
+		Add("event", actions...)
 	stream := w.Source.Events(sctx, client.EventsListOptions{Filters: filters})
 
 	relisted := make(chan error, 1)
@@ -127,15 +132,34 @@ func (w *Watcher) session(ctx context.Context) (connected bool, err error) {
 			if !ok {
 				return connected, errors.New("event stream closed")
 			}
-			if w.OnEvent != nil {
-				w.OnEvent(msg)
-			}
+			w.handle(msg)
 		case err := <-stream.Err:
 			if err == nil {
 				err = errors.New("event stream ended")
 			}
 			return connected, fmt.Errorf("reading engine events: %w", err)
 		}
+	}
+}
+
+// handle decodes one event and hands it on, timing how long the reader is
+// held and recovering a panic, as a reconcile does.
+func (w *Watcher) handle(msg events.Message) {
+	start := w.clock().Now()
+	ev := Decode(msg, start)
+	defer func() {
+		if r := recover(); r != nil {
+			w.logger().Error("handling an engine event panicked", "action", string(ev.Action), "container", ev.Container, "panic", r, "stack", string(debug.Stack()))
+			if w.OnPanic != nil {
+				w.OnPanic(ev, r)
+			}
+		}
+		if w.Handled != nil {
+			w.Handled(w.clock().Now().Sub(start))
+		}
+	}()
+	if w.OnEvent != nil {
+		w.OnEvent(ev)
 	}
 }
 

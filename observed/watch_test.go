@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/compose/v5/pkg/api"
+
 	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/client"
 
@@ -71,10 +73,10 @@ func TestWatcherRelistsOnEveryConnectAndBacksOff(t *testing.T) {
 			relists++
 			return nil
 		},
-		OnEvent: func(m events.Message) {
+		OnEvent: func(ev Event) {
 			mu.Lock()
 			defer mu.Unlock()
-			got = append(got, string(m.Action))
+			got = append(got, string(ev.Action))
 		},
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -113,7 +115,7 @@ func TestWatcherRelistsOnEveryConnectAndBacksOff(t *testing.T) {
 	if want := []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second, 500 * time.Millisecond}; !slices.Equal(clk.waits, want) {
 		t.Errorf("waits %v, want %v: doubling while down, reset after a good connection", clk.waits, want)
 	}
-	if f := src.filters; !f["label"][LabelProject+"=p"] || !f["type"]["container"] || !f["event"]["health_status"] || f["event"]["exec_start"] {
+	if f := src.filters; !f["label"][api.ProjectLabel+"=p"] || !f["type"]["container"] || !f["event"]["health_status"] || f["event"]["exec_start"] {
 		t.Errorf("filters %v: want this project's container events, health_status but no exec_*", f)
 	}
 }

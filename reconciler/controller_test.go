@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/reconcile-dev/reconcile/internal/clock"
+	"github.com/reconcile-dev/reconcile/internal/record"
 	"github.com/reconcile-dev/reconcile/observed"
+	"github.com/reconcile-dev/reconcile/reconciler/plan"
 )
 
 type memRecorder struct {
@@ -21,10 +23,10 @@ type memRecorder struct {
 	recs []string
 }
 
-func (m *memRecorder) Event(typ, reason, service, container, _ string) {
+func (m *memRecorder) Event(reason record.Reason, service, container, _ string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.recs = append(m.recs, fmt.Sprintf("%s %s %s %s", typ, reason, service, container))
+	m.recs = append(m.recs, fmt.Sprintf("%s %s %s %s", reason.Type(), reason, service, container))
 }
 
 func (m *memRecorder) reasons() []string {
@@ -62,7 +64,8 @@ func TestControllerReconcilesOneServiceAtATime(t *testing.T) {
 	ctx := context.Background()
 
 	// api waits: db is not there yet, so nothing of api runs
-	after, err := c.Reconcile(ctx, "api")
+	res, err := c.Reconcile(ctx, "api")
+	after := res.RequeueAfter
 	if err != nil || after != DefaultDependencyRetry {
 		t.Fatalf("api: requeue %s, err %v; want a retry while db is missing", after, err)
 	}
@@ -155,7 +158,7 @@ func TestControllerRecordsSyncedOnceDriftIsGone(t *testing.T) {
 
 type panicGuard struct{}
 
-func (panicGuard) Review(Review) (*Plan, time.Duration) { panic("boom") }
+func (panicGuard) Review(Review) Decision { panic("boom") }
 
 func TestControllerRecoversPanicsAndRetries(t *testing.T) {
 	w := newWorld(load(t, "services:\n  app: {image: a}\n  other: {image: b}\n"))
@@ -176,8 +179,14 @@ func TestControllerRecoversPanicsAndRetries(t *testing.T) {
 
 type holdGuard struct{ after time.Duration }
 
-func (g holdGuard) Review(in Review) (*Plan, time.Duration) {
-	return in.Plan.Without(func(n *Node) bool { return n.Op.Type == OpStartContainer }), g.after
+func (g holdGuard) Review(in Review) Decision {
+	var hold []*plan.Node
+	for _, n := range in.Plan.Nodes {
+		if n.Op.Type == plan.OpStartContainer {
+			hold = append(hold, n)
+		}
+	}
+	return Decision{Hold: hold, RequeueAfter: g.after}
 }
 
 func TestControllerGuardHoldsOperationsBack(t *testing.T) {
@@ -186,7 +195,8 @@ func TestControllerGuardHoldsOperationsBack(t *testing.T) {
 	f := &fakeEngine{w: w}
 	c, _, _ := newController(w, f)
 	c.Guards = []Guard{holdGuard{after: 3 * time.Second}}
-	after, err := c.Reconcile(context.Background(), "app")
+	res, err := c.Reconcile(context.Background(), "app")
+	after := res.RequeueAfter
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +211,7 @@ func TestControllerGuardHoldsOperationsBack(t *testing.T) {
 func TestControllerPatchesASnapshotWithEventsItHasNotCaughtUpWith(t *testing.T) {
 	tests := []struct {
 		name      string
-		fact      Fact
+		fact      observed.Fact
 		listed    string // the container as the (stale) list shows it
 		state     string // after the patch; "" = gone
 		exitCode  int
@@ -209,12 +219,12 @@ func TestControllerPatchesASnapshotWithEventsItHasNotCaughtUpWith(t *testing.T) 
 		kept      bool // the fact still waits for the list to catch up
 		olderThan time.Duration
 	}{
-		{"die before the list caught up", Fact{Kind: FactStopped, ExitCode: 137}, "running", "exited", 137, "", true, 0},
-		{"list already shows it", Fact{Kind: FactStopped, ExitCode: 137}, "exited:137", "exited", 137, "", false, 0},
-		{"start not listed yet", Fact{Kind: FactRunning}, "exited:1", "running", 1, "", true, 0},
-		{"destroyed but still listed", Fact{Kind: FactGone}, "running", "", 0, "", true, 0},
-		{"health change not listed yet", Fact{Kind: FactUnhealthy}, "running:healthy", "running", 0, "unhealthy", true, 0},
-		{"a fact too old to trust", Fact{Kind: FactStopped}, "running", "running", 0, "", false, 3 * time.Second},
+		{"die before the list caught up", observed.Fact{Kind: observed.FactStopped, ExitCode: 137}, "running", "exited", 137, "", true, 0},
+		{"list already shows it", observed.Fact{Kind: observed.FactStopped, ExitCode: 137}, "exited:137", "exited", 137, "", false, 0},
+		{"start not listed yet", observed.Fact{Kind: observed.FactRunning}, "exited:1", "running", 1, "", true, 0},
+		{"destroyed but still listed", observed.Fact{Kind: observed.FactGone}, "running", "", 0, "", true, 0},
+		{"health change not listed yet", observed.Fact{Kind: observed.FactUnhealthy}, "running:healthy", "running", 0, "unhealthy", true, 0},
+		{"a fact too old to trust", observed.Fact{Kind: observed.FactStopped}, "running", "running", 0, "", false, 3 * time.Second},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -224,7 +234,7 @@ func TestControllerPatchesASnapshotWithEventsItHasNotCaughtUpWith(t *testing.T) 
 			c, _, _ := newController(w, f)
 			clk := clock.NewFake(time.Unix(0, 0))
 			c.Clock = clk
-			c.Observed(ctr.ID, tt.fact)
+			c.Observed(observed.Event{ContainerID: ctr.ID, Action: actionOf(tt.fact), ExitCode: tt.fact.ExitCode, Health: healthOf(tt.fact)})
 			clk.Advance(tt.olderThan)
 			snap, err := c.Snapshot(context.Background())
 			if err != nil {
@@ -240,9 +250,9 @@ func TestControllerPatchesASnapshotWithEventsItHasNotCaughtUpWith(t *testing.T) 
 					t.Errorf("container %s/%d/%q, want %s/%d/%q", got.State, got.ExitCode, got.Health, tt.state, tt.exitCode, tt.health)
 				}
 			}
-			c.expectMu.Lock()
-			_, kept := c.expect[ctr.ID]
-			c.expectMu.Unlock()
+			c.snapshots.factMu.Lock()
+			_, kept := c.snapshots.facts[ctr.ID]
+			c.snapshots.factMu.Unlock()
 			if kept != tt.kept {
 				t.Errorf("fact kept = %v, want %v", kept, tt.kept)
 			}
@@ -287,4 +297,24 @@ func TestControllerIsQuietAboutFailuresWhileOffline(t *testing.T) {
 		}
 		h.mu.Unlock()
 	}
+}
+
+// actionOf and healthOf make the event that carries a fact.
+func actionOf(f observed.Fact) observed.Action {
+	switch f.Kind {
+	case observed.FactStopped:
+		return observed.ActionDie
+	case observed.FactRunning:
+		return observed.ActionStart
+	case observed.FactGone:
+		return observed.ActionDestroy
+	}
+	return observed.ActionHealthStatus
+}
+
+func healthOf(f observed.Fact) string {
+	if f.Kind == observed.FactHealthy || f.Kind == observed.FactUnhealthy {
+		return string(f.Kind)
+	}
+	return ""
 }

@@ -2,15 +2,26 @@ package reconciler
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
+
+	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/docker/compose/v5/pkg/api"
+	"github.com/moby/moby/client"
 	"github.com/reconcile-dev/reconcile/desired"
 	"github.com/reconcile-dev/reconcile/internal/engine"
 	"github.com/reconcile-dev/reconcile/observed"
+	"github.com/reconcile-dev/reconcile/reconciler/plan"
 )
 
 // load reads a compose file given inline through the SDK's loader, as
@@ -61,7 +72,7 @@ func (w *world) add(service string, n int, state string) *observed.Container {
 		State: st, Networks: map[string]string{},
 	}
 	if s != nil {
-		c.ConfigHash = ExpectedHash(s.Config, w.snap.ByService())
+		c.ConfigHash = plan.ExpectedHash(s.Config, w.snap.ByService())
 		for key := range s.Config.Networks {
 			name := w.d.Project.Networks[key].Name
 			c.Networks[name] = "id-" + name
@@ -103,10 +114,10 @@ func (w *world) get(name string) *observed.Container {
 	panic("no container " + name)
 }
 
-func (w *world) diff(opts Options) *Result { return Diff(w.d, w.snap, opts) }
+func (w *world) diff(opts plan.Options) *plan.Result { return plan.Diff(w.d, w.snap, opts) }
 
 // driftText renders drift one item per line, for comparison.
-func driftText(r *Result) string {
+func driftText(r *plan.Result) string {
 	var b strings.Builder
 	for _, d := range r.Drift {
 		flag := ""
@@ -124,4 +135,175 @@ func trimLines(s string) string {
 		lines[i] = strings.TrimSpace(l)
 	}
 	return strings.Join(lines, "\n")
+}
+
+// stack is the plan package tests' stack: a database, a one-shot
+// migration, two API replicas and a web front.
+const stack = `
+services:
+  db:
+    image: db
+    healthcheck: {test: ["CMD", "true"], interval: 1s}
+    volumes: [data:/data]
+    networks: [back]
+  migrate:
+    image: app
+    depends_on: {db: {condition: service_healthy}}
+    networks: [back]
+  api:
+    image: app
+    deploy: {replicas: 2}
+    restart: always
+    depends_on:
+      db: {condition: service_healthy}
+      migrate: {condition: service_completed_successfully}
+    networks: [back, front]
+  web:
+    image: web
+    depends_on: [api]
+    networks: [front]
+networks: {back: {}, front: {}}
+volumes: {data: {}}
+`
+
+// fakeEngine plays compose and the engine over a world: `up` of a service
+// makes its replicas exist in the state the test chooses.
+type fakeEngine struct {
+	mu      sync.Mutex
+	w       *world
+	calls   []string
+	upState map[string]string // service -> state its containers get
+	failUp  map[string]error
+	delay   time.Duration
+	active  atomic.Int32
+	peak    atomic.Int32
+}
+
+func (f *fakeEngine) record(call string) {
+	f.mu.Lock()
+	f.calls = append(f.calls, call)
+	f.mu.Unlock()
+}
+
+func (f *fakeEngine) enter() func() {
+	n := f.active.Add(1)
+	for {
+		p := f.peak.Load()
+		if n <= p || f.peak.CompareAndSwap(p, n) {
+			break
+		}
+	}
+	if f.delay > 0 {
+		time.Sleep(f.delay)
+	}
+	return func() { f.active.Add(-1) }
+}
+
+func (f *fakeEngine) Up(_ context.Context, project *types.Project, opts api.UpOptions) error {
+	defer f.enter()()
+	names := project.ServiceNames()
+	if len(names) != 1 || opts.Create.Recreate != api.RecreateDiverged || opts.Create.RecreateDependencies != api.RecreateNever {
+		return fmt.Errorf("unexpected up of %v with %+v", names, opts.Create)
+	}
+	svc := names[0]
+	f.record("up " + svc)
+	if err := f.failUp[svc]; err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	state := f.upState[svc]
+	if state == "" {
+		state = "running"
+	}
+	for i := 1; i <= f.w.d.Services[svc].Replicas; i++ {
+		f.w.add(svc, i, state)
+	}
+	return nil
+}
+
+func (f *fakeEngine) Create(_ context.Context, project *types.Project, _ api.CreateOptions) error {
+	defer f.enter()()
+	if len(project.Services) != 0 {
+		return errors.New("resource creation must not touch services")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for key, n := range project.Networks {
+		f.calls = append(f.calls, "create network "+key)
+		f.w.snap.Networks = append(f.w.snap.Networks, observed.Network{ID: "id-" + n.Name, Name: n.Name, Key: key})
+	}
+	for key, v := range project.Volumes {
+		f.calls = append(f.calls, "create volume "+key)
+		f.w.snap.Volumes = append(f.w.snap.Volumes, observed.Volume{Name: v.Name, Key: key})
+	}
+	return nil
+}
+
+func (f *fakeEngine) ContainerStart(_ context.Context, id string, _ client.ContainerStartOptions) (client.ContainerStartResult, error) {
+	f.record("start " + id)
+	f.set(id, observed.StateRunning, "")
+	return client.ContainerStartResult{}, nil
+}
+
+func (f *fakeEngine) ContainerRestart(_ context.Context, id string, o client.ContainerRestartOptions) (client.ContainerRestartResult, error) {
+	f.record(fmt.Sprintf("restart %s timeout=%d", id, *o.Timeout))
+	f.set(id, observed.StateRunning, observed.HealthHealthy)
+	return client.ContainerRestartResult{}, nil
+}
+
+func (f *fakeEngine) ContainerStop(_ context.Context, id string, o client.ContainerStopOptions) (client.ContainerStopResult, error) {
+	f.record(fmt.Sprintf("stop %s timeout=%d", id, *o.Timeout))
+	return client.ContainerStopResult{}, nil
+}
+
+func (f *fakeEngine) ContainerRemove(_ context.Context, id string, _ client.ContainerRemoveOptions) (client.ContainerRemoveResult, error) {
+	f.record("remove " + id)
+	if strings.HasSuffix(id, "-gone") {
+		return client.ContainerRemoveResult{}, cerrdefs.ErrNotFound
+	}
+	return client.ContainerRemoveResult{}, nil
+}
+
+func (f *fakeEngine) ContainerUnpause(_ context.Context, id string, _ client.ContainerUnpauseOptions) (client.ContainerUnpauseResult, error) {
+	f.record("unpause " + id)
+	f.set(id, observed.StateRunning, "")
+	return client.ContainerUnpauseResult{}, nil
+}
+
+func (f *fakeEngine) NetworkDisconnect(_ context.Context, network string, o client.NetworkDisconnectOptions) (client.NetworkDisconnectResult, error) {
+	f.record("disconnect " + o.Container + " from " + network)
+	return client.NetworkDisconnectResult{}, nil
+}
+
+// set changes a container's state as the engine would after an action.
+func (f *fakeEngine) set(id, state, health string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := range f.w.snap.Containers {
+		if c := &f.w.snap.Containers[i]; c.ID == id {
+			c.State, c.Health = state, health
+		}
+	}
+}
+
+func (f *fakeEngine) observe(context.Context) (*observed.Snapshot, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	snap := *f.w.snap
+	snap.Containers = slices.Clone(f.w.snap.Containers)
+	return &snap, nil
+}
+
+// waitFor polls cond until it holds, failing after 2 s.
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 2s")
+		}
+		time.Sleep(time.Millisecond)
+	}
 }

@@ -24,8 +24,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/reconcile-dev/reconcile/reconciler/plan"
+
 	"github.com/reconcile-dev/reconcile/bench/benchkit"
-	"github.com/reconcile-dev/reconcile/reconciler"
 )
 
 func main() {
@@ -75,8 +76,8 @@ func run(bin string, services, replicas int, duration time.Duration) error {
 		if time.Since(start) > 5*time.Minute {
 			return errors.New("the project did not converge in 5 minutes")
 		}
-		var st reconciler.ProjectStatus
-		if err := getJSON(base+"/status", &st); err == nil && st.Sync == reconciler.Synced && st.Health == reconciler.Healthy {
+		var st plan.ProjectStatus
+		if err := getJSON(base+"/status", &st); err == nil && st.Sync == plan.Synced && st.Health == plan.Healthy {
 			break
 		}
 		time.Sleep(time.Second)

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/reconcile-dev/reconcile/reconciler/execute"
+
 	"github.com/docker/compose/v5/pkg/api"
 
 	"github.com/reconcile-dev/reconcile/desired"
@@ -24,7 +26,6 @@ import (
 	"github.com/reconcile-dev/reconcile/internal/session"
 	"github.com/reconcile-dev/reconcile/internal/testimage"
 	"github.com/reconcile-dev/reconcile/observed"
-	"github.com/reconcile-dev/reconcile/reconciler"
 )
 
 func main() {
@@ -112,9 +113,9 @@ func run(services, replicas, passes int, keep, cpuprofile string) error {
 		observe := func(ctx context.Context) (*observed.Snapshot, error) {
 			return observed.Observe(ctx, eng.Client, name, time.Now())
 		}
-		out, err := (&reconciler.Converger{
+		out, err := (&execute.Converger{
 			Desired: d, First: sess.First, Observe: observe, Images: eng.Compose,
-			Executor: &reconciler.Executor{Desired: d, Compose: eng.Compose, Engine: eng.Client, Observe: observe},
+			Executor: &execute.Executor{Desired: d, Compose: eng.Compose, Engine: eng.Client, Observe: observe},
 		}).Run(ctx)
 		if err != nil {
 			return err

@@ -18,11 +18,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/docker/compose/v5/pkg/api"
+
 	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/client"
 
 	"github.com/reconcile-dev/reconcile/bench/benchkit"
-	"github.com/reconcile-dev/reconcile/observed"
 )
 
 func main() {
@@ -100,7 +101,7 @@ func run(bin string, n int) error {
 	evCtx, stopEvents := context.WithCancel(ctx)
 	defer stopEvents()
 	st := &stream{}
-	res := eng.Client.Events(evCtx, client.EventsListOptions{Filters: make(client.Filters).Add("label", observed.LabelProject+"="+name)})
+	res := eng.Client.Events(evCtx, client.EventsListOptions{Filters: make(client.Filters).Add("label", api.ProjectLabel+"="+name)})
 	go func() {
 		for m := range res.Messages {
 			st.mu.Lock()

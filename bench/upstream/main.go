@@ -10,6 +10,8 @@ package main
 import (
 	"context"
 
+	"github.com/docker/compose/v5/pkg/api"
+
 	"flag"
 	"fmt"
 	"os"
@@ -23,7 +25,6 @@ import (
 
 	"github.com/reconcile-dev/reconcile/bench/benchkit"
 	"github.com/reconcile-dev/reconcile/internal/engine"
-	"github.com/reconcile-dev/reconcile/observed"
 )
 
 func main() {
@@ -93,7 +94,7 @@ func run(bin string, n int) error {
 	evCtx, stopEvents := context.WithCancel(ctx)
 	defer stopEvents()
 	victim := name + "-api-2"
-	res := eng.Client.Events(evCtx, client.EventsListOptions{Filters: make(client.Filters).Add("label", observed.LabelProject+"="+name)})
+	res := eng.Client.Events(evCtx, client.EventsListOptions{Filters: make(client.Filters).Add("label", api.ProjectLabel+"="+name)})
 	go func() {
 		for m := range res.Messages {
 			if m.Actor.Attributes["name"] == victim && strings.HasPrefix(string(m.Action), "health_status") {

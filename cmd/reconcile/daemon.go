@@ -13,16 +13,15 @@ import (
 	"runtime"
 	"runtime/debug"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
-	"github.com/moby/moby/api/types/events"
-
-	"github.com/reconcile-dev/reconcile/controllers"
+	"github.com/reconcile-dev/reconcile/controllers/reloads"
+	"github.com/reconcile-dev/reconcile/controllers/restarts"
+	"github.com/reconcile-dev/reconcile/controllers/upstreams"
 	"github.com/reconcile-dev/reconcile/desired"
 	"github.com/reconcile-dev/reconcile/internal/clock"
 	"github.com/reconcile-dev/reconcile/internal/engine"
@@ -33,6 +32,7 @@ import (
 	"github.com/reconcile-dev/reconcile/internal/statedir"
 	"github.com/reconcile-dev/reconcile/observed"
 	"github.com/reconcile-dev/reconcile/reconciler"
+	"github.com/reconcile-dev/reconcile/reconciler/plan"
 )
 
 // daemonFlags are the flags of the long-running mode.
@@ -53,17 +53,23 @@ type daemon struct {
 	opts     desired.Options
 	loader   desired.ProjectLoader
 	eng      *engine.Engine
+	met      *metrics.Metrics
 	ctrl     *reconciler.Controller
 	records  *record.Recorder
 	files    *filewatch.Watcher
-	restarts *controllers.Restarts
-	reloads  *controllers.Reloads
+	restarts *restarts.Restarts
+	reloads  *reloads.Reloads
 	// configs watches what services mount as configuration.
 	configs *filewatch.Watcher
 
-	reloadMu  sync.Mutex
+	reloadMu sync.Mutex
+	// reloading tracks the config reloads under way: shutdown waits for
+	// them, for at most --shutdown-timeout.
+	reloading sync.WaitGroup
 	connected atomic.Bool
 	synced    atomic.Bool
+	// saveFailed says a failed write of the restart state was recorded.
+	saveFailed atomic.Bool
 }
 
 // runDaemon runs until SIGTERM or SIGINT (ctx), then lets the reconciles in
@@ -104,8 +110,9 @@ func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
 		return fmt.Errorf("%w: %w", engine.ErrUnreachable, err)
 	}
 	dm := &daemon{g: g, f: f, log: log, opts: opts, loader: loader, eng: eng}
-	dm.records = record.New(log, clock.Real{}, record.DefaultKeep)
 	met := metrics.New(version(), runtime.Version())
+	dm.met = met
+	dm.records = record.New(log, clock.Real{}, record.DefaultKeep)
 	met.CountEngineRequests(eng.Calls)
 	dm.records.Count = met.Record
 	project := d.Project.Name
@@ -116,7 +123,7 @@ func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
 		Compose: eng.Compose,
 		Engine:  eng.Client,
 		Images:  eng.Compose,
-		Options: reconciler.Options{RemoveOrphans: g.removeOrphans},
+		Options: plan.Options{RemoveOrphans: g.removeOrphans},
 		DryRun:  f.dryRun,
 		Log:     log,
 		Clock:   clock.Real{},
@@ -125,35 +132,43 @@ func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
 		Workers: f.workers,
 		Offline: func() bool { return !dm.connected.Load() },
 	}
-	restarts, err := controllers.NewRestarts(clock.Real{}, statedir.StateFile(dir, d.Project.Name), dm.records, log)
+	rs, err := restarts.New(clock.Real{}, statedir.StateFile(dir, d.Project.Name), log, func(err error) {
+		met.StateSaveFailed()
+		if !dm.saveFailed.Swap(true) {
+			dm.records.Event(record.StateNotSaved, "", "", fmt.Sprintf("writing the restart state: %v; retrying every %s", err, statedir.SaveRetry))
+		}
+	})
 	if err != nil {
 		return withCode(exitInternal, err)
 	}
-	dm.restarts = restarts
-	dm.reloads = &controllers.Reloads{
+	defer rs.Close() // writes what is owed
+	dm.restarts = rs
+	dm.reloads = &reloads.Reloads{
 		Engine:    eng.Client,
 		Observe:   dm.ctrl.Snapshot,
 		Records:   dm.records,
 		Log:       log,
 		Clock:     clock.Real{},
-		OnRestart: restarts.MarkOurs,
+		OnRestart: rs.MarkOurs,
 	}
 	if dm.configs, err = filewatch.New(clock.Real{}, log); err != nil {
 		return withCode(exitInternal, err)
 	}
 	defer dm.configs.Close()
-	upstreams := &controllers.Upstreams{
+	ups := &upstreams.Upstreams{
 		Reloader: dm.reloads,
 		Records:  dm.records,
+		Pending:  dm.ctrl.Pending,
 		Enqueue:  dm.ctrl.Enqueue,
+		Clock:    clock.Real{},
 		Written:  dm.configs.Accept,
 		Log:      log,
 	}
-	dm.reloads.BeforeRestart = upstreams.Drain
+	dm.reloads.BeforeRestart = ups.Drain
 	// Upstreams reviews first: a replica must leave the load balancer's
-	// file before a restart of it is allowed (and counted).
-	dm.ctrl.Guards = []reconciler.Guard{upstreams, restarts}
-	dm.ctrl.Syncers = []reconciler.Syncer{upstreams}
+	// file before a restart of it may run.
+	dm.ctrl.Guards = []reconciler.Guard{ups, rs}
+	dm.ctrl.Syncers = []reconciler.Syncer{ups}
 	dm.watchConfigs(d)
 	dm.ctrl.SetDesired(d)
 
@@ -190,7 +205,9 @@ func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
 	wg.Go(func() {
 		dm.files.Run(runCtx, func(changed []string) { dm.reload("changed: " + strings.Join(changed, ", ")) })
 	})
-	wg.Go(func() { dm.configs.Run(runCtx, func(changed []string) { dm.configChanged(runCtx, changed) }) })
+	wg.Go(func() {
+		dm.configs.Run(runCtx, func(changed []string) { dm.configChanged(runCtx, work, changed) })
+	})
 	wg.Go(func() { dm.resyncLoop(runCtx) })
 	wg.Go(func() {
 		for {
@@ -218,8 +235,9 @@ func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
 		}
 	}()
 	dm.ctrl.Run(runCtx, work)
-	cancelWork()
 	wg.Wait()
+	dm.reloading.Wait() // reloads under way finish, or are cancelled with work
+	cancelWork()
 	log.Info("daemon stopped")
 	return nil
 }
@@ -238,22 +256,27 @@ func (dm *daemon) watchEngine(ctx context.Context) {
 				return err
 			}
 			if !dm.connected.Swap(true) {
-				dm.records.Event(record.Normal, "EngineConnected", "", "", "connected to the engine at "+dm.eng.Client.DaemonHost()+"; relisted the project")
+				dm.records.Event(record.EngineConnected, "", "", "connected to the engine at "+dm.eng.Client.DaemonHost()+"; relisted the project")
 			}
 			dm.synced.Store(true)
 			return nil
 		},
-		OnEvent: func(m events.Message) {
-			dm.log.Debug("engine event", "action", string(m.Action), "service", m.Actor.Attributes[observed.LabelService], "container", m.Actor.Attributes["name"])
-			dm.restarts.Event(m, dm.ctrl.Desired())
-			dm.ctrl.Observed(m.Actor.ID, fact(m))
-			if svc := m.Actor.Attributes[observed.LabelService]; svc != "" {
-				dm.ctrl.Enqueue(svc)
+		// Each event is noted and queued; nothing slow runs here.
+		OnEvent: func(ev observed.Event) {
+			dm.log.Debug("engine event", "action", string(ev.Action), "service", ev.Service, "container", ev.Container)
+			dm.restarts.Event(ev, dm.ctrl.Desired())
+			dm.ctrl.Observed(ev)
+			if ev.Service != "" {
+				dm.ctrl.Enqueue(ev.Service)
 			}
 		},
+		OnPanic: func(ev observed.Event, r any) {
+			dm.records.Event(record.EventPanic, ev.Service, ev.Container, fmt.Sprintf("handling %s panicked: %v; dropped, the next relist repairs it", ev.Action, r))
+		},
+		Handled: dm.met.EventHandled,
 		OnDisconnect: func(err error) {
 			if dm.connected.Swap(false) {
-				dm.records.Event(record.Warning, "EngineDisconnected", "", "", fmt.Sprintf("lost the engine's event stream: %v; reconnecting", err))
+				dm.records.Event(record.EngineDisconnected, "", "", fmt.Sprintf("lost the engine's event stream: %v; reconnecting", err))
 			} else if !dm.synced.Load() {
 				dm.log.Warn("engine not reachable yet, retrying", "error", err)
 			}
@@ -297,7 +320,7 @@ func (dm *daemon) reload(why string) {
 		if errors.As(err, &ie) {
 			service = ie.Service
 		}
-		dm.records.Event(record.Warning, "InvalidConfig", service, "", desired.OneLine(err.Error())+"; keeping the last good configuration")
+		dm.records.Event(record.InvalidConfig, service, "", desired.OneLine(err.Error())+"; keeping the last good configuration")
 		return
 	}
 	if err := dm.files.Set(d.Files); err != nil {
@@ -305,23 +328,24 @@ func (dm *daemon) reload(why string) {
 	}
 	dm.watchConfigs(d)
 	old := dm.ctrl.Desired()
-	dm.records.Event(record.Normal, "ConfigReloaded", "", "", fmt.Sprintf("desired state reloaded (%s): %s", why, changedServices(old, d)))
+	dm.records.Event(record.ConfigReloaded, "", "", fmt.Sprintf("desired state reloaded (%s): %s", why, changedServices(old, d)))
 	dm.ctrl.SetDesired(d)
 }
 
 // watchConfigs watches the configuration files and directories the
 // services mount.
 func (dm *daemon) watchConfigs(d *desired.State) {
-	if err := dm.configs.Set(slices.Collect(maps.Keys(controllers.ConfigSources(d)))); err != nil {
+	if err := dm.configs.Set(slices.Collect(maps.Keys(reloads.ConfigSources(d)))); err != nil {
 		dm.log.Warn("some configuration mounts cannot be watched", "error", err)
 	}
 }
 
 // configChanged runs the reload action of each service that mounts a
-// changed path, services side by side, each reload on its own.
-func (dm *daemon) configChanged(ctx context.Context, changed []string) {
+// changed path, services side by side, each reload on its own. Reloads run
+// under work, so that shutdown lets them finish within its timeout.
+func (dm *daemon) configChanged(run, work context.Context, changed []string) {
 	d := dm.ctrl.Desired()
-	sources := controllers.ConfigSources(d)
+	sources := reloads.ConfigSources(d)
 	why := map[string][]string{}
 	for _, p := range changed {
 		for _, svc := range sources[p] {
@@ -330,14 +354,17 @@ func (dm *daemon) configChanged(ctx context.Context, changed []string) {
 	}
 	for svc, paths := range why {
 		if dm.f.dryRun {
-			dm.records.Event(record.Normal, "ReloadSkipped", svc, "", "changed: "+strings.Join(paths, ", ")+" (dry run: not reloading)")
+			dm.records.Event(record.ReloadSkipped, svc, "", "changed: "+strings.Join(paths, ", ")+" (dry run: not reloading)")
 			continue
 		}
-		go func() {
-			if err := dm.reloads.Reload(ctx, d, svc, "changed: "+strings.Join(paths, ", ")); err != nil {
+		if run.Err() != nil {
+			return // shutting down: no new reload
+		}
+		dm.reloading.Go(func() {
+			if err := dm.reloads.Reload(work, d, svc, "changed: "+strings.Join(paths, ", ")); err != nil {
 				dm.log.Warn("reload failed", "service", svc, "error", err)
 			}
-		}()
+		})
 	}
 }
 
@@ -350,7 +377,7 @@ func changedServices(old, d *desired.State) string {
 			changed = append(changed, name+" (added)")
 			continue
 		}
-		if reconciler.ExpectedHash(o.Config, nil) != reconciler.ExpectedHash(d.Services[name].Config, nil) {
+		if plan.ExpectedHash(o.Config, nil) != plan.ExpectedHash(d.Services[name].Config, nil) {
 			changed = append(changed, name)
 		} else if o.Replicas != d.Services[name].Replicas {
 			changed = append(changed, fmt.Sprintf("%s (replicas %d -> %d)", name, o.Replicas, d.Services[name].Replicas))
@@ -400,23 +427,4 @@ func (dm *daemon) serve(addr string, met *metrics.Metrics) (*http.Server, error)
 	}()
 	dm.log.Info("serving HTTP", "listen", ln.Addr().String())
 	return srv, nil
-}
-
-// fact says what an event implies the container now is, for the
-// controller to patch snapshots listed before the engine caught up.
-func fact(m events.Message) reconciler.Fact {
-	switch a := string(m.Action); a {
-	case "start", "unpause":
-		return reconciler.Fact{Kind: reconciler.FactRunning}
-	case "die":
-		code, _ := strconv.Atoi(m.Actor.Attributes["exitCode"])
-		return reconciler.Fact{Kind: reconciler.FactStopped, ExitCode: code}
-	case "destroy":
-		return reconciler.Fact{Kind: reconciler.FactGone}
-	case "health_status: healthy":
-		return reconciler.Fact{Kind: reconciler.FactHealthy}
-	case "health_status: unhealthy":
-		return reconciler.Fact{Kind: reconciler.FactUnhealthy}
-	}
-	return reconciler.Fact{}
 }

@@ -15,7 +15,7 @@ import (
 	"github.com/reconcile-dev/reconcile/internal/enginetest"
 	"github.com/reconcile-dev/reconcile/internal/record"
 	"github.com/reconcile-dev/reconcile/observed"
-	"github.com/reconcile-dev/reconcile/reconciler"
+	"github.com/reconcile-dev/reconcile/reconciler/plan"
 )
 
 const daemonStack = `
@@ -49,9 +49,9 @@ func stateDirOf(d *enginetest.Proc) string {
 	return v.(string)
 }
 
-func statusJSON(t *testing.T, base string) reconciler.ProjectStatus {
+func statusJSON(t *testing.T, base string) plan.ProjectStatus {
 	t.Helper()
-	var st reconciler.ProjectStatus
+	var st plan.ProjectStatus
 	if err := json.Unmarshal([]byte(httpGet(t, base+"/status")), &st); err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +131,7 @@ func records(t *testing.T, base string) []record.Record {
 
 func hasRecord(recs []record.Record, reason, container string) bool {
 	for _, r := range recs {
-		if r.Reason == reason && (container == "" || r.Container == container) {
+		if string(r.Reason) == reason && (container == "" || r.Container == container) {
 			return true
 		}
 	}
@@ -171,7 +171,7 @@ func TestDaemonRecreatesARemovedReplicaAndReportsIt(t *testing.T) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
-	var st reconciler.ProjectStatus
+	var st plan.ProjectStatus
 	if err := json.Unmarshal([]byte(httpGet(t, base+"/status")), &st); err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/reconcile-dev/reconcile/observed"
-	"github.com/reconcile-dev/reconcile/reconciler"
+	"github.com/reconcile-dev/reconcile/reconciler/plan"
 )
 
 func newDiffCommand(g *globals) *cobra.Command {
@@ -30,10 +30,10 @@ Exit code: 0 in sync, 1 drift found (0 with --exit-code=false), 2 bad input,
 				return err
 			}
 			d, eng := sess.Desired, sess.Engine
-			res := reconciler.Diff(d, snap, reconciler.Options{RemoveOrphans: g.removeOrphans})
+			res := plan.Diff(d, snap, plan.Options{RemoveOrphans: g.removeOrphans})
 			details := map[string][]string{}
 			for _, dr := range res.Drift {
-				if dr.Kind != reconciler.DriftConfigDiverged {
+				if dr.Kind != plan.DriftConfigDiverged {
 					continue
 				}
 				cfg, err := observed.InspectConfig(ctx, eng.Client, dr.ContainerID)
@@ -41,7 +41,7 @@ Exit code: 0 in sync, 1 drift found (0 with --exit-code=false), 2 bad input,
 					g.log.Warn("cannot explain divergence", "container", dr.Container, "error", err)
 					continue
 				}
-				details[dr.ContainerID] = reconciler.Explain(d.Services[dr.Service], cfg)
+				details[dr.ContainerID] = plan.Explain(d.Services[dr.Service], cfg)
 			}
 			printDiff(g.stdout, d.Project.Name, res, details)
 			if !res.InSync() && exitCode {
@@ -56,7 +56,7 @@ Exit code: 0 in sync, 1 drift found (0 with --exit-code=false), 2 bad input,
 
 // printDiff prints the drift, one line per item with what changed below it
 // (details, by container ID), and the plan.
-func printDiff(w io.Writer, project string, res *reconciler.Result, details map[string][]string) {
+func printDiff(w io.Writer, project string, res *plan.Result, details map[string][]string) {
 	if res.InSync() {
 		fmt.Fprintf(w, "project %s is in sync with its compose files\n", project)
 		return

@@ -16,7 +16,7 @@ import (
 	"github.com/moby/moby/api/types/container"
 
 	"github.com/reconcile-dev/reconcile/internal/enginetest"
-	"github.com/reconcile-dev/reconcile/reconciler"
+	"github.com/reconcile-dev/reconcile/reconciler/plan"
 )
 
 type result = enginetest.Result
@@ -264,7 +264,7 @@ func TestStatus(t *testing.T) {
 	if r.Code != 0 {
 		t.Fatalf("status: %s", r)
 	}
-	var st reconciler.ProjectStatus
+	var st plan.ProjectStatus
 	if err := json.Unmarshal([]byte(r.Stdout), &st); err != nil {
 		t.Fatalf("status -o json: %v\n%s", err, r.Stdout)
 	}

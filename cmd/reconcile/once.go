@@ -7,7 +7,8 @@ import (
 	"time"
 
 	"github.com/reconcile-dev/reconcile/internal/clock"
-	"github.com/reconcile-dev/reconcile/reconciler"
+	"github.com/reconcile-dev/reconcile/reconciler/execute"
+	"github.com/reconcile-dev/reconcile/reconciler/plan"
 )
 
 // Version is set at build time with -ldflags "-X main.Version=...".
@@ -34,11 +35,11 @@ func runOnce(ctx context.Context, g *globals, timeout time.Duration) error {
 	d, eng := sess.Desired, sess.Engine
 	log := g.log.With("project", d.Project.Name)
 	observe := observer(eng, d.Project.Name)
-	conv := &reconciler.Converger{
+	conv := &execute.Converger{
 		Desired: d,
 		First:   sess.First,
 		Observe: observe,
-		Executor: &reconciler.Executor{
+		Executor: &execute.Executor{
 			Desired:     d,
 			Compose:     eng.Compose,
 			Engine:      eng.Client,
@@ -48,7 +49,7 @@ func runOnce(ctx context.Context, g *globals, timeout time.Duration) error {
 			Concurrency: 4,
 		},
 		Images:  eng.Compose,
-		Options: reconciler.Options{RemoveOrphans: g.removeOrphans},
+		Options: plan.Options{RemoveOrphans: g.removeOrphans},
 		Log:     log,
 		Clock:   clock.Real{},
 	}
@@ -69,7 +70,7 @@ func runOnce(ctx context.Context, g *globals, timeout time.Duration) error {
 	}
 	fmt.Fprintf(g.stderr, "not converged within %s:\n", timeout)
 	for _, s := range out.Status.Services {
-		if s.Health != reconciler.Healthy || s.Sync != reconciler.Synced {
+		if s.Health != plan.Healthy || s.Sync != plan.Synced {
 			fmt.Fprintf(g.stderr, "  %s: %s/%s: %s\n", s.Service, s.Sync, s.Health, s.Reason)
 		}
 	}

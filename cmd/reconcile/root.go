@@ -17,7 +17,7 @@ import (
 	"github.com/reconcile-dev/reconcile/internal/session"
 	"github.com/reconcile-dev/reconcile/internal/statedir"
 	"github.com/reconcile-dev/reconcile/observed"
-	"github.com/reconcile-dev/reconcile/reconciler"
+	"github.com/reconcile-dev/reconcile/reconciler/execute"
 )
 
 // globals are the flags every command shares: compose's project flags and
@@ -179,7 +179,7 @@ func connect(ctx context.Context) (*engine.Engine, error) {
 }
 
 // observer returns a snapshot function over the engine.
-func observer(eng *engine.Engine, project string) reconciler.SnapshotFunc {
+func observer(eng *engine.Engine, project string) execute.SnapshotFunc {
 	return func(ctx context.Context) (*observed.Snapshot, error) {
 		return observed.Observe(ctx, eng.Client, project, time.Now())
 	}

@@ -11,11 +11,11 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/reconcile-dev/reconcile/controllers"
+	"github.com/reconcile-dev/reconcile/controllers/restarts"
 	"github.com/reconcile-dev/reconcile/internal/clock"
 	"github.com/reconcile-dev/reconcile/internal/statedir"
 	"github.com/reconcile-dev/reconcile/observed"
-	"github.com/reconcile-dev/reconcile/reconciler"
+	"github.com/reconcile-dev/reconcile/reconciler/plan"
 )
 
 func newStatusCommand(g *globals) *cobra.Command {
@@ -37,11 +37,12 @@ func newStatusCommand(g *globals) *cobra.Command {
 			if err := observed.Enrich(ctx, eng.Client, snap); err != nil {
 				return withCode(exitInternal, err)
 			}
-			st := reconciler.Status(d, snap, reconciler.Diff(d, snap, reconciler.Options{RemoveOrphans: g.removeOrphans}))
+			st := plan.Status(d, snap, plan.Diff(d, snap, plan.Options{RemoveOrphans: g.removeOrphans}))
 			// what a daemon of this project knows of restarts, from its state file
 			if dir, err := g.stateDirectory(); err == nil {
-				if r, err := controllers.NewRestarts(clock.Real{}, statedir.StateFile(dir, d.Project.Name), nil, nil); err == nil {
+				if r, err := restarts.New(clock.Real{}, statedir.StateFile(dir, d.Project.Name), nil, nil); err == nil {
 					r.Annotate(&st, d, time.Now())
+					_ = r.Close() // read only: nothing is owed
 				}
 			}
 			if output == "json" {
@@ -58,7 +59,7 @@ func newStatusCommand(g *globals) *cobra.Command {
 }
 
 // printStatusTable prints one line per service.
-func printStatusTable(w io.Writer, st reconciler.ProjectStatus) {
+func printStatusTable(w io.Writer, st plan.ProjectStatus) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SERVICE\tDESIRED\tRUNNING\tHEALTHY\tSYNC\tHEALTH\tRESTARTS\tREASON")
 	for _, s := range st.Services {

@@ -18,13 +18,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reconcile-dev/reconcile/reconciler/plan"
+
 	"github.com/docker/compose/v5/pkg/api"
 	"github.com/moby/moby/client"
 
 	"github.com/reconcile-dev/reconcile/desired"
 	"github.com/reconcile-dev/reconcile/internal/engine"
 	"github.com/reconcile-dev/reconcile/internal/enginetest"
-	"github.com/reconcile-dev/reconcile/reconciler"
 )
 
 // buildImages runs build.sh: the Debian-package images and the api.
@@ -119,13 +120,13 @@ func TestProductionChecklist(t *testing.T) {
 
 	t.Run("every service healthy", func(t *testing.T) {
 		r := s.reconcile(t, "status", "-o", "json")
-		var st reconciler.ProjectStatus
+		var st plan.ProjectStatus
 		if err := json.Unmarshal([]byte(r.Stdout), &st); err != nil {
 			t.Fatalf("status: %v\n%s", err, r)
 		}
 		want := map[string]int{"lb": 1, "frontend": 1, "api": 3, "db": 1, "cache": 1}
 		for _, svc := range st.Services {
-			if svc.Health != reconciler.Healthy || svc.Sync != reconciler.Synced || svc.Healthy != want[svc.Service] {
+			if svc.Health != plan.Healthy || svc.Sync != plan.Synced || svc.Healthy != want[svc.Service] {
 				t.Errorf("%s: %d/%d healthy, %s %s: %s", svc.Service, svc.Healthy, svc.Desired, svc.Sync, svc.Health, svc.Reason)
 			}
 			delete(want, svc.Service)
@@ -456,12 +457,12 @@ func TestProductionChecklist(t *testing.T) {
 		if s.Inspect(victim).State.Running {
 			t.Error("restarted a fourth time")
 		}
-		var st reconciler.ProjectStatus
+		var st plan.ProjectStatus
 		if err := getJSON(base+"/status", &st); err != nil {
 			t.Fatal(err)
 		}
 		for _, svc := range st.Services {
-			if svc.Service == "api" && (svc.Health != reconciler.Degraded || svc.Reason != "RestartBudgetExhausted" || svc.RestartsAllowed != 3) {
+			if svc.Service == "api" && (svc.Health != plan.Degraded || svc.Reason != "RestartBudgetExhausted" || svc.RestartsAllowed != 3) {
 				t.Errorf("api status %+v", svc)
 			}
 		}

@@ -22,6 +22,8 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/reconcile-dev/reconcile/reconciler/execute"
+
 	"github.com/docker/compose/v5/pkg/api"
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
@@ -32,7 +34,6 @@ import (
 	"github.com/reconcile-dev/reconcile/internal/engine"
 	"github.com/reconcile-dev/reconcile/internal/testimage"
 	"github.com/reconcile-dev/reconcile/observed"
-	"github.com/reconcile-dev/reconcile/reconciler"
 )
 
 var (
@@ -231,7 +232,7 @@ func (p *Project) down() {
 func (p *Project) Resources() map[string]string {
 	p.T.Helper()
 	ctx := context.Background()
-	filter := make(client.Filters).Add("label", observed.LabelProject+"="+p.Name)
+	filter := make(client.Filters).Add("label", api.ProjectLabel+"="+p.Name)
 	out := map[string]string{}
 	cl, err := p.Engine.Client.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: filter})
 	if err != nil {
@@ -271,7 +272,7 @@ func (p *Project) Record() *EventLog {
 	ctx, cancel := context.WithCancel(context.Background())
 	log := &EventLog{}
 	res := p.Engine.Client.Events(ctx, client.EventsListOptions{
-		Filters: make(client.Filters).Add("label", observed.LabelProject+"="+p.Name),
+		Filters: make(client.Filters).Add("label", api.ProjectLabel+"="+p.Name),
 	})
 	// A labelled container created and removed tells when the subscription
 	// is live: events before that could be missed. It is a one-off, so
@@ -301,7 +302,7 @@ func (p *Project) Record() *EventLog {
 	p.T.Cleanup(func() { cancel(); <-done })
 	c, err := p.Engine.Client.ContainerCreate(ctx, client.ContainerCreateOptions{
 		Name:   probe,
-		Config: &container.Config{Image: testimage.Tag, Labels: map[string]string{observed.LabelProject: p.Name, observed.LabelOneOff: "True"}},
+		Config: &container.Config{Image: testimage.Tag, Labels: map[string]string{api.ProjectLabel: p.Name, api.OneoffLabel: "True"}},
 	})
 	if err != nil {
 		p.T.Fatalf("creating the events probe: %v", err)
@@ -344,7 +345,7 @@ func FreePort(t testing.TB) string {
 
 // Converge runs what `reconcile --once` runs, in the test's process, and
 // returns its outcome.
-func (p *Project) Converge(timeout time.Duration) reconciler.Outcome {
+func (p *Project) Converge(timeout time.Duration) execute.Outcome {
 	p.T.Helper()
 	d := p.Load()
 	observe := func(ctx context.Context) (*observed.Snapshot, error) {
@@ -352,9 +353,9 @@ func (p *Project) Converge(timeout time.Duration) reconciler.Outcome {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	out, err := (&reconciler.Converger{
+	out, err := (&execute.Converger{
 		Desired: d, Observe: observe, Images: p.Engine.Compose,
-		Executor: &reconciler.Executor{Desired: d, Compose: p.Engine.Compose, Engine: p.Engine.Client, Observe: observe, Concurrency: 4},
+		Executor: &execute.Executor{Desired: d, Compose: p.Engine.Compose, Engine: p.Engine.Client, Observe: observe, Concurrency: 4},
 	}).Run(ctx)
 	if err != nil {
 		p.T.Fatalf("converging %s: %v", p.Name, err)
@@ -370,7 +371,7 @@ func (p *Project) DialFrom(id, addr string) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	c, err := p.Engine.Client.ContainerCreate(ctx, client.ContainerCreateOptions{
-		Config:     &container.Config{Image: Image(p.T), Cmd: []string{"dial", addr}, Labels: map[string]string{observed.LabelProject: p.Name, observed.LabelOneOff: "True"}},
+		Config:     &container.Config{Image: Image(p.T), Cmd: []string{"dial", addr}, Labels: map[string]string{api.ProjectLabel: p.Name, api.OneoffLabel: "True"}},
 		HostConfig: &container.HostConfig{NetworkMode: container.NetworkMode("container:" + id)},
 	})
 	if err != nil {

@@ -83,8 +83,8 @@ func TestEndpoints(t *testing.T) {
 
 func TestEventsAsJSONLinesAndLive(t *testing.T) {
 	srv, rec := newServer(t, true, nil)
-	rec.Event(record.Warning, "ContainerMissing", "api", "shop-api-1", "replica missing")
-	rec.Event(record.Normal, "Created", "api", "shop-api-1", "created")
+	rec.Event("ContainerMissing", "api", "shop-api-1", "replica missing")
+	rec.Event("Created", "api", "shop-api-1", "created")
 
 	_, body := get(t, srv.URL+"/events", "")
 	lines := strings.Split(strings.TrimSpace(body), "\n")
@@ -112,7 +112,7 @@ func TestEventsAsJSONLinesAndLive(t *testing.T) {
 	var events []string
 	go func() {
 		time.Sleep(100 * time.Millisecond)
-		rec.Event(record.Normal, "Started", "web", "shop-web-1", "started")
+		rec.Event("Started", "web", "shop-web-1", "started")
 	}()
 	for sc.Scan() && len(events) < 3 {
 		if name, ok := strings.CutPrefix(sc.Text(), "event: "); ok {

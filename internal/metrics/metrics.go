@@ -3,10 +3,13 @@
 package metrics
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/reconcile-dev/reconcile/internal/record"
 )
 
 // Metrics are the daemon's counters and gauges.
@@ -20,6 +23,12 @@ type Metrics struct {
 	actions    *prometheus.CounterVec
 	drift      *prometheus.GaugeVec
 	records    *prometheus.CounterVec
+	// onReader is how long each engine event held the event stream's
+	// reader; readerMax the longest, in nanoseconds: the engine drops a
+	// subscriber that lags 100 ms, so the worst case is the figure to watch.
+	onReader   prometheus.Histogram
+	readerMax  atomic.Int64
+	saveErrors prometheus.Counter
 }
 
 // New registers every metric; version and goVersion label reconcile_build_info.
@@ -50,11 +59,21 @@ func New(version, goVersion string) *Metrics {
 	m.records = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "reconcile_events_total", Help: "Event records, by type and reason (RestartBudgetExhausted, ReloadRejected, ...).",
 	}, []string{"type", "reason"})
+	m.onReader = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "reconcile_event_reader_seconds", Help: "Time one engine event spent on the event stream's reader (the engine drops a reader that lags 100 ms).",
+		Buckets: []float64{.00001, .00005, .0001, .0005, .001, .005, .01, .05, .1},
+	})
+	readerMax := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "reconcile_event_reader_max_seconds", Help: "The longest time one engine event spent on the event stream's reader since start.",
+	}, func() float64 { return float64(m.readerMax.Load()) / float64(time.Second) })
+	m.saveErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "reconcile_state_save_errors_total", Help: "Writes of the restart state file that failed (each is retried).",
+	})
 	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "reconcile_build_info", Help: "Always 1; labels say which build runs.",
 	}, []string{"version", "goversion"})
 	info.WithLabelValues(version, goVersion).Set(1)
-	reg.MustRegister(m.reconciles, m.errors, m.duration, m.queueDepth, m.actions, m.drift, m.records, info,
+	reg.MustRegister(m.reconciles, m.errors, m.duration, m.queueDepth, m.actions, m.drift, m.records, m.onReader, readerMax, m.saveErrors, info,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -77,7 +96,23 @@ func (m *Metrics) Reconciled(result string, took time.Duration, failed bool) {
 }
 
 // Record counts one event record.
-func (m *Metrics) Record(typ, reason string) { m.records.WithLabelValues(typ, reason).Inc() }
+func (m *Metrics) Record(typ record.Type, reason record.Reason) {
+	m.records.WithLabelValues(string(typ), string(reason)).Inc()
+}
+
+// EventHandled observes how long one engine event held the reader.
+func (m *Metrics) EventHandled(took time.Duration) {
+	m.onReader.Observe(took.Seconds())
+	for {
+		old := m.readerMax.Load()
+		if int64(took) <= old || m.readerMax.CompareAndSwap(old, int64(took)) {
+			return
+		}
+	}
+}
+
+// StateSaveFailed counts a failed write of the restart state.
+func (m *Metrics) StateSaveFailed() { m.saveErrors.Inc() }
 
 // QueueDepth sets the queue gauge.
 func (m *Metrics) QueueDepth(n int) { m.queueDepth.Set(float64(n)) }

@@ -12,19 +12,13 @@ import (
 	"github.com/reconcile-dev/reconcile/internal/clock"
 )
 
-// Types of records, as Kubernetes has them.
-const (
-	Normal  = "Normal"
-	Warning = "Warning"
-)
-
 // Record is one event: Reason is a CamelCase word a program can match on
 // (ContainerMissing, Recreated, RestartBudgetExhausted...), Message the
 // sentence a person reads.
 type Record struct {
 	Time      time.Time `json:"time"`
-	Type      string    `json:"type"`
-	Reason    string    `json:"reason"`
+	Type      Type      `json:"type"`
+	Reason    Reason    `json:"reason"`
 	Service   string    `json:"service,omitempty"`
 	Container string    `json:"container,omitempty"`
 	Message   string    `json:"message"`
@@ -46,7 +40,7 @@ type Recorder struct {
 
 	// Count, when set, is told the type and reason of every record, for
 	// metrics.
-	Count func(typ, reason string)
+	Count func(typ Type, reason Reason)
 }
 
 // New returns a recorder that logs through log and keeps keep records.
@@ -57,14 +51,15 @@ func New(log *slog.Logger, clk clock.Clock, keep int) *Recorder {
 	return &Recorder{log: log, clock: clk, keep: keep, subs: map[chan Record]struct{}{}}
 }
 
-// Event records one event.
-func (r *Recorder) Event(typ, reason, service, container, message string) {
+// Event records one event; its type is the reason's, from the catalogue.
+func (r *Recorder) Event(reason Reason, service, container, message string) {
+	typ := reason.Type()
 	rec := Record{Time: r.clock.Now(), Type: typ, Reason: reason, Service: service, Container: container, Message: message}
 	level := slog.LevelInfo
 	if typ == Warning {
 		level = slog.LevelWarn
 	}
-	attrs := []any{"type", typ, "reason", reason}
+	attrs := []any{"type", string(typ), "reason", string(reason)}
 	if service != "" {
 		attrs = append(attrs, "service", service)
 	}

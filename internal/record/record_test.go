@@ -18,9 +18,9 @@ func TestRecorderLogsKeepsAndStreams(t *testing.T) {
 	live, cancel := r.Subscribe()
 	defer cancel()
 
-	r.Event(Warning, "ContainerMissing", "api", "p-api-1", "replica missing (1 of 2 exist)")
-	r.Event(Normal, "Created", "api", "p-api-2", "created")
-	r.Event(Normal, "Started", "web", "p-web-1", "started")
+	r.Event("ContainerMissing", "api", "p-api-1", "replica missing (1 of 2 exist)")
+	r.Event("Created", "api", "p-api-2", "created")
+	r.Event("Started", "web", "p-web-1", "started")
 
 	recent := r.Recent()
 	if len(recent) != 2 || recent[0].Reason != "Created" || recent[1].Reason != "Started" {
@@ -29,7 +29,7 @@ func TestRecorderLogsKeepsAndStreams(t *testing.T) {
 	if !recent[0].Time.Equal(clk.Now()) {
 		t.Errorf("time %s, want the clock's", recent[0].Time)
 	}
-	for _, want := range []string{"ContainerMissing", "Created", "Started"} {
+	for _, want := range []Reason{"ContainerMissing", "Created", "Started"} {
 		select {
 		case got := <-live:
 			if got.Reason != want {
@@ -58,7 +58,7 @@ func TestSlowSubscriberDoesNotBlock(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		for range 500 {
-			r.Event(Normal, "Started", "s", "", "m")
+			r.Event("Started", "s", "", "m")
 		}
 		close(done)
 	}()

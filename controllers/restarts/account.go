@@ -1,0 +1,63 @@
+package restarts
+
+import (
+	"time"
+
+	"github.com/reconcile-dev/reconcile/reconciler/plan"
+)
+
+// counted reports whether an operation is a restart the restart state is
+// about: a start of an exited replica, or a restart of a running one.
+func counted(op plan.Operation) bool {
+	return op.Number > 0 && (op.Type == plan.OpStartContainer || op.Type == plan.OpRestartContainer)
+}
+
+// Begin marks a start or restart the executor is about to make as the
+// reconciler's own, so that the stop, die and start events it causes are not
+// taken for the user's stop or the engine's restart. Nothing is counted yet.
+func (r *Restarts) Begin(op plan.Operation, at time.Time) {
+	if !counted(op) {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.slot(op.Service, op.Number, op.ContainerID).ours = at
+}
+
+// Done accounts a start or restart the executor finished: a failed one is
+// not counted and its mark is dropped; a done one counts against the budget,
+// except a cascade restart, which the replica did not cause.
+func (r *Restarts) Done(op plan.Operation, err error, at time.Time) {
+	if !counted(op) {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.slot(op.Service, op.Number, op.ContainerID)
+	if err != nil {
+		s.ours = time.Time{}
+		return
+	}
+	switch {
+	case op.Dependency != "":
+		s.LastExit, s.LastExitAt = "restarted with "+op.Dependency, at
+		if cs, ok := r.cascades[op.Service]; ok {
+			r.cascaded[op.ContainerID] = cs.at
+		}
+	case op.Type == plan.OpRestartContainer:
+		s.LastExit, s.LastExitAt = "unhealthy", at
+		s.Restarts = append(s.Restarts, at)
+	default:
+		s.Restarts = append(s.Restarts, at)
+	}
+	r.changed()
+}
+
+// MarkOurs marks a restart the reconciler makes outside a plan (a reload's
+// rolling restart): the events it causes are not the user's stop nor the
+// engine's restart, and it is not counted against the budget.
+func (r *Restarts) MarkOurs(service string, number int, containerID string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.slot(service, number, containerID).ours = r.Clock.Now()
+}

@@ -1,0 +1,194 @@
+package restarts
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/reconcile-dev/reconcile/desired"
+	"github.com/reconcile-dev/reconcile/internal/record"
+	"github.com/reconcile-dev/reconcile/observed"
+	"github.com/reconcile-dev/reconcile/reconciler"
+	"github.com/reconcile-dev/reconcile/reconciler/plan"
+)
+
+// verdict is the decision on one operation.
+type verdict struct {
+	hold   bool
+	after  time.Duration
+	report *reconciler.Report
+}
+
+func allow() verdict { return verdict{} }
+
+func hold(after time.Duration, rep *reconciler.Report) verdict {
+	return verdict{hold: true, after: after, report: rep}
+}
+
+func report(reason record.Reason, c observed.Container, occurrence, msg string) *reconciler.Report {
+	return &reconciler.Report{Reason: reason, Container: c.Name, Message: msg, Occurrence: c.ID + "|" + occurrence}
+}
+
+// Review decides which starts and restarts of a service's replicas may
+// happen now, and adds the restarts a `restart: true` cascade owes. It
+// reads the restart state and changes nothing: what is allowed is counted
+// when the executor reports it done (Done).
+func (r *Restarts) Review(in reconciler.Review) reconciler.Decision {
+	var dec reconciler.Decision
+	svc := in.Desired.Services[in.Service]
+	if svc == nil {
+		return dec
+	}
+	policy := svc.Policy.Restart
+	byID := map[string]observed.Container{}
+	for _, c := range in.Snapshot.ByService()[in.Service] {
+		byID[c.ID] = c
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, n := range in.Plan.Nodes {
+		c, ok := byID[n.Op.ContainerID]
+		if !ok {
+			continue
+		}
+		var v verdict
+		switch n.Op.Type {
+		case plan.OpStartContainer:
+			if c.State == observed.StateCreated {
+				continue // never started: compose up would start it
+			}
+			v = r.mayStart(in, policy, c)
+		case plan.OpRestartContainer:
+			v = r.mayRestartUnhealthy(in, policy, c)
+		default:
+			continue
+		}
+		if v.hold {
+			dec.Hold = append(dec.Hold, n)
+		}
+		dec.Later(v.after)
+		if v.report != nil {
+			dec.Reports = append(dec.Reports, *v.report)
+		}
+	}
+	r.cascade(in, svc, &dec)
+	return dec
+}
+
+// mayStart decides for an exited container.
+func (r *Restarts) mayStart(in reconciler.Review, p desired.RestartPolicy, c observed.Container) verdict {
+	s := r.view(in.Service, c.Number, c.ID)
+	now := in.Now
+	switch {
+	case s.StoppedByUser:
+		return hold(0, report(record.StoppedByUser, c, s.StoppedAt.String(),
+			"stopped gracefully (docker stop): left down until it is started or its definition changes"))
+	case !s.dieSeen():
+		// The list shows an exit whose `die` has not been read: either the
+		// event is still on its way (the list can be ahead of the stream),
+		// so wait for it, or the container exited while nobody watched
+		// (it was down at the last relist, or the wait ran out).
+		if !r.baseline[c.ID] {
+			first, ok := r.awaiting[c.ID]
+			if !ok {
+				first = now
+			}
+			if now.Sub(first) < EventWait {
+				return hold(eventPoll, nil)
+			}
+		}
+		// The cause is unknown. Mirror the engine at its own start-up,
+		// which restarts only `always`.
+		if p.Mode == desired.RestartAlways {
+			return allow()
+		}
+		return hold(0, report(record.NotRestarted, c, "unknown",
+			fmt.Sprintf("exited (code %d) before reconcile watched it; restart: %s restarts such containers only when the policy is always", c.ExitCode, p.Mode)))
+	case !s.pendingDie.IsZero() && now.Sub(s.pendingDie) < r.StopGrace:
+		return hold(r.StopGrace-now.Sub(s.pendingDie), nil)
+	case p.Mode == desired.RestartNo:
+		return hold(0, report(record.NotRestarted, c, s.LastExitAt.String(), fmt.Sprintf("%s; restart policy is \"no\"", s.LastExit)))
+	case p.Mode == desired.RestartOnFailure && c.ExitCode == 0:
+		return hold(0, nil)
+	}
+	return r.budgeted(&s, now, s.NextAttempt, p, c, "restarting after "+s.LastExit)
+}
+
+// mayRestartUnhealthy decides for a running container gone unhealthy: its
+// backoff runs from when it turned unhealthy.
+func (r *Restarts) mayRestartUnhealthy(in reconciler.Review, p desired.RestartPolicy, c observed.Container) verdict {
+	if !p.OnUnhealthy {
+		return hold(0, report(record.UnhealthyNotRestarted, c, "", "unhealthy; restart on unhealthy is off for this service"))
+	}
+	s := r.view(in.Service, c.Number, c.ID)
+	due := in.Now
+	if !s.UnhealthyAt.IsZero() && !s.UnhealthyAt.Before(s.StartedAt) {
+		due = s.UnhealthyAt.Add(backoff(s.used(in.Now, p), p))
+	}
+	return r.budgeted(&s, in.Now, due, p, c, "restarting an unhealthy container")
+}
+
+// budgeted holds a restart when the budget is spent or backoff is owed.
+func (r *Restarts) budgeted(s *Slot, now, due time.Time, p desired.RestartPolicy, c observed.Container, why string) verdict {
+	if used := s.used(now, p); p.MaxAttempts > 0 && used >= p.MaxAttempts {
+		return hold(0, report(record.RestartBudgetExhausted, c, s.LastExitAt.String(),
+			fmt.Sprintf("%s; %d of %d restarts used: left down", s.LastExit, used, p.MaxAttempts)))
+	}
+	if now.Before(due) {
+		wait := due.Sub(now)
+		return hold(wait, report(record.BackOff, c, due.String(), fmt.Sprintf("%s in %s (backoff)", why, wait.Round(time.Millisecond))))
+	}
+	return allow()
+}
+
+// cascade adds restarts of a service's running containers once a
+// `restart: true` dependency that restarted meets its condition again.
+func (r *Restarts) cascade(in reconciler.Review, svc *desired.Service, dec *reconciler.Decision) {
+	cs, ok := r.cascades[in.Service]
+	if !ok {
+		return
+	}
+	byService := in.Snapshot.ByService()
+	for _, dep := range svc.DependsOn {
+		if dep.Service != cs.dependency {
+			continue
+		}
+		depSvc := in.Desired.Services[dep.Service]
+		if depSvc == nil {
+			break
+		}
+		st, why := plan.CheckCondition(dep.Condition, depSvc, byService[dep.Service])
+		if st == plan.ConditionMet && dep.Condition == "service_healthy" && !r.healthyAfter(dep.Service, byService[dep.Service], cs.at) {
+			st, why = plan.ConditionWaiting, "health from before its restart counts as starting"
+		}
+		if st != plan.ConditionMet {
+			dec.Reports = append(dec.Reports, reconciler.Report{Reason: record.DependencyNotReady, Occurrence: "cascade|" + cs.at.String(),
+				Message: fmt.Sprintf("waiting for %s to be %s again (%s) before restarting", dep.Service, plan.ConditionWords(dep.Condition), why)})
+			dec.Later(cascadeRetry)
+			return
+		}
+	}
+	for _, c := range byService[in.Service] {
+		if c.State != observed.StateRunning || r.cascaded[c.ID].Equal(cs.at) {
+			continue
+		}
+		if started, ok := r.started[c.ID]; ok && started.After(cs.at) {
+			continue // started after the dependency: nothing stale to restart
+		}
+		dec.Add = append(dec.Add, plan.Operation{
+			Type: plan.OpRestartContainer, ResourceID: plan.ReplicaID(in.Service, c.Number),
+			Cause: "dependency " + cs.dependency + " restarted (depends_on restart: true)", Service: in.Service,
+			Container: c.Name, ContainerID: c.ID, Number: c.Number, StopTimeout: svc.StopGracePeriod,
+			Dependency: cs.dependency,
+		})
+	}
+}
+
+func (r *Restarts) healthyAfter(service string, containers []observed.Container, at time.Time) bool {
+	for _, c := range containers {
+		s := r.slots[slotKey(service, c.Number)]
+		if s != nil && s.ContainerID == c.ID && s.HealthyAt.After(at) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,163 @@
+package restarts
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/reconcile-dev/reconcile/desired"
+	"github.com/reconcile-dev/reconcile/observed"
+)
+
+// Event learns from one engine event. It runs on the event stream's reader:
+// it updates a few maps under the lock and signals the state writer, nothing
+// slower.
+func (r *Restarts) Event(ev observed.Event, d *desired.State) {
+	if !ev.Replica() {
+		return
+	}
+	var policy desired.RestartPolicy
+	var svc *desired.Service
+	if d != nil {
+		if svc = d.Services[ev.Service]; svc != nil {
+			policy = svc.Policy.Restart
+		}
+	}
+	id, at := ev.ContainerID, ev.Time
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch ev.Action {
+	case observed.ActionKill:
+		r.kills[id] = kill{signal: ev.Signal, at: at}
+	case observed.ActionOOM:
+		r.ooms[id] = at
+	case observed.ActionDie:
+		s := r.slot(ev.Service, ev.Number, id)
+		r.die(s, id, ev.ExitCode, at, policy, svc != nil && svc.HasHealthcheck)
+		delete(r.awaiting, id)
+		r.changed()
+	case observed.ActionStop:
+		s := r.slot(ev.Service, ev.Number, id)
+		if s.isOurs(at) {
+			return // the reconciler's own restart
+		}
+		s.pendingDie = time.Time{}
+		if !s.StoppedByUser {
+			s.StoppedByUser, s.StoppedAt = true, at
+			r.changed()
+		}
+	case observed.ActionStart:
+		s := r.slot(ev.Service, ev.Number, id)
+		r.start(s, at, d, ev.Service)
+		r.started[id] = at
+		delete(r.baseline, id)
+		r.changed()
+	case observed.ActionHealthStatus:
+		s := r.slot(ev.Service, ev.Number, id)
+		switch ev.Health {
+		case observed.HealthHealthy:
+			s.HealthyAt = at
+		case observed.HealthUnhealthy:
+			s.UnhealthyAt = at
+		}
+	case observed.ActionDestroy:
+		if s := r.slots[slotKey(ev.Service, ev.Number)]; s != nil && s.ContainerID == id {
+			delete(r.slots, slotKey(ev.Service, ev.Number))
+			r.changed()
+		}
+		delete(r.kills, id)
+		delete(r.ooms, id)
+		delete(r.started, id)
+		delete(r.baseline, id)
+		delete(r.awaiting, id)
+		delete(r.cascaded, id)
+	}
+}
+
+// die learns the cause of an exit and when the next restart is due.
+func (r *Restarts) die(s *Slot, id string, code int, at time.Time, policy desired.RestartPolicy, hasCheck bool) {
+	// the run that just ended resets the budget when it was long (and
+	// healthy) enough
+	if policy.Window == 0 && !s.StartedAt.IsZero() && at.Sub(s.StartedAt) >= policy.ResetAfter &&
+		(!hasCheck || !s.HealthyAt.Before(s.StartedAt)) {
+		s.Restarts = nil
+	}
+	s.ExitCode, s.LastExitAt = code, at
+	k, killed := r.kills[id]
+	killed = killed && at.Sub(k.at) < time.Minute
+	oom, oomed := r.ooms[id]
+	switch {
+	case oomed && at.Sub(oom) < time.Minute:
+		s.LastExit = fmt.Sprintf("OOMKilled (exit code %d)", code)
+	case s.isOurs(at):
+		// the die of the reconciler's own restart: Done says why
+	case killed:
+		s.LastExit = fmt.Sprintf("killed by signal %d (exit code %d)", k.signal, code)
+	default:
+		s.LastExit = fmt.Sprintf("exit code %d", code)
+	}
+	delete(r.kills, id)
+	delete(r.ooms, id)
+	if !s.isOurs(at) && killed && k.signal != 9 {
+		s.pendingDie = at // maybe `docker stop`: wait for its stop event
+	}
+	s.NextAttempt = at.Add(backoff(s.used(at, policy), policy))
+}
+
+// start learns who started a container: the reconciler (already marked),
+// the user (ending their stop), or the engine's own restart policy (counted
+// against the budget); and queues `restart: true` dependents.
+func (r *Restarts) start(s *Slot, at time.Time, d *desired.State, service string) {
+	switch {
+	case s.isOurs(at):
+		s.ours = time.Time{} // counted when the executor reported it done
+	case s.StoppedByUser:
+		s.StoppedByUser = false // the user started it again
+	case s.dieSeen():
+		s.Restarts = append(s.Restarts, at) // the engine's own restart
+	}
+	s.pendingDie = time.Time{}
+	s.StartedAt = at
+	if d == nil || s.LastExitAt.IsZero() {
+		return
+	}
+	for _, name := range d.Order {
+		for _, dep := range d.Services[name].DependsOn {
+			if dep.Service == service && dep.Restart {
+				r.cascades[name] = cascade{dependency: service, at: at}
+			}
+		}
+	}
+}
+
+// Relisted learns from a relist (on every connect to the engine): the
+// containers exited at that moment exited while nobody watched, or their
+// events may be lost, so their cause is unknown.
+func (r *Restarts) Relisted(snap *observed.Snapshot) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range snap.Containers {
+		if c.State == observed.StateExited || c.State == observed.StateDead {
+			r.baseline[c.ID] = true
+		}
+	}
+}
+
+// Listed notes when a list first showed an exit whose `die` has not been
+// read: the list can be ahead of the stream, and the decision waits a
+// little for the event that tells the cause.
+func (r *Restarts) Listed(snap *observed.Snapshot) {
+	now := r.Clock.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range snap.Containers {
+		if c.State != observed.StateExited && c.State != observed.StateDead || r.baseline[c.ID] {
+			continue
+		}
+		if _, ok := r.awaiting[c.ID]; ok {
+			continue
+		}
+		if s := r.view(c.Service, c.Number, c.ID); !s.dieSeen() {
+			r.awaiting[c.ID] = now
+		}
+	}
+}

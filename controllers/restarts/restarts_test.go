@@ -1,0 +1,468 @@
+package restarts
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/docker/compose/v5/pkg/api"
+
+	"github.com/moby/moby/api/types/events"
+
+	"github.com/reconcile-dev/reconcile/desired"
+	"github.com/reconcile-dev/reconcile/internal/clock"
+	"github.com/reconcile-dev/reconcile/internal/engine"
+	"github.com/reconcile-dev/reconcile/internal/record"
+	"github.com/reconcile-dev/reconcile/observed"
+	"github.com/reconcile-dev/reconcile/reconciler"
+	"github.com/reconcile-dev/reconcile/reconciler/plan"
+)
+
+var zeroTime = time.Unix(1_000_000, 0)
+
+func load(t *testing.T, yaml string) *desired.State {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "compose.yaml")
+	if err := os.WriteFile(file, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return loadFile(t, file)
+}
+
+func loadFile(t *testing.T, file string) *desired.State {
+	t.Helper()
+	loader, err := engine.Loader()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := desired.Load(context.Background(), loader, desired.Options{Files: []string{file}, ProjectName: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+type memStore struct {
+	mu   sync.Mutex
+	data []byte
+}
+
+func (m *memStore) Load() ([]byte, error) { m.mu.Lock(); defer m.mu.Unlock(); return m.data, nil }
+func (m *memStore) Save(b []byte) error   { m.mu.Lock(); defer m.mu.Unlock(); m.data = b; return nil }
+
+type memRecorder struct{ reasons []string }
+
+func (m *memRecorder) Event(reason record.Reason, _, _, _ string) {
+	m.reasons = append(m.reasons, string(reason))
+}
+
+// rig drives a Restarts through events and reviews on a fake clock, with
+// one container per service whose state the test sets.
+type rig struct {
+	t     *testing.T
+	d     *desired.State
+	clk   *clock.Fake
+	store *memStore
+	rec   *memRecorder
+	r     *Restarts
+	ctrs  map[string]*observed.Container
+}
+
+func newRig(t *testing.T, yaml string) *rig {
+	g := &rig{t: t, d: load(t, yaml), clk: clock.NewFake(time.Unix(1_000_000, 0)), store: &memStore{}, rec: &memRecorder{}, ctrs: map[string]*observed.Container{}}
+	g.restart()
+	for _, name := range g.d.Order {
+		g.ctrs[name] = &observed.Container{
+			ID: "id-" + name, Name: "p-" + name + "-1", Service: name, Number: 1, State: observed.StateRunning,
+			ConfigHash: plan.ExpectedHash(g.d.Services[name].Config, nil), Networks: map[string]string{"p_default": "n"},
+		}
+	}
+	return g
+}
+
+// restart is a new reconciler process over the same state file.
+func (g *rig) restart() {
+	if g.r != nil {
+		if err := g.r.Close(); err != nil { // what a SIGKILL would leave: the writer is ms behind
+			g.t.Fatal(err)
+		}
+	}
+	r, err := New(g.clk, g.store, nil, nil)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	g.t.Cleanup(func() { r.Close() })
+	g.r = r
+}
+
+func (g *rig) event(service, action string, attrs ...string) {
+	a := map[string]string{api.ServiceLabel: service, api.ContainerNumberLabel: "1"}
+	for i := 0; i+1 < len(attrs); i += 2 {
+		a[attrs[i]] = attrs[i+1]
+	}
+	msg := events.Message{Type: "container", Action: events.Action(action), Actor: events.Actor{ID: "id-" + service, Attributes: a}, TimeNano: g.clk.Now().UnixNano()}
+	g.r.Event(observed.Decode(msg, g.clk.Now()), g.d)
+}
+
+// the engine's events for each cause, and the state the container ends in
+func (g *rig) dockerKill(s string) {
+	g.event(s, "kill", "signal", "9")
+	g.event(s, "die", "exitCode", "137")
+	g.set(s, "exited", 137)
+}
+
+func (g *rig) dockerStop(s string) {
+	g.event(s, "kill", "signal", "15")
+	g.event(s, "die", "exitCode", "143")
+	g.event(s, "stop")
+	g.set(s, "exited", 143)
+}
+
+func (g *rig) crash(s string, code int) {
+	g.event(s, "die", "exitCode", strconv.Itoa(code))
+	g.set(s, "exited", code)
+}
+
+func (g *rig) started(s string) {
+	g.event(s, "start")
+	g.set(s, "running", 0)
+}
+
+func (g *rig) set(s, state string, code int) {
+	c := g.ctrs[s]
+	c.State, c.ExitCode = state, code
+	if state != "running" {
+		c.Health = ""
+	}
+}
+
+// review runs the guard on the service's plan and returns the operations
+// it lets through and how soon it wants another look.
+func (g *rig) snapshot() *observed.Snapshot {
+	snap := &observed.Snapshot{Project: "p", Images: map[string]string{}, Networks: []observed.Network{{ID: "n", Name: "p_default", Key: "default"}}}
+	for _, name := range g.d.Order {
+		snap.Containers = append(snap.Containers, *g.ctrs[name])
+	}
+	return snap
+}
+
+// It does what the controller does around a review: shows the policy the
+// fresh list, records the decision's reports, and reports each allowed
+// operation begun and done, as the executor would.
+func (g *rig) review(s string) (string, time.Duration) {
+	snap := g.snapshot()
+	g.r.Listed(snap)
+	p := plan.Diff(g.d, snap, plan.Options{}).Plan.ForService(s)
+	dec := g.r.Review(reconciler.Review{Desired: g.d, Snapshot: snap, Service: s, Plan: p, Now: g.clk.Now()})
+	for _, rep := range dec.Reports {
+		g.rec.Event(rep.Reason, s, rep.Container, rep.Message)
+	}
+	allowed := dec.Apply(p)
+	var ops []string
+	for _, n := range allowed.Nodes {
+		g.r.Begin(n.Op, g.clk.Now())
+		g.r.Done(n.Op, nil, g.clk.Now())
+		ops = append(ops, n.Op.Type.String()+" "+n.Op.Service)
+	}
+	return strings.Join(ops, ","), dec.RequeueAfter
+}
+
+func TestRestartPolicyMatrix(t *testing.T) {
+	const start, none = "StartContainer api", ""
+	tests := []struct {
+		policy string
+		cause  func(g *rig)
+		want   string
+	}{
+		{"restart: \"no\"", func(g *rig) { g.dockerKill("api") }, none},
+		{"restart: \"no\"", func(g *rig) { g.crash("api", 1) }, none},
+		{"restart: always", func(g *rig) { g.dockerKill("api") }, start},
+		{"restart: always", func(g *rig) { g.dockerStop("api") }, none},
+		{"restart: always", func(g *rig) { g.crash("api", 0) }, start},
+		{"restart: unless-stopped", func(g *rig) { g.dockerKill("api") }, start},
+		{"restart: unless-stopped", func(g *rig) { g.dockerStop("api") }, none},
+		{"restart: on-failure:3", func(g *rig) { g.dockerKill("api") }, start},
+		{"restart: on-failure:3", func(g *rig) { g.crash("api", 0) }, none},
+		{"restart: on-failure:3", func(g *rig) { g.crash("api", 2) }, start},
+		{"restart: on-failure:3", func(g *rig) { g.dockerStop("api") }, none},
+		{"deploy: {restart_policy: {condition: on-failure, max_attempts: 2}}", func(g *rig) { g.dockerKill("api") }, start},
+	}
+	for _, tt := range tests {
+		t.Run(tt.policy, func(t *testing.T) {
+			g := newRig(t, "services:\n  api:\n    image: a\n    "+tt.policy+"\n")
+			g.started("api")
+			tt.cause(g)
+			if got, _ := g.review("api"); got != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestOnFailureKilledFourTimesRestartsThreeTimesWithBackoff(t *testing.T) {
+	g := newRig(t, "services:\n  api:\n    image: a\n    restart: on-failure:3\n")
+	g.started("api")
+	waits := []time.Duration{0, time.Second, 2 * time.Second}
+	for i, wait := range waits {
+		g.dockerKill("api")
+		ops, after := g.review("api")
+		if wait > 0 {
+			if ops != "" || after != wait {
+				t.Fatalf("kill %d: %q after %s; want a wait of %s", i+1, ops, after, wait)
+			}
+			g.clk.Advance(wait)
+			ops, _ = g.review("api")
+		}
+		if ops != "StartContainer api" {
+			t.Fatalf("kill %d: %q, want a start", i+1, ops)
+		}
+		g.started("api")
+	}
+	g.dockerKill("api")
+	g.clk.Advance(time.Hour)
+	if ops, after := g.review("api"); ops != "" || after != 0 {
+		t.Fatalf("fourth kill: %q, requeue %s; want it left down", ops, after)
+	}
+	if !slices.Contains(g.rec.reasons, "RestartBudgetExhausted") {
+		t.Errorf("records %v: want RestartBudgetExhausted", g.rec.reasons)
+	}
+	st := plan.ProjectStatus{Services: []plan.ServiceStatus{{Service: "api", Health: plan.Degraded, Containers: []plan.ContainerStatus{{Name: "p-api-1", Number: 1, State: "exited"}}}}}
+	g.r.Annotate(&st, g.d, g.clk.Now())
+	ss := st.Services[0]
+	if ss.Reason != "RestartBudgetExhausted" || ss.RestartsUsed != 3 || ss.RestartsAllowed != 3 || !strings.Contains(ss.LastExit, "signal 9") {
+		t.Errorf("status %+v", ss)
+	}
+}
+
+func TestBudgetAndBackoffSurviveARestartOfTheReconciler(t *testing.T) {
+	g := newRig(t, "services:\n  api:\n    image: a\n    restart: on-failure:3\n")
+	g.started("api")
+	g.dockerKill("api")
+	if ops, _ := g.review("api"); ops == "" {
+		t.Fatal("first kill not restarted")
+	}
+	g.started("api")
+	g.dockerKill("api")
+	if _, after := g.review("api"); after != time.Second {
+		t.Fatalf("want a backoff of 1s, got %s", after)
+	}
+	g.clk.Advance(300 * time.Millisecond)
+	g.restart() // SIGKILLed and started again
+	if ops, after := g.review("api"); ops != "" || after != 700*time.Millisecond {
+		t.Fatalf("after restart: %q in %s; want the remaining 700ms of backoff", ops, after)
+	}
+	slot := g.r.Slots()["api#1"]
+	if used := slot.used(g.clk.Now(), g.d.Services["api"].Policy.Restart); used != 1 {
+		t.Fatalf("restarts used %d after the reconciler restarted, want 1", used)
+	}
+}
+
+func TestStopGraceWaitsForTheStopEvent(t *testing.T) {
+	g := newRig(t, "services:\n  api:\n    image: a\n    restart: always\n")
+	g.started("api")
+	// docker kill -s TERM: a polite signal, but no stop event follows
+	g.event("api", "kill", "signal", "15")
+	g.event("api", "die", "exitCode", "143")
+	g.set("api", "exited", 143)
+	if ops, after := g.review("api"); ops != "" || after != DefaultStopGrace {
+		t.Fatalf("%q in %s: want a wait for a stop event", ops, after)
+	}
+	g.clk.Advance(DefaultStopGrace)
+	if ops, _ := g.review("api"); ops != "StartContainer api" {
+		t.Fatalf("no stop came: %q, want a start", ops)
+	}
+}
+
+func TestEngineRestartsAreCountedAndBudgetResetsAfterAHealthyRun(t *testing.T) {
+	g := newRig(t, "services:\n  api:\n    image: a\n    restart: always\n    healthcheck: {test: [CMD, x], interval: 1s}\n")
+	g.started("api")
+	for range 2 { // crashes the engine restarts itself
+		g.crash("api", 1)
+		g.started("api")
+	}
+	if n := len(g.r.Slots()["api#1"].Restarts); n != 2 {
+		t.Fatalf("engine restarts counted %d, want 2", n)
+	}
+	g.event("api", "health_status: healthy")
+	g.clk.Advance(desired.DefaultResetAfter)
+	g.crash("api", 1)
+	if n := len(g.r.Slots()["api#1"].Restarts); n != 0 {
+		t.Fatalf("a healthy run of %s left %d restarts counted", desired.DefaultResetAfter, n)
+	}
+}
+
+func TestUnknownExitAtStartUpMirrorsTheEngine(t *testing.T) {
+	for policy, want := range map[string]string{"always": "StartContainer api", "unless-stopped": "", "on-failure": ""} {
+		t.Run(policy, func(t *testing.T) {
+			g := newRig(t, "services:\n  api:\n    image: a\n    restart: "+policy+"\n")
+			g.set("api", "exited", 1) // exited while no reconciler watched
+			g.r.Relisted(g.snapshot())
+			if ops, _ := g.review("api"); ops != want {
+				t.Errorf("%q, want %q", ops, want)
+			}
+		})
+	}
+}
+
+func TestAnExitListedBeforeItsEventsWaitsForThem(t *testing.T) {
+	g := newRig(t, "services:\n  api:\n    image: a\n    restart: always\n")
+	g.started("api")
+	g.set("api", "exited", 0) // a docker stop: the list shows it before the events arrive
+	if ops, after := g.review("api"); ops != "" || after != 100*time.Millisecond {
+		t.Fatalf("%q in %s: want a short wait for the die event", ops, after)
+	}
+	g.clk.Advance(100 * time.Millisecond)
+	g.dockerStop("api") // the events arrive: a graceful stop
+	if ops, _ := g.review("api"); ops != "" {
+		t.Fatalf("%q: a docker stop must stay down", ops)
+	}
+	if !slices.Contains(g.rec.reasons, "StoppedByUser") {
+		t.Errorf("records %v", g.rec.reasons)
+	}
+
+	// events that never come (lost): after EventWait the cause is unknown
+	g2 := newRig(t, "services:\n  api:\n    image: a\n    restart: always\n")
+	g2.started("api")
+	g2.set("api", "exited", 1)
+	g2.review("api")
+	g2.clk.Advance(EventWait)
+	if ops, _ := g2.review("api"); ops != "StartContainer api" {
+		t.Fatalf("%q: after %s without events, always restarts", ops, EventWait)
+	}
+}
+
+func TestUnhealthyIsRestartedUnderTheBudget(t *testing.T) {
+	for _, tt := range []struct {
+		extra string
+		want  string
+	}{
+		{"", "RestartContainer api"},
+		{"    x-reconcile: {restart: {on_unhealthy: false}}\n", ""},
+	} {
+		g := newRig(t, "services:\n  api:\n    image: a\n    restart: always\n    healthcheck: {test: [CMD, x], interval: 1s}\n"+tt.extra)
+		g.started("api")
+		g.ctrs["api"].Health = "unhealthy"
+		if ops, _ := g.review("api"); ops != tt.want {
+			t.Errorf("%q: %q, want %q", tt.extra, ops, tt.want)
+		}
+	}
+}
+
+func TestCascadeWaitsForTheDependencyToBeHealthyAgain(t *testing.T) {
+	g := newRig(t, `
+services:
+  db:
+    image: a
+    restart: always
+    healthcheck: {test: [CMD, x], interval: 1s}
+  api:
+    image: a
+    depends_on: {db: {condition: service_healthy, restart: true}}
+  web:
+    image: a
+    depends_on: {db: {condition: service_healthy}}
+`)
+	for _, s := range []string{"db", "api", "web"} {
+		g.started(s)
+	}
+	g.ctrs["db"].Health = "healthy"
+	g.event("db", "health_status: healthy")
+	g.clk.Advance(time.Second)
+	g.crash("db", 1)
+	g.started("db")                 // the engine restarted it
+	g.ctrs["db"].Health = "healthy" // a list that still shows the old health
+	if ops, after := g.review("api"); ops != "" || after != time.Second {
+		t.Fatalf("api before db is healthy again: %q in %s", ops, after)
+	}
+	g.clk.Advance(time.Second)
+	g.event("db", "health_status: healthy")
+	if ops, _ := g.review("api"); ops != "RestartContainer api" {
+		t.Fatalf("api after db is healthy again: %q, want a restart", ops)
+	}
+	if ops, _ := g.review("api"); ops != "" {
+		t.Fatalf("api restarted twice: %q", ops)
+	}
+	if ops, _ := g.review("web"); ops != "" {
+		t.Fatalf("web has no restart: true but got %q", ops)
+	}
+}
+
+func TestStatusShowsNextAttempt(t *testing.T) {
+	g := newRig(t, "services:\n  api:\n    image: a\n    restart: on-failure:5\n")
+	g.started("api")
+	g.dockerKill("api")
+	g.review("api")
+	g.started("api")
+	g.dockerKill("api")
+	g.review("api")
+	st := plan.ProjectStatus{Services: []plan.ServiceStatus{{Service: "api", Containers: []plan.ContainerStatus{{Number: 1, State: "exited"}}}}}
+	g.r.Annotate(&st, g.d, g.clk.Now())
+	ss := st.Services[0]
+	if ss.NextAttempt == nil || !ss.NextAttempt.Equal(g.clk.Now().Add(time.Second)) || ss.RestartsUsed != 1 || ss.RestartsAllowed != 5 {
+		t.Errorf("status %+v", ss)
+	}
+}
+
+func TestReviewDecidesAndChangesNothing(t *testing.T) {
+	g := newRig(t, "services:\n  api:\n    image: a\n    restart: on-failure:3\n")
+	g.started("api")
+	g.dockerKill("api")
+	before := g.r.Slots()
+	snap := g.snapshot()
+	p := plan.Diff(g.d, snap, plan.Options{}).Plan.ForService("api")
+	in := reconciler.Review{Desired: g.d, Snapshot: snap, Service: "api", Plan: p, Now: g.clk.Now()}
+	first, second := g.r.Review(in), g.r.Review(in)
+	if len(first.Hold) != 0 || len(second.Hold) != 0 {
+		t.Fatalf("a docker kill within budget must be allowed, twice alike: %+v, %+v", first, second)
+	}
+	if after := g.r.Slots(); !reflect.DeepEqual(before, after) {
+		t.Errorf("Review changed the restart state:\nbefore %+v\nafter  %+v", before, after)
+	}
+}
+
+func TestOnlyARestartTheExecutorReportsDoneIsCounted(t *testing.T) {
+	g := newRig(t, "services:\n  api:\n    image: a\n    restart: on-failure:3\n")
+	g.started("api")
+	g.dockerKill("api")
+	start := plan.Operation{Type: plan.OpStartContainer, Service: "api", Number: 1, ContainerID: "id-api", ResourceID: plan.ReplicaID("api", 1)}
+	g.r.Begin(start, g.clk.Now())
+	g.r.Done(start, errors.New("engine said no"), g.clk.Now())
+	if n := len(g.r.Slots()["api#1"].Restarts); n != 0 {
+		t.Fatalf("a failed start counted %d restarts, want 0", n)
+	}
+	// the retry goes ahead at once: the failure cost no budget and no backoff
+	if ops, after := g.review("api"); ops != "StartContainer api" || after != 0 {
+		t.Fatalf("after a failed start: %q in %s, want a start now", ops, after)
+	}
+	if n := len(g.r.Slots()["api#1"].Restarts); n != 1 {
+		t.Fatalf("a start reported done counted %d restarts, want 1", n)
+	}
+	g.started("api") // the start event of that start: ours, not counted again
+	if n := len(g.r.Slots()["api#1"].Restarts); n != 1 {
+		t.Fatalf("the start event of the reconciler's own start counted again: %d", n)
+	}
+}
+
+func TestACrashLoopKeepsOneReportPerOccurrence(t *testing.T) {
+	g := newRig(t, "services:\n  api:\n    image: a\n    restart: on-failure:1\n")
+	g.started("api")
+	g.dockerKill("api")
+	g.review("api")
+	g.started("api")
+	g.dockerKill("api")
+	snap := g.snapshot()
+	p := plan.Diff(g.d, snap, plan.Options{}).Plan.ForService("api")
+	in := reconciler.Review{Desired: g.d, Snapshot: snap, Service: "api", Plan: p, Now: g.clk.Now()}
+	a, b := g.r.Review(in), g.r.Review(in)
+	if len(a.Reports) != 1 || a.Reports[0].Reason != record.RestartBudgetExhausted || a.Reports[0] != b.Reports[0] {
+		t.Errorf("reports %+v then %+v: want one RestartBudgetExhausted, the same occurrence each time", a.Reports, b.Reports)
+	}
+}

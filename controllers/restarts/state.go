@@ -1,0 +1,187 @@
+package restarts
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/reconcile-dev/reconcile/desired"
+	"github.com/reconcile-dev/reconcile/internal/clock"
+	"github.com/reconcile-dev/reconcile/internal/statedir"
+)
+
+// Store keeps the restart state across runs of the reconciler.
+type Store interface {
+	Load() ([]byte, error)
+	Save(data []byte) error
+}
+
+// Slot is the restart history of one replica (service and number): it
+// outlives a recreate of the container, so a replica that is recreated
+// does not start with a fresh budget.
+type Slot struct {
+	Service     string `json:"service"`
+	Number      int    `json:"number"`
+	ContainerID string `json:"containerId"`
+	// Restarts are the restarts counted against the budget, the engine's
+	// and the reconciler's.
+	Restarts   []time.Time `json:"restarts,omitempty"`
+	LastExit   string      `json:"lastExit,omitempty"`
+	LastExitAt time.Time   `json:"lastExitAt,omitzero"`
+	ExitCode   int         `json:"exitCode"`
+	// StoppedByUser is set by a graceful stop (the engine's `stop` event
+	// not caused by the reconciler): the user's intent, kept until the
+	// container is started again or its definition changes.
+	StoppedByUser bool      `json:"stoppedByUser,omitempty"`
+	StoppedAt     time.Time `json:"stoppedAt,omitzero"`
+	StartedAt     time.Time `json:"startedAt,omitzero"`
+	HealthyAt     time.Time `json:"healthyAt,omitzero"`
+	UnhealthyAt   time.Time `json:"unhealthyAt,omitzero"`
+	// NextAttempt is when the reconciler may restart the replica next.
+	NextAttempt time.Time `json:"nextAttempt,omitzero"`
+	// pendingDie is a die after a polite kill signal: it may be a
+	// `docker stop` whose `stop` event has not arrived yet.
+	pendingDie time.Time
+	// ours marks a restart or start the reconciler itself is making, so
+	// that the events it causes are not taken for the user's.
+	ours time.Time
+}
+
+func (s *Slot) isOurs(now time.Time) bool { return !s.ours.IsZero() && now.Sub(s.ours) < oursFor }
+
+// dieSeen reports whether the replica's last exit was read from a `die`
+// event (and not only seen in a list).
+func (s *Slot) dieSeen() bool {
+	return !s.LastExitAt.IsZero() && !s.LastExitAt.Before(s.StartedAt)
+}
+
+// used counts the restarts in the budget at now.
+func (s *Slot) used(now time.Time, p desired.RestartPolicy) int {
+	if p.Window <= 0 {
+		return len(s.Restarts)
+	}
+	n := 0
+	for _, t := range s.Restarts {
+		if now.Sub(t) < p.Window {
+			n++
+		}
+	}
+	return n
+}
+
+// backoff is the wait before the reconciler's next restart after used
+// restarts: none before the first, then delay doubling up to the cap.
+func backoff(used int, p desired.RestartPolicy) time.Duration {
+	if used == 0 {
+		return 0
+	}
+	d := p.Delay
+	for i := 1; i < used && d < p.MaxDelay; i++ {
+		d *= 2
+	}
+	return min(d, p.MaxDelay)
+}
+
+func slotKey(service string, number int) string { return service + "#" + strconv.Itoa(number) }
+
+// New loads the persisted state, if any, and starts its writer; onSaveError,
+// when set, is told of each failed write (which is retried).
+func New(clk clock.Clock, store Store, log *slog.Logger, onSaveError func(error)) (*Restarts, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	r := &Restarts{
+		Clock: clk, Log: log, StopGrace: DefaultStopGrace,
+		slots: map[string]*Slot{}, kills: map[string]kill{}, ooms: map[string]time.Time{},
+		cascades: map[string]cascade{}, cascaded: map[string]time.Time{}, started: map[string]time.Time{},
+		baseline: map[string]bool{}, awaiting: map[string]time.Time{},
+	}
+	if store == nil {
+		return r, nil
+	}
+	data, err := store.Load()
+	if err != nil {
+		return nil, fmt.Errorf("loading restart state: %w", err)
+	}
+	if len(data) > 0 {
+		var st stateFile
+		if err := json.Unmarshal(data, &st); err != nil {
+			return nil, fmt.Errorf("reading restart state: %w", err)
+		}
+		for _, s := range st.Slots {
+			r.slots[slotKey(s.Service, s.Number)] = s
+		}
+	}
+	r.saver = statedir.NewSaver(clk, store.Save, r.marshal, func(err error) {
+		log.Error("saving restart state", "error", err)
+		if onSaveError != nil {
+			onSaveError(err)
+		}
+	})
+	return r, nil
+}
+
+type stateFile struct {
+	Slots []*Slot `json:"slots"`
+}
+
+// marshal is the state as the writer saves it, taken under the lock.
+func (r *Restarts) marshal() ([]byte, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var st stateFile
+	for _, k := range slices.Sorted(maps.Keys(r.slots)) {
+		st.Slots = append(st.Slots, r.slots[k])
+	}
+	return json.MarshalIndent(st, "", " ")
+}
+
+// slot returns the replica's slot, made if missing; a new container in it
+// (a recreate) means the definition may have changed, so the user's stop
+// no longer holds. Called with mu held, by learning and accounting only.
+func (r *Restarts) slot(service string, number int, id string) *Slot {
+	k := slotKey(service, number)
+	s := r.slots[k]
+	if s == nil {
+		s = &Slot{Service: service, Number: number}
+		r.slots[k] = s
+	}
+	if id != "" && s.ContainerID != id {
+		if s.ContainerID != "" {
+			s.StoppedByUser = false
+			s.pendingDie = time.Time{}
+		}
+		s.ContainerID = id
+	}
+	return s
+}
+
+// view is what the slot says of container id, without changing it: the
+// zero slot when there is none, and a recreated container's slot without
+// the old container's stop. Called with mu held, by decisions.
+func (r *Restarts) view(service string, number int, id string) Slot {
+	s := r.slots[slotKey(service, number)]
+	if s == nil {
+		return Slot{Service: service, Number: number, ContainerID: id}
+	}
+	v := *s
+	if v.ContainerID != "" && v.ContainerID != id {
+		v.StoppedByUser, v.pendingDie = false, time.Time{}
+	}
+	return v
+}
+
+// Slots returns a copy of the restart state, for tests.
+func (r *Restarts) Slots() map[string]Slot {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]Slot{}
+	for k, s := range r.slots {
+		out[k] = *s
+	}
+	return out
+}

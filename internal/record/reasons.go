@@ -1,0 +1,185 @@
+package record
+
+// Type is a record's type, as Kubernetes events have them: Normal for what
+// is expected (an action done, a decision to wait), Warning for what someone
+// may need to look at (drift, a failure, a spent budget).
+type Type string
+
+// The two record types.
+const (
+	Normal  Type = "Normal"
+	Warning Type = "Warning"
+)
+
+// Reason is the CamelCase word a program matches a record on. Every reason
+// the daemon records is a constant here and has one row in Catalogue, which
+// gives its type: a reason never changes type from one record to the next.
+type Reason string
+
+// Drift, seen once per occurrence.
+const (
+	ContainerMissing    Reason = "ContainerMissing"
+	ExtraReplica        Reason = "ExtraReplica"
+	ConfigChanged       Reason = "ConfigChanged"
+	ImageChanged        Reason = "ImageChanged"
+	ContainerExited     Reason = "ContainerExited"
+	ContainerNotStarted Reason = "ContainerNotStarted"
+	ContainerPaused     Reason = "ContainerPaused"
+	ContainerDead       Reason = "ContainerDead"
+	ContainerUnhealthy  Reason = "ContainerUnhealthy"
+	OrphanContainer     Reason = "OrphanContainer"
+	NetworkMissing      Reason = "NetworkMissing"
+	VolumeMissing       Reason = "VolumeMissing"
+	UnexpectedNetwork   Reason = "UnexpectedNetwork"
+	NetworkDetached     Reason = "NetworkDetached"
+)
+
+// Actions done, one per operation type, and the end of drift.
+const (
+	Created             Reason = "Created"
+	Recreated           Reason = "Recreated"
+	Started             Reason = "Started"
+	Restarted           Reason = "Restarted"
+	Unpaused            Reason = "Unpaused"
+	Removed             Reason = "Removed"
+	NetworkCreated      Reason = "NetworkCreated"
+	VolumeCreated       Reason = "VolumeCreated"
+	NetworkDisconnected Reason = "NetworkDisconnected"
+	DependencyReady     Reason = "DependencyReady"
+	Synced              Reason = "Synced"
+)
+
+// Operations that failed, one per operation type.
+const (
+	FailedCreateNetwork     Reason = "FailedCreateNetwork"
+	FailedCreateVolume      Reason = "FailedCreateVolume"
+	FailedCreateContainer   Reason = "FailedCreateContainer"
+	FailedRecreateContainer Reason = "FailedRecreateContainer"
+	FailedStartContainer    Reason = "FailedStartContainer"
+	FailedRestartContainer  Reason = "FailedRestartContainer"
+	FailedUnpauseContainer  Reason = "FailedUnpauseContainer"
+	FailedRemoveContainer   Reason = "FailedRemoveContainer"
+	FailedDisconnectNetwork Reason = "FailedDisconnectNetwork"
+	FailedWaitCondition     Reason = "FailedWaitCondition"
+)
+
+// Other failures.
+const (
+	ImageMissing           Reason = "ImageMissing"
+	ReconcileFailed        Reason = "ReconcileFailed"
+	ReconcilePanic         Reason = "ReconcilePanic"
+	EventPanic             Reason = "EventPanic"
+	InvalidConfig          Reason = "InvalidConfig"
+	EngineDisconnected     Reason = "EngineDisconnected"
+	RestartBudgetExhausted Reason = "RestartBudgetExhausted"
+	UnhealthyNotRestarted  Reason = "UnhealthyNotRestarted"
+	StateNotSaved          Reason = "StateNotSaved"
+)
+
+// Decisions and what the daemon learnt.
+const (
+	DependencyNotReady Reason = "DependencyNotReady"
+	StoppedByUser      Reason = "StoppedByUser"
+	NotRestarted       Reason = "NotRestarted"
+	BackOff            Reason = "BackOff"
+	ConfigReloaded     Reason = "ConfigReloaded"
+	EngineConnected    Reason = "EngineConnected"
+	Reloaded           Reason = "Reloaded"
+	ReloadSkipped      Reason = "ReloadSkipped"
+)
+
+// Reloads and upstreams.
+const (
+	ReloadRejected    Reason = "ReloadRejected"
+	ReloadFailed      Reason = "ReloadFailed"
+	NoHealthyUpstream Reason = "NoHealthyUpstream"
+)
+
+// ReasonInfo is one row of the catalogue.
+type ReasonInfo struct {
+	Reason  Reason
+	Type    Type
+	Meaning string
+}
+
+// Catalogue is every reason with its type and a one-line meaning, in the
+// order the README's table lists them; a test holds the two together.
+var Catalogue = []ReasonInfo{
+	{ContainerMissing, Warning, "a desired replica has no container"},
+	{ExtraReplica, Warning, "more replicas run than desired"},
+	{ConfigChanged, Warning, "a container's config hash differs from the compose file's"},
+	{ImageChanged, Warning, "the service's image now names another image than the container runs"},
+	{ContainerExited, Warning, "a container is exited"},
+	{ContainerNotStarted, Warning, "a container was created and never started"},
+	{ContainerPaused, Warning, "a container is paused"},
+	{ContainerDead, Warning, "a container is dead"},
+	{ContainerUnhealthy, Warning, "a running container's healthcheck fails"},
+	{OrphanContainer, Warning, "a container of a service no longer in the compose files"},
+	{NetworkMissing, Warning, "a network the project declares does not exist"},
+	{VolumeMissing, Warning, "a volume the project declares does not exist"},
+	{UnexpectedNetwork, Warning, "a container is on a network its service does not name"},
+	{NetworkDetached, Warning, "a container is off a network its service names"},
+
+	{Created, Normal, "a missing replica was created"},
+	{Recreated, Normal, "a diverged replica was recreated"},
+	{Started, Normal, "a stopped container was started"},
+	{Restarted, Normal, "a container was restarted (unhealthy, or its restart: true dependency restarted)"},
+	{Unpaused, Normal, "a paused container was unpaused"},
+	{Removed, Normal, "an extra replica or an orphan was removed"},
+	{NetworkCreated, Normal, "a missing network was created"},
+	{VolumeCreated, Normal, "a missing volume was created"},
+	{NetworkDisconnected, Normal, "a container was taken off a network its service does not name"},
+	{DependencyReady, Normal, "a dependency met its depends_on condition"},
+	{Synced, Normal, "the service matches its desired state again"},
+
+	{FailedCreateNetwork, Warning, "creating a network failed"},
+	{FailedCreateVolume, Warning, "creating a volume failed"},
+	{FailedCreateContainer, Warning, "creating a replica failed"},
+	{FailedRecreateContainer, Warning, "recreating a replica failed"},
+	{FailedStartContainer, Warning, "starting a container failed"},
+	{FailedRestartContainer, Warning, "restarting a container failed"},
+	{FailedUnpauseContainer, Warning, "unpausing a container failed"},
+	{FailedRemoveContainer, Warning, "removing a container failed"},
+	{FailedDisconnectNetwork, Warning, "taking a container off a network failed"},
+	{FailedWaitCondition, Warning, "a dependency failed its depends_on condition"},
+
+	{ImageMissing, Warning, "an image is neither present nor pullable nor buildable: waits for the next change"},
+	{ReconcileFailed, Warning, "a reconcile failed on bad input: not retried until something changes"},
+	{ReconcilePanic, Warning, "a reconcile panicked; it is retried with backoff"},
+	{EventPanic, Warning, "handling an engine event panicked; the event was dropped, the next relist repairs it"},
+	{InvalidConfig, Warning, "an edited compose file is invalid; the last good configuration stays in force"},
+	{EngineDisconnected, Warning, "the engine's event stream was lost; reconnecting"},
+	{RestartBudgetExhausted, Warning, "a replica used its restart budget and is left down"},
+	{UnhealthyNotRestarted, Warning, "a container is unhealthy and restart on unhealthy is off"},
+	{StateNotSaved, Warning, "the restart state could not be written; retried"},
+
+	{DependencyNotReady, Normal, "a service waits for a dependency's depends_on condition"},
+	{StoppedByUser, Normal, "a graceful stop is taken as the user's intent: left down"},
+	{NotRestarted, Normal, "the restart policy does not restart this exit"},
+	{BackOff, Normal, "a restart waits for its backoff"},
+	{ConfigReloaded, Normal, "the compose files were read again; names the services that changed"},
+	{EngineConnected, Normal, "connected to the engine and relisted the project"},
+	{Reloaded, Normal, "a service's reload action ran after its configuration changed"},
+	{ReloadSkipped, Normal, "dry run: a reload that would have run"},
+
+	{ReloadRejected, Warning, "a reload's check failed; nothing was reloaded"},
+	{ReloadFailed, Warning, "a reload action failed"},
+	{NoHealthyUpstream, Warning, "no replica of an upstream is running and healthy; the last list is kept"},
+}
+
+var types = func() map[Reason]Type {
+	m := make(map[Reason]Type, len(Catalogue))
+	for _, r := range Catalogue {
+		m[r.Reason] = r.Type
+	}
+	return m
+}()
+
+// Type is the reason's type from the catalogue; a reason missing from it
+// is a Warning, so that it is not overlooked.
+func (r Reason) Type() Type {
+	if t, ok := types[r]; ok {
+		return t
+	}
+	return Warning
+}

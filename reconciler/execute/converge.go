@@ -1,0 +1,114 @@
+package execute
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/reconcile-dev/reconcile/desired"
+	"github.com/reconcile-dev/reconcile/internal/clock"
+	"github.com/reconcile-dev/reconcile/observed"
+	"github.com/reconcile-dev/reconcile/reconciler/plan"
+)
+
+// Converger brings a project to its desired state once, as `reconcile
+// --once` does: observe, diff, act, and again, until the project converges or
+// the context ends.
+type Converger struct {
+	Desired *desired.State
+	Observe SnapshotFunc
+	// First, when set, is used as the first pass's snapshot instead of
+	// observing: one taken while the desired state was loading.
+	First    *observed.Snapshot
+	Executor *Executor
+	// Images, when set, makes the images of planned containers present
+	// before a plan runs; its error stops the run.
+	Images  ImageProvider
+	Options plan.Options
+	Log     *slog.Logger
+	Clock   clock.Clock
+	// Poll paces observation while waiting for containers to settle.
+	Poll time.Duration
+	// MaxActions bounds how many plans are applied, so that a container
+	// that dies as soon as it starts is not restarted in a tight loop.
+	MaxActions int
+}
+
+// Outcome is where a converge run ended.
+type Outcome struct {
+	Converged bool
+	Status    plan.ProjectStatus
+	Result    *plan.Result
+	// Applied counts the plans applied.
+	Applied int
+	// Errors are the failures of operations along the way.
+	Errors []error
+}
+
+// Run converges until ctx ends. Its error is for what retrying cannot fix:
+// bad input (a *desired.InputError) or an observation that failed; a project
+// that did not converge in time is an Outcome with Converged false.
+func (c *Converger) Run(ctx context.Context) (Outcome, error) {
+	var out Outcome
+	log := c.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	clk := c.Clock
+	if clk == nil {
+		clk = clock.Real{}
+	}
+	poll := c.Poll
+	if poll <= 0 {
+		poll = 250 * time.Millisecond
+	}
+	maxActions := c.MaxActions
+	if maxActions <= 0 {
+		maxActions = 3
+	}
+	next := c.First
+	for {
+		snap, err := next, error(nil)
+		next = nil
+		if snap == nil {
+			snap, err = c.Observe(ctx)
+		}
+		if err != nil {
+			if ctx.Err() != nil && out.Result != nil {
+				return out, nil // out of time while observing: report the last state
+			}
+			return out, err
+		}
+		out.Result = plan.Diff(c.Desired, snap, c.Options)
+		out.Status = plan.Status(c.Desired, snap, out.Result)
+		if plan.Converged(out.Status, out.Result) {
+			out.Converged = true
+			return out, nil
+		}
+		if !out.Result.Plan.Empty() && out.Applied < maxActions {
+			if c.Images != nil {
+				if err := EnsureImages(ctx, c.Desired, snap, out.Result.Plan, c.Images); err != nil {
+					return out, err
+				}
+			}
+			for _, d := range out.Result.Drift {
+				log.Info("drift", "kind", d.Kind.String(), "service", d.Service, "subject", d.Subject(), "cause", d.Cause)
+			}
+			log.Debug("applying plan", "plan", out.Result.Plan.String())
+			out.Applied++
+			if err := c.Executor.Execute(ctx, out.Result.Plan); err != nil {
+				out.Errors = append(out.Errors, err)
+				if errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(ctx.Err(), context.Canceled) {
+					return out, nil
+				}
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return out, nil
+		case <-clk.After(poll):
+		}
+	}
+}

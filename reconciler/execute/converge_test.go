@@ -1,0 +1,97 @@
+package execute
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/docker/compose/v5/pkg/api"
+
+	"github.com/reconcile-dev/reconcile/desired"
+	"github.com/reconcile-dev/reconcile/internal/clock"
+	"github.com/reconcile-dev/reconcile/observed"
+	"github.com/reconcile-dev/reconcile/reconciler/plan"
+)
+
+func converger(w *world, f *fakeEngine) *Converger {
+	return &Converger{Desired: w.d, Observe: f.observe, Executor: f.executor(w), Poll: time.Millisecond, Clock: clock.Real{}}
+}
+
+func TestConvergeFreshProject(t *testing.T) {
+	w := newWorld(load(t, stack))
+	f := &fakeEngine{w: w, upState: map[string]string{"db": "running:healthy", "migrate": "exited:0"}}
+	out, err := converger(w, f).Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !out.Converged || out.Applied != 1 || len(out.Errors) != 0 {
+		t.Errorf("outcome: converged %v, applied %d, errors %v", out.Converged, out.Applied, out.Errors)
+	}
+}
+
+func TestConvergeBoundsActionsOnACrashLoop(t *testing.T) {
+	w := newWorld(load(t, "services:\n  app: {image: a, restart: always}\n"))
+	f := &fakeEngine{w: w, upState: map[string]string{"app": "exited:1"}}
+	// the fake's start leaves the container running; make it crash again
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	c := converger(w, f)
+	c.Observe = func(ctx context.Context) (*observed.Snapshot, error) {
+		snap, err := f.observe(ctx)
+		for i := range snap.Containers {
+			snap.Containers[i].State, snap.Containers[i].ExitCode = "exited", 1
+		}
+		return snap, err
+	}
+	out, err := c.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Converged {
+		t.Fatal("a crashing container cannot converge")
+	}
+	if out.Applied != 3 {
+		t.Errorf("applied %d plans, want the default bound of 3", out.Applied)
+	}
+	if got := out.Status.Services[0].Health; got != plan.Degraded {
+		t.Errorf("health = %s, want Degraded", got)
+	}
+}
+
+type failingImages struct{ calls []string }
+
+func (f *failingImages) Pull(_ context.Context, p *types.Project, _ api.PullOptions) error {
+	f.calls = append(f.calls, "pull "+strings.Join(p.ServiceNames(), ","))
+	return errors.New("dial tcp: lookup registry-1.docker.io: no such host")
+}
+
+func (f *failingImages) Build(context.Context, *types.Project, api.BuildOptions) error {
+	f.calls = append(f.calls, "build")
+	return errors.New("unexpected build")
+}
+
+func TestConvergeStopsOnAnImageThatCannotBePulled(t *testing.T) {
+	w := newWorld(load(t, stack))
+	w.snap.Images = map[string]string{"db:latest": "sha256:1", "app:latest": "sha256:2"} // web's image is missing
+	f := &fakeEngine{w: w}
+	imgs := &failingImages{}
+	c := converger(w, f)
+	c.Images = imgs
+	_, err := c.Run(context.Background())
+	var ie *desired.InputError
+	if !errors.As(err, &ie) {
+		t.Fatalf("err = %v, want an InputError", err)
+	}
+	if ie.Service != "web" || ie.Key != "image" || !strings.Contains(ie.File, "compose.yaml") || ie.Line == 0 {
+		t.Errorf("error does not name file, line, service and key: %+v (%v)", ie, err)
+	}
+	if len(f.calls) != 0 {
+		t.Errorf("the engine was touched before the image check: %v", f.calls)
+	}
+	if strings.Join(imgs.calls, ";") != "pull web" {
+		t.Errorf("image calls = %v", imgs.calls)
+	}
+}

@@ -1,0 +1,108 @@
+package reconciler
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/reconcile-dev/reconcile/desired"
+	"github.com/reconcile-dev/reconcile/internal/record"
+	"github.com/reconcile-dev/reconcile/observed"
+	"github.com/reconcile-dev/reconcile/reconciler/plan"
+)
+
+// Review is what a policy sees of one service's reconcile: the desired and
+// observed state and the plan as it stands.
+type Review struct {
+	Desired  *desired.State
+	Snapshot *observed.Snapshot
+	Service  string
+	Plan     *plan.Plan
+	Now      time.Time
+}
+
+// Guard is a policy's say over a service's plan before it runs. Its Review
+// only decides: it returns a Decision and changes no state, so that asking
+// twice gives the same answer and a held operation is never counted.
+type Guard interface {
+	Review(in Review) Decision
+}
+
+// Accountant is a policy that learns what became of the operations of a
+// plan: the executor reports each one as it begins and when it is done or
+// failed. Budgets and backoff are counted here, from what happened.
+type Accountant interface {
+	Begin(op plan.Operation, at time.Time)
+	Done(op plan.Operation, err error, at time.Time)
+}
+
+// SnapshotLearner is a policy that notes what each fresh list shows (an exit
+// the list shows before its event arrives).
+type SnapshotLearner interface {
+	Listed(snap *observed.Snapshot)
+}
+
+// Syncer is a controller that keeps something other than containers in
+// line for a service: an upstream file and the reload it needs. Unlike a
+// Guard it acts.
+type Syncer interface {
+	Sync(ctx context.Context, in Review) (Result, error)
+}
+
+// StatusAnnotator is a policy that adds what it knows to a status.
+type StatusAnnotator interface {
+	Annotate(st *plan.ProjectStatus, d *desired.State, now time.Time)
+}
+
+// Decision is a guard's answer for one service: which of the plan's
+// operations wait, which it adds, and when to look again.
+type Decision struct {
+	// Hold are the plan's nodes that may not run now; what depends on them
+	// waits too.
+	Hold []*plan.Node
+	// Add are operations to run besides the plan's (a cascade restart).
+	Add []plan.Operation
+	// RequeueAfter asks for another look at the service this soon.
+	RequeueAfter time.Duration
+	// Wake names other services to reconcile now (a load balancer that
+	// must rewrite its file before a replica may stop).
+	Wake []string
+	// Reports explain the decision; each is recorded once per occurrence.
+	Reports []Report
+}
+
+// Report is a record a decision asks for. Reason and Container say what it
+// is about; Occurrence tells one occurrence from the next (a backoff's due
+// time, an exit's time): the record is made again only when it changes.
+type Report struct {
+	Reason     record.Reason
+	Container  string
+	Message    string
+	Occurrence string
+}
+
+// Later asks for another look after d, keeping the sooner of two asks.
+func (d *Decision) Later(after time.Duration) {
+	d.RequeueAfter = sooner(d.RequeueAfter, after)
+}
+
+// Apply returns p less the held operations (and what depends on them) and
+// with the added ones.
+func (d Decision) Apply(p *plan.Plan) *plan.Plan {
+	out := p.Without(func(n *plan.Node) bool { return slices.Contains(d.Hold, n) })
+	for _, op := range d.Add {
+		out.Add(op)
+	}
+	return out
+}
+
+// sooner is the sooner of two waits, where zero means no wait was asked.
+func sooner(a, b time.Duration) time.Duration {
+	switch {
+	case b <= 0:
+		return a
+	case a <= 0:
+		return b
+	}
+	return min(a, b)
+}

@@ -1,0 +1,204 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/reconcile-dev/reconcile/desired"
+	"github.com/reconcile-dev/reconcile/internal/record"
+	"github.com/reconcile-dev/reconcile/observed"
+	"github.com/reconcile-dev/reconcile/reconciler/execute"
+	"github.com/reconcile-dev/reconcile/reconciler/plan"
+)
+
+// Reconcile brings one service to its desired state as far as it can now:
+// diff, the service's part of the plan, dependencies, the guards' decisions,
+// the syncers, then the executor, whose reports the accountants learn from.
+func (c *Controller) Reconcile(ctx context.Context, key string) (Result, error) {
+	d := c.desired.Load()
+	if d == nil {
+		return Result{}, errors.New("no desired state loaded")
+	}
+	snap, err := c.Snapshot(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	res := plan.Diff(d, snap, c.Options)
+	p := res.Plan.ForService(key)
+	if !c.DryRun && slices.ContainsFunc(p.Nodes, func(n *plan.Node) bool { return n.Op.Type.IsInfra() }) {
+		// Several services may need one missing network: create it once,
+		// under a lock and on a fresh look, then plan again.
+		if err := c.createInfra(ctx, d, key); err != nil {
+			return Result{}, err
+		}
+		if snap, err = c.Snapshot(ctx); err != nil {
+			return Result{}, err
+		}
+		res = plan.Diff(d, snap, c.Options)
+		p = res.Plan.ForService(key)
+	}
+	c.driftMetrics(res)
+	c.reports.drift(c, key, res)
+
+	var out Result
+	if s := d.Services[key]; s != nil && p.BringsUp() {
+		if ok, why := dependenciesReady(d, s, snap); !ok {
+			c.reports.once(c, key, Report{Reason: record.DependencyNotReady, Message: "waiting for " + why, Occurrence: why})
+			p = p.Without(func(n *plan.Node) bool { return n.Op.Type.BringsUp() })
+			out.RequeueAfter = c.dependencyRetry()
+		}
+	}
+	if c.DryRun {
+		if !p.Empty() {
+			logFrom(ctx, c.logger()).Info("dry run: not acting", "plan", p.String())
+		}
+		return out, nil
+	}
+	p, out.RequeueAfter = c.decide(key, Review{Desired: d, Snapshot: snap, Service: key, Plan: p}, out.RequeueAfter)
+	for _, sy := range c.Syncers {
+		r, err := sy.Sync(ctx, Review{Desired: d, Snapshot: snap, Service: key, Plan: p, Now: c.clock().Now()})
+		if err != nil {
+			return Result{}, fmt.Errorf("syncing service %s: %w", key, err)
+		}
+		out.RequeueAfter = sooner(out.RequeueAfter, r.RequeueAfter)
+	}
+	if p.Empty() {
+		return out, nil
+	}
+	if c.Images != nil {
+		if err := execute.EnsureImages(ctx, d, snap, p, c.Images); err != nil {
+			c.reports.once(c, key, Report{Reason: record.ImageMissing, Message: desired.OneLine(err.Error()), Occurrence: err.Error()})
+			return Result{}, TerminalError(err)
+		}
+	}
+	err = c.executor(ctx, d, key).Execute(ctx, p)
+	c.Invalidate()
+	if err != nil {
+		return Result{}, fmt.Errorf("reconciling service %s: %w", key, err)
+	}
+	return out, nil
+}
+
+// decide asks each guard in turn about the plan as the ones before it left
+// it, applies their decisions, records what they report and remembers what
+// they held (a load balancer keeps a replica whose stop waits out of its
+// file). It changes nothing in the guards.
+func (c *Controller) decide(key string, in Review, requeue time.Duration) (*plan.Plan, time.Duration) {
+	var held []plan.Operation
+	for _, g := range c.Guards {
+		in.Now = c.clock().Now()
+		dec := g.Review(in)
+		for _, n := range dec.Hold {
+			held = append(held, n.Op)
+		}
+		for _, r := range dec.Reports {
+			c.reports.once(c, key, r)
+		}
+		for _, w := range dec.Wake {
+			c.queue().Add(w)
+		}
+		requeue = sooner(requeue, dec.RequeueAfter)
+		in.Plan = dec.Apply(in.Plan)
+	}
+	c.pending.hold(key, held)
+	return in.Plan, requeue
+}
+
+// createInfra creates the networks and volumes a service needs that are
+// still missing when looked at under the lock.
+func (c *Controller) createInfra(ctx context.Context, d *desired.State, key string) error {
+	c.infra.Lock()
+	defer c.infra.Unlock()
+	c.Invalidate()
+	snap, err := c.Snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	p := plan.Diff(d, snap, c.Options).Plan.ForService(key).Without(func(n *plan.Node) bool { return !n.Op.Type.IsInfra() })
+	if p.Empty() {
+		return nil
+	}
+	err = c.executor(ctx, d, key).Execute(ctx, p)
+	c.Invalidate()
+	if err != nil {
+		return fmt.Errorf("creating networks and volumes of service %s: %w", key, err)
+	}
+	return nil
+}
+
+func (c *Controller) executor(ctx context.Context, d *desired.State, key string) *execute.Executor {
+	return &execute.Executor{
+		Desired:     d,
+		Compose:     c.Compose,
+		Engine:      c.Engine,
+		Observe:     c.Observe,
+		Log:         logFrom(ctx, c.logger().With("service", key)),
+		Clock:       c.clock(),
+		Concurrency: 2,
+		OnBegin:     c.actionBegins,
+		OnDone:      c.actionDone(d),
+	}
+}
+
+// actionBegins tells the accountants an operation is about to run.
+func (c *Controller) actionBegins(n *plan.Node) {
+	c.pending.begin(n.Op)
+	now := c.clock().Now()
+	for _, g := range c.Guards {
+		if a, ok := g.(Accountant); ok {
+			a.Begin(n.Op, now)
+		}
+	}
+}
+
+// actionDone turns finished operations into records and metrics, and
+// tells the accountants: what is counted is what happened.
+func (c *Controller) actionDone(d *desired.State) func(n *plan.Node, err error, took time.Duration) {
+	return func(n *plan.Node, err error, took time.Duration) {
+		op := n.Op
+		skipped := errors.Is(err, execute.ErrSkipped)
+		if !skipped {
+			c.pending.done(op)
+			now := c.clock().Now()
+			for _, g := range c.Guards {
+				if a, ok := g.(Accountant); ok {
+					a.Done(op, err, now)
+				}
+			}
+		}
+		container := op.Container
+		if container == "" && op.Number > 0 {
+			container = plan.ContainerName(d, op.Service, op.Number)
+		}
+		if container == "" && op.Network != "" {
+			container = op.Network
+		}
+		switch {
+		case skipped:
+		case err != nil:
+			c.record(op.Type.Reason(err), op.Service, container, fmt.Sprintf("%s: %v", op.Cause, err))
+		default:
+			c.metric(func(m Metrics) { m.Action(op.Type.String()) })
+			c.record(op.Type.Reason(nil), op.Service, container, fmt.Sprintf("%s; done in %s", op.Cause, took.Round(time.Millisecond)))
+		}
+	}
+}
+
+// dependenciesReady checks every required dependency's condition on the
+// snapshot; optional ones (required: false) never hold a service back.
+func dependenciesReady(d *desired.State, s *desired.Service, snap *observed.Snapshot) (bool, string) {
+	byService := snap.ByService()
+	for _, dep := range s.DependsOn {
+		depSvc, ok := d.Services[dep.Service]
+		if !ok || !dep.Required {
+			continue
+		}
+		if st, why := plan.CheckCondition(dep.Condition, depSvc, byService[dep.Service]); st != plan.ConditionMet {
+			return false, fmt.Sprintf("%s to be %s (%s)", dep.Service, plan.ConditionWords(dep.Condition), why)
+		}
+	}
+	return true, ""
+}

@@ -1,0 +1,35 @@
+package reconciler
+
+import (
+	"errors"
+	"time"
+)
+
+// Result is what one reconcile asks of the work queue, as controller-runtime's
+// reconcile.Result: nothing (the service is done until something changes),
+// or another look after RequeueAfter (a backoff, a wait on a dependency).
+type Result struct {
+	RequeueAfter time.Duration
+}
+
+// terminalError marks an error that retrying cannot fix.
+type terminalError struct{ err error }
+
+func (t *terminalError) Error() string { return t.err.Error() }
+func (t *terminalError) Unwrap() error { return t.err }
+
+// TerminalError marks err as one retrying cannot fix (a missing image, a
+// bad file): it is recorded once and the service waits for the next change
+// (an edit, an event, a resync) instead of being retried with backoff.
+func TerminalError(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &terminalError{err: err}
+}
+
+// IsTerminal reports whether err was marked with TerminalError.
+func IsTerminal(err error) bool {
+	var t *terminalError
+	return errors.As(err, &t)
+}

@@ -1,0 +1,143 @@
+package reconciler
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/reconcile-dev/reconcile/observed"
+)
+
+// factTTL bounds how long an event's fact may patch snapshots: the list
+// view lags the events by milliseconds, and a fact kept longer could
+// outlive a change whose event was lost.
+const factTTL = 2 * time.Second
+
+// snapshots caches the project's snapshot between changes and patches
+// fresh ones with what recent events said.
+type snapshots struct {
+	// gen counts what may have changed the engine's state (events, our own
+	// actions); a cached snapshot is used only while gen has not moved, so
+	// an idle daemon makes no list calls between resyncs.
+	gen  atomic.Uint64
+	mu   sync.Mutex
+	snap *observed.Snapshot
+	at   uint64
+	has  bool
+
+	// facts holds what recent events say about containers. The engine
+	// emits an event before its list view catches up (a `die` is sent
+	// before the stopped state is saved where the list reads it), so a
+	// snapshot listed after an event is patched with what the event says.
+	factMu sync.Mutex
+	facts  map[string]fact
+}
+
+type fact struct {
+	observed.Fact
+	gen uint64
+	at  time.Time
+}
+
+// Observed notes an engine event: it invalidates the cached snapshot and,
+// for an event that says what its container now is, keeps that for
+// snapshots listed before the engine's list view caught up. It runs on the
+// event reader: a counter and a map entry, nothing more.
+func (c *Controller) Observed(ev observed.Event) {
+	s := &c.snapshots
+	g := s.gen.Add(1)
+	f := ev.Fact()
+	if f.Kind == "" || ev.ContainerID == "" {
+		return
+	}
+	s.factMu.Lock()
+	defer s.factMu.Unlock()
+	if s.facts == nil {
+		s.facts = map[string]fact{}
+	}
+	s.facts[ev.ContainerID] = fact{Fact: f, gen: g, at: c.clock().Now()}
+}
+
+// Invalidate marks the cached snapshot stale: something may have changed.
+func (c *Controller) Invalidate() { c.snapshots.gen.Add(1) }
+
+// Snapshot returns the current snapshot, from the cache when nothing has
+// happened since it was taken. A fresh one is patched with recent events'
+// facts and shown to the policies that learn from lists.
+func (c *Controller) Snapshot(ctx context.Context) (*observed.Snapshot, error) {
+	s := &c.snapshots
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.gen.Load()
+	if s.has && s.at == g {
+		return s.snap, nil
+	}
+	snap, err := c.Observe(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("observing the project: %w", err)
+	}
+	s.patch(snap, g, c.clock().Now())
+	s.snap, s.at, s.has = snap, g, true
+	for _, p := range c.Guards {
+		if l, ok := p.(SnapshotLearner); ok {
+			l.Listed(snap)
+		}
+	}
+	return snap, nil
+}
+
+// patch brings snap, listed at generation g, in line with the facts of
+// events seen before the list was taken; facts the list already shows, or
+// too old to trust, are dropped.
+func (s *snapshots) patch(snap *observed.Snapshot, g uint64, now time.Time) {
+	s.factMu.Lock()
+	defer s.factMu.Unlock()
+	for id, e := range s.facts {
+		if e.gen > g {
+			continue // newer than the list: the next snapshot will tell
+		}
+		if now.Sub(e.at) > factTTL {
+			delete(s.facts, id)
+			continue
+		}
+		i := slices.IndexFunc(snap.Containers, func(ctr observed.Container) bool { return ctr.ID == id })
+		if i < 0 {
+			if e.Kind == observed.FactGone || e.Kind == observed.FactStopped {
+				delete(s.facts, id)
+			}
+			continue
+		}
+		if !apply(&snap.Containers, i, e.Fact) {
+			delete(s.facts, id) // the list shows it already
+		}
+	}
+}
+
+// apply patches container i with f and reports whether the list was behind.
+func apply(cs *[]observed.Container, i int, f observed.Fact) bool {
+	ctr := &(*cs)[i]
+	switch f.Kind {
+	case observed.FactGone:
+		*cs = slices.Delete(*cs, i, i+1)
+		return true
+	case observed.FactStopped:
+		if ctr.State == observed.StateRunning {
+			ctr.State, ctr.ExitCode, ctr.Health = observed.StateExited, f.ExitCode, observed.HealthNone
+			return true
+		}
+	case observed.FactRunning:
+		if ctr.State == observed.StateExited || ctr.State == observed.StateCreated {
+			ctr.State = observed.StateRunning
+			return true
+		}
+	case observed.FactHealthy, observed.FactUnhealthy:
+		if h := string(f.Kind); ctr.State == observed.StateRunning && ctr.Health != h {
+			ctr.Health = h
+			return true
+		}
+	}
+	return false
+}
