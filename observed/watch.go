@@ -14,6 +14,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/reconcile-dev/reconcile/internal/clock"
+	"github.com/reconcile-dev/reconcile/internal/logging"
 )
 
 // EventSource is the part of the moby client the watcher uses.
@@ -163,16 +164,6 @@ func (w *Watcher) handle(msg events.Message) {
 	}
 }
 
-func (w *Watcher) logger() *slog.Logger {
-	if w.Log != nil {
-		return w.Log
-	}
-	return slog.New(slog.DiscardHandler)
-}
+func (w *Watcher) logger() *slog.Logger { return logging.Or(w.Log) }
 
-func (w *Watcher) clock() clock.Clock {
-	if w.Clock != nil {
-		return w.Clock
-	}
-	return clock.Real{}
-}
+func (w *Watcher) clock() clock.Clock { return clock.Or(w.Clock) }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/reconcile-dev/reconcile/desired"
 	"github.com/reconcile-dev/reconcile/internal/clock"
+	"github.com/reconcile-dev/reconcile/internal/logging"
 	"github.com/reconcile-dev/reconcile/internal/record"
 	"github.com/reconcile-dev/reconcile/observed"
 	"github.com/reconcile-dev/reconcile/reconciler/execute"
@@ -264,19 +265,9 @@ func logFrom(ctx context.Context, fallback *slog.Logger) *slog.Logger {
 	return fallback
 }
 
-func (c *Controller) logger() *slog.Logger {
-	if c.Log != nil {
-		return c.Log
-	}
-	return slog.New(slog.DiscardHandler)
-}
+func (c *Controller) logger() *slog.Logger { return logging.Or(c.Log) }
 
-func (c *Controller) clock() clock.Clock {
-	if c.Clock != nil {
-		return c.Clock
-	}
-	return clock.Real{}
-}
+func (c *Controller) clock() clock.Clock { return clock.Or(c.Clock) }
 
 func (c *Controller) dependencyRetry() time.Duration {
 	if c.DependencyRetry > 0 {

@@ -107,3 +107,11 @@ func ReadLog(r io.Reader, kinds map[string][]string, found func(kind string, at 
 		}
 	}
 }
+
+// Exit ends a benchmark's main: with status 1 and the error when it failed.
+func Exit(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}

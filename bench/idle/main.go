@@ -35,10 +35,7 @@ func main() {
 	replicas := flag.Int("replicas", 2, "replicas per service")
 	duration := flag.Duration("duration", 60*time.Second, "how long to measure the idle daemon")
 	flag.Parse()
-	if err := run(*bin, *services, *replicas, *duration); err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
-	}
+	benchkit.Exit(run(*bin, *services, *replicas, *duration))
 }
 
 func run(bin string, services, replicas int, duration time.Duration) error {

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/reconcile-dev/reconcile/bench/benchkit"
 	"github.com/reconcile-dev/reconcile/reconciler/execute"
 
 	"github.com/docker/compose/v5/pkg/api"
@@ -35,10 +36,7 @@ func main() {
 	project := flag.String("project", "", "reuse this project name and keep the project afterwards (for profiling)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the reconcile passes to this file")
 	flag.Parse()
-	if err := run(*services, *replicas, *passes, *project, *cpuprofile); err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
-	}
+	benchkit.Exit(run(*services, *replicas, *passes, *project, *cpuprofile))
 }
 
 func run(services, replicas, passes int, keep, cpuprofile string) error {

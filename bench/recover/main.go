@@ -13,7 +13,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
 	"os/exec"
 	"sync"
 	"time"
@@ -30,10 +29,7 @@ func main() {
 	bin := flag.String("bin", "bin/reconcile", "the reconcile binary")
 	n := flag.Int("n", 25, "iterations")
 	flag.Parse()
-	if err := run(*bin, *n); err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
-	}
+	benchkit.Exit(run(*bin, *n))
 }
 
 // stream hands out the project's events by container name and action.

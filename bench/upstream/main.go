@@ -31,10 +31,7 @@ func main() {
 	bin := flag.String("bin", "bin/reconcile", "the reconcile binary")
 	n := flag.Int("n", 30, "health changes")
 	flag.Parse()
-	if err := run(*bin, *n); err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
-	}
+	benchkit.Exit(run(*bin, *n))
 }
 
 // timeline collects timestamps by kind.

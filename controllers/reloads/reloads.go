@@ -241,12 +241,7 @@ func (r *Reloads) record(reason record.Reason, service, container, msg string) {
 	}
 }
 
-func (r *Reloads) clock() clock.Clock {
-	if r.Clock != nil {
-		return r.Clock
-	}
-	return clock.Real{}
-}
+func (r *Reloads) clock() clock.Clock { return clock.Or(r.Clock) }
 
 // ConfigSources maps each host path a service takes configuration from to
 // the services that mount it: read-only bind mounts and single-file bind

@@ -11,6 +11,7 @@ import (
 
 	"github.com/reconcile-dev/reconcile/desired"
 	"github.com/reconcile-dev/reconcile/internal/clock"
+	"github.com/reconcile-dev/reconcile/internal/logging"
 	"github.com/reconcile-dev/reconcile/internal/statedir"
 )
 
@@ -91,9 +92,7 @@ func slotKey(service string, number int) string { return service + "#" + strconv
 // New loads the persisted state, if any, and starts its writer; onSaveError,
 // when set, is told of each failed write (which is retried).
 func New(clk clock.Clock, store Store, log *slog.Logger, onSaveError func(error)) (*Restarts, error) {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log = logging.Or(log)
 	r := &Restarts{
 		Clock: clk, Log: log, StopGrace: DefaultStopGrace,
 		slots: map[string]*Slot{}, kills: map[string]kill{}, ooms: map[string]time.Time{},

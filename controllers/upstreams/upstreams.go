@@ -299,12 +299,7 @@ const (
 	drainPoll    = 50 * time.Millisecond
 )
 
-func (u *Upstreams) clock() clock.Clock {
-	if u.Clock != nil {
-		return u.Clock
-	}
-	return clock.Real{}
-}
+func (u *Upstreams) clock() clock.Clock { return clock.Or(u.Clock) }
 
 // Drain takes a replica out of every upstream file that lists it, before
 // someone else (a rolling restart for a reload) stops it: it holds it out,

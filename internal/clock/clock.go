@@ -76,3 +76,12 @@ func (f *Fake) Waiters() int {
 	defer f.mu.Unlock()
 	return len(f.waiters)
 }
+
+// Or is c, or the real clock when c is nil: components take an optional
+// Clock field and ask for it through this.
+func Or(c Clock) Clock {
+	if c != nil {
+		return c
+	}
+	return Real{}
+}

@@ -158,3 +158,12 @@ func (h *textHandler) WithGroup(name string) slog.Handler {
 	c.group = name
 	return &c
 }
+
+// Or is l, or a logger that drops everything when l is nil: components take
+// an optional Log field and ask for it through this.
+func Or(l *slog.Logger) *slog.Logger {
+	if l != nil {
+		return l
+	}
+	return slog.New(slog.DiscardHandler)
+}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/reconcile-dev/reconcile/desired"
 	"github.com/reconcile-dev/reconcile/internal/clock"
+	"github.com/reconcile-dev/reconcile/internal/logging"
 	"github.com/reconcile-dev/reconcile/observed"
 	"github.com/reconcile-dev/reconcile/reconciler/plan"
 )
@@ -321,19 +322,9 @@ func (e *Executor) wait(ctx context.Context, op plan.Operation) error {
 	}
 }
 
-func (e *Executor) logger() *slog.Logger {
-	if e.Log != nil {
-		return e.Log
-	}
-	return slog.New(slog.DiscardHandler)
-}
+func (e *Executor) logger() *slog.Logger { return logging.Or(e.Log) }
 
-func (e *Executor) clock() clock.Clock {
-	if e.Clock != nil {
-		return e.Clock
-	}
-	return clock.Real{}
-}
+func (e *Executor) clock() clock.Clock { return clock.Or(e.Clock) }
 
 func (e *Executor) now() time.Time { return e.clock().Now() }
 
