@@ -22,7 +22,7 @@ const (
 	exitOK           = 0
 	exitNotConverged = 1 // --once: not converged in time; diff: drift found
 	exitInput        = 2 // invalid input or usage; nothing was touched
-	exitEngine       = 3 // the engine is unreachable
+	exitEngine       = 3 // the engine is unreachable, or (--once) failed after acting
 	exitInternal     = 4 // diff and status: any other failure
 )
 
@@ -49,12 +49,12 @@ func codeOf(err error, fallback int) int {
 	switch {
 	case err == nil:
 		return exitOK
+	case errors.As(err, &ee):
+		return ee.code // a command's own mapping wins
 	case desired.IsInputError(err):
 		return exitInput
 	case errors.Is(err, engine.ErrUnreachable):
 		return exitEngine
-	case errors.As(err, &ee):
-		return ee.code
 	}
 	return fallback
 }

@@ -6,6 +6,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/reconcile-dev/reconcile/desired"
 	"github.com/reconcile-dev/reconcile/internal/clock"
 	"github.com/reconcile-dev/reconcile/reconciler/execute"
 	"github.com/reconcile-dev/reconcile/reconciler/plan"
@@ -58,7 +59,7 @@ func runOnce(ctx context.Context, g *globals, timeout time.Duration) error {
 	start := time.Now()
 	out, err := conv.Run(runCtx)
 	if err != nil {
-		return err
+		return onceFailure(out, err)
 	}
 	if err := ctx.Err(); err != nil {
 		return withCode(exitNotConverged, fmt.Errorf("interrupted before convergence: %w", err))
@@ -78,6 +79,20 @@ func runOnce(ctx context.Context, g *globals, timeout time.Duration) error {
 		fmt.Fprintf(g.stderr, "  error: %v\n", e)
 	}
 	return withCode(exitNotConverged, errSilent)
+}
+
+// onceFailure maps a converge run that failed to its exit code: bad input
+// is 2 only while nothing was touched; once a plan was applied, bad input
+// found late is 1 (not converged) and an engine failure is 3, so that 2
+// always means "nothing touched".
+func onceFailure(out execute.Outcome, err error) error {
+	switch {
+	case desired.IsInputError(err) && out.Applied == 0:
+		return withCode(exitInput, err)
+	case desired.IsInputError(err):
+		return withCode(exitNotConverged, fmt.Errorf("after %d plan(s) applied: %w", out.Applied, err))
+	}
+	return withCode(exitEngine, fmt.Errorf("the engine failed: %w", err))
 }
 
 // flatten unpacks joined errors so each failure prints on its own line, once

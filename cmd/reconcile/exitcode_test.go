@@ -1,0 +1,54 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/reconcile-dev/reconcile/desired"
+	"github.com/reconcile-dev/reconcile/internal/engine"
+	"github.com/reconcile-dev/reconcile/reconciler/execute"
+)
+
+func TestOnceExitCodes(t *testing.T) {
+	input := &desired.InputError{File: "compose.yaml", Line: 3, Service: "db", Key: "image", Err: errors.New("image x is not present and cannot be pulled")}
+	engineDown := errors.New("listing containers of project p: connection refused")
+	tests := []struct {
+		name    string
+		applied int
+		err     error
+		want    int
+	}{
+		{"bad input before acting: nothing touched", 0, input, exitInput},
+		{"bad input found after a plan ran", 1, input, exitNotConverged},
+		{"engine failure before acting", 0, engineDown, exitEngine},
+		{"engine failure after acting", 2, engineDown, exitEngine},
+		{"wrapped input error after acting", 1, fmt.Errorf("pass 2: %w", input), exitNotConverged},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := onceFailure(execute.Outcome{Applied: tt.applied}, tt.err)
+			if got := codeOf(err, exitInternal); got != tt.want {
+				t.Errorf("exit %d, want %d (%v)", got, tt.want, err)
+			}
+		})
+	}
+}
+
+func TestCodeOfLetsACommandsOwnMappingWin(t *testing.T) {
+	input := &desired.InputError{Key: "--scale", Err: errors.New("bad")}
+	for _, tt := range []struct {
+		err  error
+		want int
+	}{
+		{nil, exitOK},
+		{input, exitInput},
+		{fmt.Errorf("%w: dial unix: no such file", engine.ErrUnreachable), exitEngine},
+		{withCode(exitNotConverged, input), exitNotConverged},
+		{errors.New("something else"), exitInternal},
+	} {
+		if got := codeOf(tt.err, exitInternal); got != tt.want {
+			t.Errorf("%v: exit %d, want %d", tt.err, got, tt.want)
+		}
+	}
+}
