@@ -190,7 +190,7 @@ func (c *Controller) processNext(ctx context.Context) bool {
 	switch {
 	case err != nil && IsTerminal(err):
 		c.metric(func(m Metrics) { m.Reconciled("error", took, true) })
-		c.reports.once(c, key, Report{Reason: record.ReconcileFailed, Message: desired.OneLine(err.Error()) + "; waiting for a change", Occurrence: err.Error()})
+		c.reports.once(c, key, Report{Reason: terminalReason(err), Message: desired.OneLine(err.Error()) + "; waiting for a change", Occurrence: err.Error()})
 		q.Forget(key)
 	case err != nil:
 		c.metric(func(m Metrics) { m.Reconciled("error", took, true) })

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/docker/compose/v5/pkg/api"
 	"github.com/reconcile-dev/reconcile/internal/clock"
 	"github.com/reconcile-dev/reconcile/internal/record"
 	"github.com/reconcile-dev/reconcile/observed"
@@ -317,4 +319,123 @@ func healthOf(f observed.Fact) string {
 		return string(f.Kind)
 	}
 	return ""
+}
+
+// accountant records what the executor reported to it.
+type accountant struct {
+	holdGuard
+	mu     sync.Mutex
+	events []string
+}
+
+func (a *accountant) Begin(op plan.Operation, _ time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.events = append(a.events, "begin "+op.Type.String()+" "+op.ResourceID)
+}
+
+func (a *accountant) Done(op plan.Operation, err error, _ time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.events = append(a.events, fmt.Sprintf("done %s %s %v", op.Type, op.ResourceID, err != nil))
+}
+
+func TestAccountantsHearOnlyWhatRan(t *testing.T) {
+	w := newWorld(load(t, "services:\n  app: {image: a, deploy: {replicas: 2}}\n"))
+	w.add("app", 1, "exited:1")
+	f := &fakeEngine{w: w}
+	c, _, _ := newController(w, f)
+	a := &accountant{holdGuard: holdGuard{after: time.Second}}
+	c.Guards = []Guard{a}
+	if _, err := c.Reconcile(context.Background(), "app"); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"begin CreateContainer service:app:2", "done CreateContainer service:app:2 false"}
+	if !slices.Equal(a.events, want) {
+		t.Errorf("accountant heard %v, want %v: the held start is never reported", a.events, want)
+	}
+	held := c.Pending("app")
+	if len(held) != 1 || held[0].Type != plan.OpStartContainer {
+		t.Errorf("pending %+v, want the held start", held)
+	}
+}
+
+// addGuard adds a restart of the first container through the plan builder.
+type addGuard struct{}
+
+func (addGuard) Review(in Review) Decision {
+	c := in.Snapshot.Containers[0]
+	return Decision{Add: []plan.Operation{{Type: plan.OpRestartContainer, ResourceID: plan.ReplicaID(c.Service, c.Number),
+		Service: c.Service, Container: c.Name, ContainerID: c.ID, Number: c.Number, Cause: "added"}}}
+}
+
+func TestADecisionAddsOperations(t *testing.T) {
+	w := newWorld(load(t, "services:\n  app: {image: a}\n")).running("app")
+	f := &fakeEngine{w: w}
+	c, rec, _ := newController(w, f)
+	c.Guards = []Guard{addGuard{}}
+	if _, err := c.Reconcile(context.Background(), "app"); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(f.calls, ","); got != "restart id-app-1 timeout=0" {
+		t.Errorf("calls %q: want the added restart run", got)
+	}
+	if !slices.Contains(rec.reasons(), "Restarted") {
+		t.Errorf("records %v", rec.reasons())
+	}
+}
+
+func TestATerminalErrorIsRecordedOnceAndNotRetried(t *testing.T) {
+	w := newWorld(load(t, "services:\n  app: {image: a}\n"))
+	f := &fakeEngine{w: w}
+	c, rec, _ := newController(w, f)
+	c.Images = missingImages{}
+	for range 3 {
+		c.queue().Add("app")
+		c.processNext(context.Background())
+	}
+	n := 0
+	for _, r := range rec.reasons() {
+		if r == "ImageMissing" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("records %v: want ImageMissing once", rec.reasons())
+	}
+	if c.Queue.Failures("app") != 0 {
+		t.Errorf("a terminal error was retried with backoff (%d failures)", c.Queue.Failures("app"))
+	}
+	if strings.Contains(strings.Join(f.calls, ","), "up app") {
+		t.Errorf("calls %v: nothing may be created without its image", f.calls)
+	}
+}
+
+// missingImages can neither pull nor build.
+type missingImages struct{}
+
+func (missingImages) Pull(context.Context, *types.Project, api.PullOptions) error {
+	return errors.New("pull access denied")
+}
+func (missingImages) Build(context.Context, *types.Project, api.BuildOptions) error {
+	return errors.New("no build section")
+}
+
+func TestReportsKeepOneEntryPerReasonAndContainer(t *testing.T) {
+	w := newWorld(load(t, "services:\n  app: {image: a}\n"))
+	w.add("app", 1, "exited:1")
+	c, rec, _ := newController(w, &fakeEngine{w: w})
+	for i := range 100 { // a crash loop: a new occurrence each exit
+		c.reports.once(c, "app", Report{Reason: "BackOff", Container: "p-app-1", Message: "m", Occurrence: fmt.Sprint(i)})
+		c.reports.once(c, "app", Report{Reason: "BackOff", Container: "p-app-1", Message: "m", Occurrence: fmt.Sprint(i)})
+	}
+	c.reports.mu.Lock()
+	entries := len(c.reports.services["app"].last)
+	c.reports.mu.Unlock()
+	if entries != 1 {
+		t.Errorf("%d report entries after 100 occurrences, want 1", entries)
+	}
+	if n := len(rec.reasons()); n != 100 {
+		t.Errorf("%d records, want one per occurrence (100)", n)
+	}
 }

@@ -70,8 +70,7 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (Result, error) 
 	}
 	if c.Images != nil {
 		if err := execute.EnsureImages(ctx, d, snap, p, c.Images); err != nil {
-			c.reports.once(c, key, Report{Reason: record.ImageMissing, Message: desired.OneLine(err.Error()), Occurrence: err.Error()})
-			return Result{}, TerminalError(err)
+			return Result{}, TerminalError(record.ImageMissing, err)
 		}
 	}
 	err = c.executor(ctx, d, key).Execute(ctx, p)
