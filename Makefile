@@ -45,6 +45,7 @@ bench: build images
 	./bench/idle.sh
 	./bench/recover.sh
 	./bench/upstream.sh
+	./bench/storm.sh
 
 clean:
 	rm -rf bin

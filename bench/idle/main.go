@@ -8,14 +8,11 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -53,7 +50,7 @@ func run(bin string, services, replicas int, duration time.Duration) error {
 	defer p.Close()
 	name, dir, file := p.Name, p.Dir, p.File
 
-	port, err := freePort()
+	port, err := benchkit.FreePort()
 	if err != nil {
 		return err
 	}
@@ -92,7 +89,7 @@ func run(bin string, services, replicas int, duration time.Duration) error {
 	if err != nil {
 		return err
 	}
-	calls0, err := metric(base, "reconcile_engine_requests_total")
+	calls0, err := benchkit.Metric(base, "reconcile_engine_requests_total")
 	if err != nil {
 		return err
 	}
@@ -100,7 +97,7 @@ func run(bin string, services, replicas int, duration time.Duration) error {
 	time.Sleep(duration)
 	elapsed := time.Since(t0)
 	cpu1, _ := cpuSeconds(pid)
-	calls1, _ := metric(base, "reconcile_engine_requests_total")
+	calls1, _ := benchkit.Metric(base, "reconcile_engine_requests_total")
 	rss, err := procStatus(pid, "VmHWM:")
 	if err != nil {
 		return err
@@ -118,16 +115,6 @@ func run(bin string, services, replicas int, duration time.Duration) error {
 	return nil
 }
 
-func freePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	_, port, _ := net.SplitHostPort(l.Addr().String())
-	return port, nil
-}
-
 func getJSON(url string, v any) error {
 	resp, err := http.Get(url)
 	if err != nil {
@@ -138,22 +125,6 @@ func getJSON(url string, v any) error {
 		return fmt.Errorf("%s: %s", url, resp.Status)
 	}
 	return json.NewDecoder(resp.Body).Decode(v)
-}
-
-func metric(base, name string) (float64, error) {
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	sc := bufio.NewScanner(strings.NewReader(string(body)))
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			return strconv.ParseFloat(v, 64)
-		}
-	}
-	return 0, fmt.Errorf("metric %s not found", name)
 }
 
 // cpuSeconds is the process's user+system time, from /proc/PID/stat.

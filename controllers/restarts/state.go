@@ -128,14 +128,17 @@ type stateFile struct {
 	Slots []*Slot `json:"slots"`
 }
 
-// marshal is the state as the writer saves it, taken under the lock.
+// marshal is the state as the writer saves it: copied under the lock,
+// encoded outside it, so that the event reader never waits for an encoding.
 func (r *Restarts) marshal() ([]byte, error) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	var st stateFile
+	st := stateFile{Slots: make([]*Slot, 0, len(r.slots))}
 	for _, k := range slices.Sorted(maps.Keys(r.slots)) {
-		st.Slots = append(st.Slots, r.slots[k])
+		s := *r.slots[k]
+		s.Restarts = slices.Clone(s.Restarts)
+		st.Slots = append(st.Slots, &s)
 	}
+	r.mu.Unlock()
 	return json.MarshalIndent(st, "", " ")
 }
 

@@ -1,0 +1,210 @@
+// Command storm kills 60 replicas at once beside the daemon and measures
+// how long the longest engine event held the daemon's event reader (the
+// engine drops a reader that lags 100 ms), and how long the daemon takes to
+// have all 60 running again, against this program's own parallel
+// `docker start` of the same 60 (the floor), measured in the same run.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/docker/compose/v5/pkg/api"
+	"github.com/moby/moby/client"
+
+	"github.com/reconcile-dev/reconcile/bench/benchkit"
+)
+
+func main() {
+	bin := flag.String("bin", "bin/reconcile", "the reconcile binary")
+	n := flag.Int("n", 60, "replicas killed at once")
+	rounds := flag.Int("rounds", 3, "storms per side")
+	flag.Parse()
+	benchkit.Exit(run(*bin, *n, *rounds))
+}
+
+// starts counts start events per container, from the engine's stream.
+type starts struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+}
+
+func (s *starts) since(t time.Time) (int, time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, latest := 0, time.Time{}
+	for _, at := range s.last {
+		if at.After(t) {
+			n++
+			if at.After(latest) {
+				latest = at
+			}
+		}
+	}
+	return n, latest
+}
+
+func run(bin string, n, rounds int) error {
+	ctx := context.Background()
+	p, err := benchkit.NewProject(ctx, "bench-storm", "", fmt.Sprintf(`services:
+  app:
+    image: %%[1]s
+    restart: always
+    deploy: {replicas: %d}
+    x-reconcile: {restart: {max_attempts: 0, reset_after: 1s}}
+`, n))
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	eng := p.Engine
+
+	st := &starts{last: map[string]time.Time{}}
+	evCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	res := eng.Client.Events(evCtx, client.EventsListOptions{Filters: make(client.Filters).
+		Add("label", api.ProjectLabel+"="+p.Name).Add("event", "start")})
+	go func() {
+		for m := range res.Messages {
+			st.mu.Lock()
+			st.last[m.Actor.ID] = time.Unix(0, m.TimeNano)
+			st.mu.Unlock()
+		}
+	}()
+
+	port, err := benchkit.FreePort()
+	if err != nil {
+		return err
+	}
+	base := "http://127.0.0.1:" + port
+	daemon := func() (*exec.Cmd, error) {
+		cmd := exec.Command(bin, "-f", p.File, "-p", p.Name, "--state-dir", p.Dir, "--listen", "127.0.0.1:"+port, "--log-level", "error")
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		return cmd, cmd.Start()
+	}
+	cmd, err := daemon()
+	if err != nil {
+		return err
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+
+	ids, err := waitRunning(ctx, p, n, 3*time.Minute)
+	if err != nil {
+		return err
+	}
+	time.Sleep(2 * time.Second) // past reset_after: every replica's budget is whole
+
+	killAll := func() (time.Time, error) {
+		t0 := time.Now()
+		var wg sync.WaitGroup
+		errs := make(chan error, len(ids))
+		for _, id := range ids {
+			wg.Go(func() {
+				if _, err := eng.Client.ContainerKill(ctx, id, client.ContainerKillOptions{Signal: "KILL"}); err != nil {
+					errs <- err
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		return t0, <-errs
+	}
+	waitStarts := func(t0 time.Time) (time.Duration, error) {
+		deadline := time.Now().Add(2 * time.Minute)
+		for time.Now().Before(deadline) {
+			if got, latest := st.since(t0); got == len(ids) {
+				return latest.Sub(t0), nil
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		got, _ := st.since(t0)
+		return 0, fmt.Errorf("%d of %d replicas started again within 2m", got, len(ids))
+	}
+
+	var daemonTimes, floorTimes []time.Duration
+	for range rounds {
+		t0, err := killAll()
+		if err != nil {
+			return err
+		}
+		took, err := waitStarts(t0)
+		if err != nil {
+			return err
+		}
+		daemonTimes = append(daemonTimes, took)
+		time.Sleep(2 * time.Second)
+	}
+	readerMax, err := benchkit.Metric(base, "reconcile_event_reader_max_seconds")
+	if err != nil {
+		return err
+	}
+	events, err := benchkit.Metric(base, "reconcile_event_reader_seconds_count")
+	if err != nil {
+		return err
+	}
+
+	// the floor: no daemon; this program starts the 60 itself, in parallel,
+	// once the engine has them all down
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Wait()
+	for range rounds {
+		t0, err := killAll()
+		if err != nil {
+			return err
+		}
+		if _, err := waitRunning(ctx, p, 0, time.Minute); err != nil {
+			return err
+		}
+		var wg sync.WaitGroup
+		for _, id := range ids {
+			wg.Go(func() { _, _ = eng.Client.ContainerStart(ctx, id, client.ContainerStartOptions{}) })
+		}
+		wg.Wait()
+		took, err := waitStarts(t0)
+		if err != nil {
+			return err
+		}
+		floorTimes = append(floorTimes, took)
+	}
+
+	fmt.Printf("%d replicas of a restart: always service killed at once (docker kill: the engine leaves them down), %d storms each\n", len(ids), rounds)
+	fmt.Printf("  event reader: the longest any of %.0f events held it: %.3f ms   (the engine drops a reader that lags 100 ms)\n", events, readerMax*1000)
+	benchkit.Report("kill -> all running again (reconcile)", daemonTimes)
+	benchkit.Report("kill -> all running again (floor: parallel docker start)", floorTimes)
+	fmt.Printf("  ratio, medians: %.2f (target <= 1.1)\n", float64(benchkit.Pct(daemonTimes, 0.5))/float64(benchkit.Pct(floorTimes, 0.5)))
+	return nil
+}
+
+// waitRunning waits until want containers of the project run, and returns
+// all the project's container IDs.
+func waitRunning(ctx context.Context, p *benchkit.Project, want int, timeout time.Duration) ([]string, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		list, err := p.Engine.Client.ContainerList(ctx, client.ContainerListOptions{All: true,
+			Filters: make(client.Filters).Add("label", api.ProjectLabel+"="+p.Name)})
+		if err != nil {
+			return nil, err
+		}
+		var ids []string
+		running := 0
+		for _, c := range list.Items {
+			ids = append(ids, c.ID)
+			if c.State == "running" {
+				running++
+			}
+		}
+		if running == want && (want > 0 || len(ids) > 0) {
+			return ids, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%d of %d containers running after %s", running, want, timeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
