@@ -2,7 +2,9 @@ package desired
 
 import (
 	"errors"
+	"maps"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -65,7 +67,7 @@ func classifyLoadError(err error, loc *locator, serviceEnvFiles map[string][]str
 		m := reEnvFile.FindStringSubmatch(msg)
 		ie.Err = errors.New("env file " + m[1] + " not found")
 		ie.Key = "env_file"
-		for _, svc := range sortedKeys(serviceEnvFiles) {
+		for _, svc := range slices.Sorted(maps.Keys(serviceEnvFiles)) {
 			for _, f := range serviceEnvFiles[svc] {
 				if f == m[1] {
 					ie.Service = svc

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -141,7 +143,7 @@ func Load(ctx context.Context, loader ProjectLoader, opts Options) (*State, erro
 	if err != nil {
 		return nil, classifyLoadError(err, loc, serviceEnvFiles)
 	}
-	for _, name := range sortedKeys(opts.Scale) {
+	for _, name := range slices.Sorted(maps.Keys(opts.Scale)) {
 		svc, ok := project.Services[name]
 		if !ok {
 			return nil, &InputError{Key: "--scale", Err: fmt.Errorf("no such service: %s", name)}
@@ -174,7 +176,7 @@ func Load(ctx context.Context, loader ProjectLoader, opts Options) (*State, erro
 		if svc.StopGracePeriod != nil {
 			s.StopGracePeriod = time.Duration(*svc.StopGracePeriod)
 		}
-		for _, dep := range sortedKeys(svc.DependsOn) {
+		for _, dep := range slices.Sorted(maps.Keys(svc.DependsOn)) {
 			d := svc.DependsOn[dep]
 			cond := d.Condition
 			if cond == "" {
@@ -259,7 +261,7 @@ func boundInto(svc types.ServiceConfig, file string) bool {
 // check defined only in the image cannot be seen here, so this is limited
 // to checks the compose file explicitly disables.
 func validateDependencies(state *State, loc *locator) error {
-	for _, name := range sortedKeys(state.Services) {
+	for _, name := range slices.Sorted(maps.Keys(state.Services)) {
 		for _, d := range state.Services[name].DependsOn {
 			dep, ok := state.Project.Services[d.Service]
 			if !ok || d.Condition != types.ServiceConditionHealthy {
@@ -293,7 +295,7 @@ func dependencyOrder(services map[string]*Service) []string {
 		}
 		order = append(order, name)
 	}
-	for _, name := range sortedKeys(services) {
+	for _, name := range slices.Sorted(maps.Keys(services)) {
 		visit(name)
 	}
 	return order

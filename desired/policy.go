@@ -130,7 +130,7 @@ func parseBlock(v any, scope string) (*rawPolicy, *fieldError) {
 		return nil, err
 	}
 	p := &rawPolicy{}
-	for _, k := range sortedKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		val := m[k]
 		key := ExtensionKey + "." + k
 		switch k {
@@ -143,7 +143,7 @@ func parseBlock(v any, scope string) (*rawPolicy, *fieldError) {
 			if err != nil {
 				return nil, err
 			}
-			for _, rk := range sortedKeys(rm) {
+			for _, rk := range slices.Sorted(maps.Keys(rm)) {
 				switch rk {
 				case "prune":
 					b, err := asBool(rm[rk], key+".prune")
@@ -188,7 +188,7 @@ func parseRestart(v any, key string, p *rawPolicy) *fieldError {
 	if err != nil {
 		return err
 	}
-	for _, k := range sortedKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		val, sub := m[k], key+"."+k
 		switch k {
 		case "max_attempts":
@@ -234,7 +234,7 @@ func parseReload(v any, key string) (*ReloadAction, *fieldError) {
 		return nil, err
 	}
 	r := &ReloadAction{Timeout: DefaultReloadTimeout}
-	for _, k := range sortedKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		val, sub := m[k], key+"."+k
 		switch k {
 		case "check":
@@ -306,7 +306,7 @@ func parseUpstreams(v any, key string) ([]Upstream, *fieldError) {
 			return nil, err
 		}
 		u := Upstream{Format: "nginx"}
-		for _, k := range sortedKeys(m) {
+		for _, k := range slices.Sorted(maps.Keys(m)) {
 			val, sub := m[k], ik+"."+k
 			switch k {
 			case "name":
@@ -474,11 +474,6 @@ func describe(v any) string {
 		return "a mapping"
 	}
 	return fmt.Sprintf("%T", v)
-}
-
-// sortedKeys returns a map's keys in order, for deterministic output.
-func sortedKeys[V any](m map[string]V) []string {
-	return slices.Sorted(maps.Keys(m))
 }
 
 var signals = map[string]syscall.Signal{

@@ -147,7 +147,7 @@ func (w *Watcher) session(ctx context.Context) (connected bool, err error) {
 // held and recovering a panic, as a reconcile does.
 func (w *Watcher) handle(msg events.Message) {
 	start := w.clock().Now()
-	ev := Decode(msg, start)
+	ev := Event{Action: Action(msg.Action), ContainerID: msg.Actor.ID}
 	defer func() {
 		if r := recover(); r != nil {
 			w.logger().Error("handling an engine event panicked", "action", string(ev.Action), "container", ev.Container, "panic", r, "stack", string(debug.Stack()))
@@ -159,6 +159,7 @@ func (w *Watcher) handle(msg events.Message) {
 			w.Handled(w.clock().Now().Sub(start))
 		}
 	}()
+	ev = Decode(msg, start)
 	if w.OnEvent != nil {
 		w.OnEvent(ev)
 	}
