@@ -87,6 +87,7 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (Result, error) 
 // file). It changes nothing in the guards.
 func (c *Controller) decide(key string, in Review, requeue time.Duration) (*plan.Plan, time.Duration) {
 	var held []plan.Operation
+	var wake []string
 	for _, g := range c.Guards {
 		in.Now = c.clock().Now()
 		dec := g.Review(in)
@@ -96,13 +97,15 @@ func (c *Controller) decide(key string, in Review, requeue time.Duration) (*plan
 		for _, r := range dec.Reports {
 			c.reports.once(c, key, r)
 		}
-		for _, w := range dec.Wake {
-			c.queue().Add(w)
-		}
+		wake = append(wake, dec.Wake...)
 		requeue = sooner(requeue, dec.RequeueAfter)
 		in.Plan = dec.Apply(in.Plan)
 	}
+	// what was held is in place before the woken services look at it
 	c.pending.hold(key, held)
+	for _, w := range wake {
+		c.queue().Add(w)
+	}
 	return in.Plan, requeue
 }
 
