@@ -288,3 +288,76 @@ func firstAfter(l *enginetest.EventLog, name, action string, since time.Time) (t
 	}
 	return time.Time{}, false
 }
+
+// TestASpentBudgetHoldsACrashLoopDown: the engine restarts `always` and
+// `unless-stopped` crashes forever; once the budget of 3 is spent the
+// daemon stops the replica, which ends the engine's loop: 4 starts at most
+// (the first and 3 restarts), then down, one RestartBudgetExhausted each,
+// until the user starts it again.
+func TestASpentBudgetHoldsACrashLoopDown(t *testing.T) {
+	p := enginetest.NewProject(t, `
+services:
+  always:
+    image: {{.Image}}
+    command: ["crash"]   # an unknown command: the program exits 1 at once
+    restart: always
+    x-reconcile: {restart: {max_attempts: 3}}
+  unless:
+    image: {{.Image}}
+    command: ["crash"]
+    restart: unless-stopped
+    x-reconcile: {restart: {max_attempts: 3}}
+`)
+	events := p.Record()
+	since := time.Now()
+	_, base := startDaemon(t, p, nil)
+	names := []string{p.Name + "-always-1", p.Name + "-unless-1"}
+	eventually(t, 60*time.Second, "both crash loops held down", func() bool {
+		if strings.TrimSpace(httpGet(t, base+"/events")) == "" {
+			return false // no record yet
+		}
+		recs := records(t, base)
+		for _, name := range names {
+			if !hasRecord(recs, "Stopped", name) {
+				return false
+			}
+		}
+		return true
+	})
+	// the engine's next restart would come within its backoff (800 ms, then
+	// 1.6 s, ...): after 20 s nothing more may have started
+	time.Sleep(20 * time.Second)
+	recs := records(t, base)
+	for _, name := range names {
+		if starts := events.Count(name, "start", since); starts < 1 || starts > 4 {
+			t.Errorf("%s: %d starts, want at most 4 (the first and 3 restarts)", name, starts)
+		}
+		in := p.Inspect(p.IDs()[name])
+		if in.State.Running || in.State.Restarting || in.State.Status != "exited" {
+			t.Errorf("%s: state %s, want exited and left down", name, in.State.Status)
+		}
+		n := 0
+		for _, r := range recs {
+			if string(r.Reason) == "RestartBudgetExhausted" && r.Container == name {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("%s: %d RestartBudgetExhausted records, want one for the exhaustion", name, n)
+		}
+	}
+	st := statusJSON(t, base)
+	for _, s := range st.Services {
+		if s.Health != "Degraded" || s.Reason != "RestartBudgetExhausted" {
+			t.Errorf("status %s: %s/%s, want Degraded/RestartBudgetExhausted", s.Service, s.Health, s.Reason)
+		}
+	}
+	// the user starts one again: it comes back, with a fresh budget
+	restarted := time.Now()
+	if _, err := p.Engine.Client.ContainerStart(context.Background(), p.IDs()[names[0]], client.ContainerStartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the user's start followed by the engine's restarts", func() bool {
+		return events.Count(names[0], "start", restarted) >= 2
+	})
+}

@@ -6,14 +6,19 @@ import (
 	"github.com/reconcile-dev/reconcile/reconciler/plan"
 )
 
-// counted reports whether an operation is a restart the restart state is
-// about: a start of an exited replica, or a restart of a running one.
+// counted reports whether an operation is one the restart state is about:
+// a start of an exited replica, a restart of a running one, or the stop
+// that holds a replica with a spent budget down.
 func counted(op plan.Operation) bool {
-	return op.Number > 0 && (op.Type == plan.OpStartContainer || op.Type == plan.OpRestartContainer)
+	switch op.Type {
+	case plan.OpStartContainer, plan.OpRestartContainer, plan.OpStopContainer:
+		return op.Number > 0
+	}
+	return false
 }
 
-// Begin marks a start or restart the executor is about to make as the
-// reconciler's own, so that the stop, die and start events it causes are not
+// Begin marks a start, restart or stop the executor is about to make as
+// the reconciler's own, so that the stop, die and start events it causes are not
 // taken for the user's stop or the engine's restart. Nothing is counted yet.
 func (r *Restarts) Begin(op plan.Operation, at time.Time) {
 	if !counted(op) {
@@ -24,9 +29,10 @@ func (r *Restarts) Begin(op plan.Operation, at time.Time) {
 	r.slot(op.Service, op.Number, op.ContainerID).ours = at
 }
 
-// Done accounts a start or restart the executor finished: a failed one is
-// not counted and its mark is dropped; a done one counts against the budget,
-// except a cascade restart, which the replica did not cause.
+// Done accounts a start, restart or hold-down stop the executor finished: a
+// failed one is not counted and its mark is dropped; a done start or
+// restart counts against the budget, except a cascade restart, which the
+// replica did not cause; a done stop holds the replica down.
 func (r *Restarts) Done(op plan.Operation, err error, at time.Time) {
 	if !counted(op) {
 		return
@@ -39,6 +45,8 @@ func (r *Restarts) Done(op plan.Operation, err error, at time.Time) {
 		return
 	}
 	switch {
+	case op.Type == plan.OpStopContainer:
+		s.HeldDown, s.OverBudget = true, false
 	case op.Dependency != "":
 		s.LastExit, s.LastExitAt = "restarted with "+op.Dependency, at
 		if cs, ok := r.cascades[op.Service]; ok {

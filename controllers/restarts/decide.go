@@ -70,8 +70,45 @@ func (r *Restarts) Review(in reconciler.Review) reconciler.Decision {
 			dec.Reports = append(dec.Reports, *v.report)
 		}
 	}
+	for _, c := range in.Snapshot.ByService()[in.Service] {
+		if op, rep := r.holdDown(in, svc, c); op != nil {
+			dec.Add = append(dec.Add, *op)
+			dec.Reports = append(dec.Reports, *rep)
+		}
+	}
 	r.cascade(in, svc, &dec)
 	return dec
+}
+
+// holdDown ends the engine's own restart loop of a replica whose budget is
+// spent: `restart: always` and `unless-stopped` (and on-failure beyond the
+// engine's own count) restart a crash forever, and only a stop makes the
+// engine leave a container down.
+func (r *Restarts) holdDown(in reconciler.Review, svc *desired.Service, c observed.Container) (*plan.Operation, *reconciler.Report) {
+	p := svc.Policy.Restart
+	s := r.view(in.Service, c.Number, c.ID)
+	if s.HeldDown || s.isOurs(in.Now) || !s.exhausted(in.Now, p) {
+		return nil, nil
+	}
+	var looping bool
+	switch c.State {
+	case observed.StateRestarting:
+		looping = true // the engine waits out its backoff before the next start
+	case observed.StateExited, observed.StateDead:
+		looping = s.dieSeen() && s.EngineRestarts
+	case observed.StateRunning:
+		looping = s.OverBudget
+	}
+	if !looping {
+		return nil, nil
+	}
+	used := s.used(in.Now, p)
+	return &plan.Operation{
+			Type: plan.OpStopContainer, ResourceID: plan.ReplicaID(in.Service, c.Number),
+			Cause:   fmt.Sprintf("%s; %d of %d restarts used: the engine's own restart loop is ended", s.LastExit, used, p.MaxAttempts),
+			Service: in.Service, Container: c.Name, ContainerID: c.ID, Number: c.Number, StopTimeout: svc.StopGracePeriod,
+		}, report(record.RestartBudgetExhausted, c, s.spentAt(),
+			fmt.Sprintf("%s; %d of %d restarts used: stopped, the engine restarts it no more; left down", s.LastExit, used, p.MaxAttempts))
 }
 
 // mayStart decides for an exited container.
@@ -130,7 +167,7 @@ func (r *Restarts) mayRestartUnhealthy(in reconciler.Review, p desired.RestartPo
 // budgeted holds a restart when the budget is spent or backoff is owed.
 func (r *Restarts) budgeted(s *Slot, now, due time.Time, p desired.RestartPolicy, c observed.Container, why string) verdict {
 	if used := s.used(now, p); p.MaxAttempts > 0 && used >= p.MaxAttempts {
-		return hold(0, report(record.RestartBudgetExhausted, c, s.LastExitAt.String(),
+		return hold(0, report(record.RestartBudgetExhausted, c, s.spentAt(),
 			fmt.Sprintf("%s; %d of %d restarts used: left down", s.LastExit, used, p.MaxAttempts)))
 	}
 	if now.Before(due) {

@@ -47,7 +47,7 @@ func (r *Restarts) Event(ev observed.Event, d *desired.State) {
 		}
 	case observed.ActionStart:
 		s := r.slot(ev.Service, ev.Number, id)
-		r.start(s, at, d, ev.Service)
+		r.start(s, at, d, ev.Service, policy)
 		r.started[id] = at
 		delete(r.baseline, id)
 		r.changed()
@@ -100,21 +100,29 @@ func (r *Restarts) die(s *Slot, id string, code int, at time.Time, policy desire
 	if !s.isOurs(at) && killed && k.signal != 9 {
 		s.pendingDie = at // maybe `docker stop`: wait for its stop event
 	}
+	s.EngineRestarts = !killed && !s.isOurs(at) && engineRestarts(policy, code)
 	s.NextAttempt = at.Add(backoff(s.used(at, policy), policy))
 }
 
 // start learns who started a container: the reconciler (already marked),
 // the user (ending their stop), or the engine's own restart policy (counted
 // against the budget); and queues `restart: true` dependents.
-func (r *Restarts) start(s *Slot, at time.Time, d *desired.State, service string) {
+func (r *Restarts) start(s *Slot, at time.Time, d *desired.State, service string, policy desired.RestartPolicy) {
 	switch {
 	case s.isOurs(at):
 		s.ours = time.Time{} // counted when the executor reported it done
+	case s.HeldDown:
+		// held down, the engine restarts it no more: the user started it,
+		// and gets a fresh budget
+		s.HeldDown, s.OverBudget, s.Restarts = false, false, nil
 	case s.StoppedByUser:
 		s.StoppedByUser = false // the user started it again
 	case s.dieSeen():
-		s.Restarts = append(s.Restarts, at) // the engine's own restart
+		// the engine's own restart; past a spent budget it is stopped
+		s.OverBudget = s.exhausted(at, policy)
+		s.Restarts = append(s.Restarts, at)
 	}
+	s.EngineRestarts = false
 	s.pendingDie = time.Time{}
 	s.StartedAt = at
 	if d == nil || s.LastExitAt.IsZero() {

@@ -466,3 +466,80 @@ func TestACrashLoopKeepsOneReportPerOccurrence(t *testing.T) {
 		t.Errorf("reports %+v then %+v: want one RestartBudgetExhausted, the same occurrence each time", a.Reports, b.Reports)
 	}
 }
+
+func TestASpentBudgetEndsTheEnginesOwnRestartLoop(t *testing.T) {
+	for _, policy := range []string{"always", "unless-stopped"} {
+		t.Run(policy, func(t *testing.T) {
+			g := newRig(t, "services:\n  api:\n    image: a\n    restart: "+policy+"\n    x-reconcile: {restart: {max_attempts: 3}}\n")
+			g.started("api")
+			for range 3 { // crashes the engine restarts by itself
+				g.crash("api", 1)
+				g.set("api", "restarting", 1) // what the engine shows until its backoff ends
+				if ops, _ := g.review("api"); ops != "" {
+					t.Fatalf("within budget: %q, want the engine left to restart it", ops)
+				}
+				g.started("api")
+			}
+			g.crash("api", 1) // the fourth: the engine would restart it again
+			g.set("api", "restarting", 1)
+			if ops, _ := g.review("api"); ops != "StopContainer api" {
+				t.Fatalf("budget spent: %q, want the engine's loop ended", ops)
+			}
+			// the stop's events are the reconciler's own, not the user's
+			g.event("api", "kill", "signal", "15")
+			g.event("api", "die", "exitCode", "1")
+			g.event("api", "stop")
+			g.set("api", "exited", 1)
+			slot := g.r.Slots()["api#1"]
+			if !slot.HeldDown || slot.StoppedByUser {
+				t.Fatalf("slot %+v: want held down, not stopped by the user", slot)
+			}
+			g.clk.Advance(time.Hour)
+			if ops, _ := g.review("api"); ops != "" {
+				t.Fatalf("held down: %q, want it left down", ops)
+			}
+			n := 0
+			for _, r := range g.rec.reasons {
+				if r == "RestartBudgetExhausted" {
+					n++
+				}
+			}
+			// the rig records every report; the controller records one per
+			// occurrence: the same occurrence each time here
+			snap := g.snapshot()
+			p := plan.Diff(g.d, snap, plan.Options{}).Plan.ForService("api")
+			dec := g.r.Review(reconciler.Review{Desired: g.d, Snapshot: snap, Service: "api", Plan: p, Now: g.clk.Now()})
+			if n == 0 || len(dec.Reports) != 1 || dec.Reports[0].Occurrence != report(record.RestartBudgetExhausted, *g.ctrs["api"], slot.spentAt(), "").Occurrence {
+				t.Errorf("reports %+v (%d so far): want one RestartBudgetExhausted occurrence for the whole exhaustion", dec.Reports, n)
+			}
+			st := plan.ProjectStatus{Services: []plan.ServiceStatus{{Service: "api", Containers: []plan.ContainerStatus{{Number: 1, State: "exited"}}}}}
+			g.r.Annotate(&st, g.d, g.clk.Now())
+			if st.Services[0].Reason != "RestartBudgetExhausted" {
+				t.Errorf("status %+v", st.Services[0])
+			}
+			// the user starts it: a fresh budget, and the engine restarts
+			// its next crash again
+			g.started("api")
+			if s := g.r.Slots()["api#1"]; s.HeldDown || len(s.Restarts) != 0 {
+				t.Fatalf("after the user's start: %+v, want a fresh budget", s)
+			}
+			g.crash("api", 1)
+			g.set("api", "restarting", 1)
+			if ops, _ := g.review("api"); ops != "" {
+				t.Fatalf("fresh budget: %q, want the engine left to restart it", ops)
+			}
+		})
+	}
+}
+
+func TestADockerKillIsNotTakenForTheEnginesLoop(t *testing.T) {
+	g := newRig(t, "services:\n  api:\n    image: a\n    restart: always\n    x-reconcile: {restart: {max_attempts: 1}}\n")
+	g.started("api")
+	g.dockerKill("api")
+	g.review("api") // within budget: started
+	g.started("api")
+	g.dockerKill("api") // the engine leaves it down: nothing to stop
+	if ops, _ := g.review("api"); ops != "" {
+		t.Fatalf("%q: a killed container is already down", ops)
+	}
+}

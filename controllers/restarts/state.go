@@ -44,6 +44,17 @@ type Slot struct {
 	UnhealthyAt   time.Time `json:"unhealthyAt,omitzero"`
 	// NextAttempt is when the reconciler may restart the replica next.
 	NextAttempt time.Time `json:"nextAttempt,omitzero"`
+	// EngineRestarts says the engine's own restart policy restarts the
+	// last exit (a crash; not a docker kill or stop, which the engine takes
+	// for the user's).
+	EngineRestarts bool `json:"engineRestarts,omitempty"`
+	// OverBudget is set when the engine restarted the replica after its
+	// budget was spent.
+	OverBudget bool `json:"overBudget,omitempty"`
+	// HeldDown is set once the reconciler stopped the replica because its
+	// budget was spent: the engine restarts it no more. A start by anyone
+	// else ends it, with a fresh budget.
+	HeldDown bool `json:"heldDown,omitempty"`
 	// pendingDie is a die after a polite kill signal: it may be a
 	// `docker stop` whose `stop` event has not arrived yet.
 	pendingDie time.Time
@@ -85,6 +96,32 @@ func backoff(used int, p desired.RestartPolicy) time.Duration {
 		d *= 2
 	}
 	return min(d, p.MaxDelay)
+}
+
+// exhausted reports whether the budget is spent at now.
+func (s *Slot) exhausted(now time.Time, p desired.RestartPolicy) bool {
+	return p.MaxAttempts > 0 && s.used(now, p) >= p.MaxAttempts
+}
+
+// spentAt tells one exhaustion from the next: the time of the last restart
+// counted, which no restart follows while the budget stays spent.
+func (s *Slot) spentAt() string {
+	if len(s.Restarts) == 0 {
+		return ""
+	}
+	return s.Restarts[len(s.Restarts)-1].String()
+}
+
+// engineRestarts reports whether the engine's restart policy restarts an
+// exit with this code that no API kill caused.
+func engineRestarts(p desired.RestartPolicy, code int) bool {
+	switch p.Mode {
+	case desired.RestartAlways, desired.RestartUnlessStopped:
+		return true
+	case desired.RestartOnFailure:
+		return code != 0
+	}
+	return false
 }
 
 func slotKey(service string, number int) string { return service + "#" + strconv.Itoa(number) }
@@ -154,7 +191,7 @@ func (r *Restarts) slot(service string, number int, id string) *Slot {
 	}
 	if id != "" && s.ContainerID != id {
 		if s.ContainerID != "" {
-			s.StoppedByUser = false
+			s.StoppedByUser, s.HeldDown, s.OverBudget = false, false, false
 			s.pendingDie = time.Time{}
 		}
 		s.ContainerID = id
@@ -172,7 +209,7 @@ func (r *Restarts) view(service string, number int, id string) Slot {
 	}
 	v := *s
 	if v.ContainerID != "" && v.ContainerID != id {
-		v.StoppedByUser, v.pendingDie = false, time.Time{}
+		v.StoppedByUser, v.HeldDown, v.OverBudget, v.pendingDie = false, false, false, time.Time{}
 	}
 	return v
 }

@@ -42,7 +42,7 @@ func (r *Restarts) Annotate(st *plan.ProjectStatus, d *desired.State, now time.T
 					ss.LastExit, ss.LastExitAt = s.LastExit, s.LastExitAt
 				}
 			}
-			exhausted := !running && exhausted(s, used, p)
+			exhausted := !running && downForBudget(s, used, p)
 			if !running && s.NextAttempt.After(now) && !exhausted && !s.StoppedByUser {
 				t := s.NextAttempt
 				cs.NextAttempt = &t
@@ -63,9 +63,13 @@ func (r *Restarts) Annotate(st *plan.ProjectStatus, d *desired.State, now time.T
 	}
 }
 
-// exhausted reports whether a stopped replica is down because its budget is
-// spent: its policy would restart its last exit, and no restart is left.
-func exhausted(s *Slot, used int, p desired.RestartPolicy) bool {
+// downForBudget reports whether a stopped replica is down because its
+// budget is spent: held down, or its policy would restart its last exit and
+// no restart is left.
+func downForBudget(s *Slot, used int, p desired.RestartPolicy) bool {
+	if s.HeldDown {
+		return true
+	}
 	if p.MaxAttempts == 0 || used < p.MaxAttempts || s.StoppedByUser || p.Mode == desired.RestartNo {
 		return false
 	}

@@ -176,7 +176,11 @@ func (u *Upstreams) stopping(service string) map[string]bool {
 // service. (A recreate is compose's `up` of the whole service, which
 // recreates every diverged replica at once: it is not drained.)
 func stops(op plan.Operation) bool {
-	return op.ContainerID != "" && (op.Type == plan.OpRemoveContainer || op.Type == plan.OpRestartContainer)
+	switch op.Type {
+	case plan.OpRemoveContainer, plan.OpRestartContainer, plan.OpStopContainer:
+		return op.ContainerID != ""
+	}
+	return false
 }
 
 func (u *Upstreams) setListed(path string, members []string) {

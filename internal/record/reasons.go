@@ -45,6 +45,7 @@ const (
 	NetworkCreated      Reason = "NetworkCreated"
 	VolumeCreated       Reason = "VolumeCreated"
 	NetworkDisconnected Reason = "NetworkDisconnected"
+	Stopped             Reason = "Stopped"
 	DependencyReady     Reason = "DependencyReady"
 	Synced              Reason = "Synced"
 )
@@ -60,6 +61,7 @@ const (
 	FailedUnpauseContainer  Reason = "FailedUnpauseContainer"
 	FailedRemoveContainer   Reason = "FailedRemoveContainer"
 	FailedDisconnectNetwork Reason = "FailedDisconnectNetwork"
+	FailedStopContainer     Reason = "FailedStopContainer"
 	FailedWaitCondition     Reason = "FailedWaitCondition"
 )
 
@@ -129,6 +131,7 @@ var Catalogue = []ReasonInfo{
 	{NetworkCreated, Normal, "a missing network was created"},
 	{VolumeCreated, Normal, "a missing volume was created"},
 	{NetworkDisconnected, Normal, "a container was taken off a network its service does not name"},
+	{Stopped, Normal, "a replica whose restart budget is spent was stopped, ending the engine's own restart loop"},
 	{DependencyReady, Normal, "a dependency met its depends_on condition"},
 	{Synced, Normal, "the service matches its desired state again"},
 
@@ -141,6 +144,7 @@ var Catalogue = []ReasonInfo{
 	{FailedUnpauseContainer, Warning, "unpausing a container failed"},
 	{FailedRemoveContainer, Warning, "removing a container failed"},
 	{FailedDisconnectNetwork, Warning, "taking a container off a network failed"},
+	{FailedStopContainer, Warning, "stopping a replica whose budget is spent failed"},
 	{FailedWaitCondition, Warning, "a dependency failed its depends_on condition"},
 
 	{ImageMissing, Warning, "an image is neither present nor pullable nor buildable: waits for the next change"},

@@ -224,6 +224,10 @@ func (e *Executor) run(ctx context.Context, nodes []*plan.Node) error {
 			return nil // already gone: that is what was wanted
 		}
 		return wrap(err, "removing container %s", op.Container)
+	case plan.OpStopContainer:
+		t := seconds(op.StopTimeout)
+		_, err := e.Engine.ContainerStop(ctx, op.ContainerID, client.ContainerStopOptions{Timeout: &t})
+		return wrap(err, "stopping container %s", op.Container)
 	case plan.OpDisconnectNetwork:
 		_, err := e.Engine.NetworkDisconnect(ctx, op.Network, client.NetworkDisconnectOptions{Container: op.ContainerID})
 		return wrap(err, "disconnecting container %s from network %s", op.Container, op.Network)

@@ -30,6 +30,11 @@ const (
 	OpUnpauseContainer  OpType = 14
 	OpRemoveContainer   OpType = 15
 	OpDisconnectNetwork OpType = 16
+	// OpStopContainer stops a container and keeps it down: the engine
+	// takes a stop for the user's and restarts it no more. No diff plans
+	// it; the restart policy adds it to end the engine's own restart loop
+	// once a replica's budget is spent.
+	OpStopContainer OpType = 17
 	OpWaitCondition     OpType = 20
 )
 
@@ -53,6 +58,8 @@ func (t OpType) String() string {
 		return "RemoveContainer"
 	case OpDisconnectNetwork:
 		return "DisconnectNetwork"
+	case OpStopContainer:
+		return "StopContainer"
 	case OpWaitCondition:
 		return "WaitCondition"
 	}
@@ -251,6 +258,7 @@ var opReasons = map[OpType][2]record.Reason{
 	OpUnpauseContainer:  {record.Unpaused, record.FailedUnpauseContainer},
 	OpRemoveContainer:   {record.Removed, record.FailedRemoveContainer},
 	OpDisconnectNetwork: {record.NetworkDisconnected, record.FailedDisconnectNetwork},
+	OpStopContainer:     {record.Stopped, record.FailedStopContainer},
 	OpWaitCondition:     {record.DependencyReady, record.FailedWaitCondition},
 }
 
