@@ -156,6 +156,9 @@ func Load(ctx context.Context, loader ProjectLoader, opts Options) (*State, erro
 	}
 
 	state := &State{Project: project, Services: map[string]*Service{}, Files: dedupe(files), loc: loc}
+	if err := uniqueContainerNames(state); err != nil {
+		return nil, err
+	}
 	projectRaw, err := parseExtension(project.Extensions[ExtensionKey], "project", "", loc)
 	if err != nil {
 		return nil, err
@@ -194,6 +197,24 @@ func Load(ctx context.Context, loader ProjectLoader, opts Options) (*State, erro
 	}
 	state.Order = dependencyOrder(state.Services)
 	return state, nil
+}
+
+// uniqueContainerNames refuses two services with one container_name, as
+// compose's own create does for the whole project: reconcile acts on one
+// service at a time and would never meet that check.
+func uniqueContainerNames(s *State) error {
+	owner := map[string]string{}
+	for _, name := range slices.Sorted(maps.Keys(s.Project.Services)) {
+		cn := s.Project.Services[name].ContainerName
+		if cn == "" {
+			continue
+		}
+		if first, ok := owner[cn]; ok {
+			return s.InputError(name, "container_name", fmt.Errorf("container name %q is already used by service %q", cn, first))
+		}
+		owner[cn] = name
+	}
+	return nil
 }
 
 // parseExtension validates one x-reconcile block and wraps its error with the

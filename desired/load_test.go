@@ -309,6 +309,8 @@ func TestBadInput(t *testing.T) {
 			opts: func(dir string) Options {
 				return Options{Files: []string{filepath.Join(dir, "compose.yaml"), filepath.Join(dir, "override.yaml")}}
 			}, want: []string{"override.yaml:4", "expected a duration"}, service: "a", key: "x-reconcile.restart.window"},
+		{name: "one container_name for two services", compose: "services:\n  a:\n    image: x\n    container_name: web\n  b:\n    image: x\n    container_name: web\n",
+			want: []string{"compose.yaml:7", `container name "web" is already used by service "a"`}, service: "b", key: "container_name"},
 		{name: "scale unknown service", compose: "services:\n  a: {image: x}\n", opts: func(dir string) Options {
 			return Options{Files: []string{filepath.Join(dir, "compose.yaml")}, Scale: map[string]int{"b": 2}}
 		}, want: []string{"no such service: b"}, key: "--scale"},
