@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -36,7 +37,15 @@ type Options struct {
 	Profiles    []string
 	// Scale overrides replica counts, as `docker compose up --scale`.
 	Scale map[string]int
+	// Timeout bounds one load (LoadTimeout when zero): a file that never
+	// ends (a FIFO an include names, a device) must not hang the caller.
+	Timeout time.Duration
 }
+
+// LoadTimeout bounds one load of the project by default. A load takes tens
+// of milliseconds; one that takes seconds reads something that is not a
+// file.
+const LoadTimeout = 10 * time.Second
 
 // State is the desired state of one project.
 type State struct {
@@ -87,8 +96,51 @@ type Dependency struct {
 
 // Load reads the project through the Compose SDK and validates reconcile's
 // policy. Every failure is an *InputError naming the file, and the service
-// and key where there is one.
+// and key where there is one. Compose files and env files that are not
+// regular files are refused, and the whole load has a deadline: a load that
+// does not end in time is abandoned (its reader may stay blocked on the
+// file) and reported as bad input.
 func Load(ctx context.Context, loader ProjectLoader, opts Options) (*State, error) {
+	timeout := opts.Timeout
+	if timeout <= 0 {
+		timeout = LoadTimeout
+	}
+	type result struct {
+		state *State
+		err   error
+	}
+	done := make(chan result, 1)
+	go func() {
+		st, err := load(ctx, loader, opts)
+		done <- result{st, err}
+	}()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case r := <-done:
+		return r.state, r.err
+	case <-timer.C:
+		ie := &InputError{Err: fmt.Errorf("loading the project did not end within %s: does it read a FIFO or a device (an include, an env file)?", timeout)}
+		if c := candidateFiles(opts); len(c) > 0 {
+			ie.File = c[0]
+		}
+		return nil, ie
+	case <-ctx.Done():
+		return nil, fmt.Errorf("loading the project: %w", ctx.Err())
+	}
+}
+
+// regularFile refuses what is not a regular file (a FIFO, a device, a
+// directory) before anything reads it: reading a FIFO blocks for ever.
+func regularFile(path string) error {
+	info, err := os.Stat(path)
+	if err != nil || info.Mode().IsRegular() {
+		return nil // a missing file is reported by whoever needs it
+	}
+	return fmt.Errorf("not a regular file (%s): refused", info.Mode().Type())
+}
+
+func load(ctx context.Context, loader ProjectLoader, opts Options) (*State, error) {
 	envFiles, err := absPaths(opts.EnvFiles)
 	if err != nil {
 		return nil, &InputError{Key: "--env-file", Err: err}
@@ -103,6 +155,25 @@ func Load(ctx context.Context, loader ProjectLoader, opts Options) (*State, erro
 		}
 	}
 	candidates := candidateFiles(opts)
+	for _, f := range candidates {
+		if err := regularFile(f); err != nil {
+			return nil, &InputError{File: f, Err: err}
+		}
+	}
+	for _, f := range envFiles {
+		if err := regularFile(f); err != nil {
+			return nil, &InputError{File: f, Key: "--env-file", Err: err}
+		}
+	}
+	if len(envFiles) == 0 && len(candidates) > 0 {
+		dotenv := filepath.Join(filepath.Dir(candidates[0]), ".env")
+		if opts.ProjectDir != "" {
+			dotenv = filepath.Join(opts.ProjectDir, ".env")
+		}
+		if err := regularFile(dotenv); err != nil {
+			return nil, &InputError{File: dotenv, Err: err}
+		}
+	}
 	loc := newLocator(candidates)
 
 	project, err := loader.LoadProject(ctx, api.ProjectLoadOptions{
@@ -132,6 +203,14 @@ func Load(ctx context.Context, loader ProjectLoader, opts Options) (*State, erro
 		}
 	}
 	serviceEnvFiles := map[string][]string{}
+	for _, name := range slices.Sorted(maps.Keys(project.Services)) {
+		for i, ef := range project.Services[name].EnvFiles {
+			if err := regularFile(ef.Path); err != nil {
+				file, line := loc.find("services", name, "env_file")
+				return nil, &InputError{File: file, Line: line, Service: name, Key: "env_file." + strconv.Itoa(i), Err: fmt.Errorf("%s: %w", ef.Path, err)}
+			}
+		}
+	}
 	for name, svc := range project.Services {
 		for _, ef := range svc.EnvFiles {
 			serviceEnvFiles[name] = append(serviceEnvFiles[name], ef.Path)
