@@ -142,6 +142,9 @@ func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
 		return withCode(exitInternal, err)
 	}
 	defer rs.Close() // writes what is owed
+	if rs.Discarded != "" {
+		dm.records.Event(record.StateDiscarded, "", "", fmt.Sprintf("the restart state could not be read (%v): moved to %s; restart counts start anew", rs.DiscardedBecause, rs.Discarded))
+	}
 	dm.restarts = rs
 	dm.reloads = &reloads.Reloads{
 		Engine:    eng.Client,

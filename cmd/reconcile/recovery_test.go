@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -360,4 +362,37 @@ services:
 	eventually(t, 30*time.Second, "the user's start followed by the engine's restarts", func() bool {
 		return events.Count(names[0], "start", restarted) >= 2
 	})
+}
+
+// TestAnUnreadableStateFileDoesNotStopTheDaemon: garbage where the restart
+// state should be is moved aside, said once, and the daemon reconciles with
+// fresh counts; `status` reads the state without failing.
+func TestAnUnreadableStateFileDoesNotStopTheDaemon(t *testing.T) {
+	p := enginetest.NewProject(t, "services:\n  web:\n    image: {{.Image}}\n    restart: always\n")
+	state := t.TempDir()
+	bad := filepath.Join(state, p.Name+".state.json")
+	if err := os.WriteFile(bad, []byte("{\"slots\": [{\"service\": \"web\", \"numb"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, base := startDaemon(t, p, nil, "--state-dir", state)
+	eventually(t, 60*time.Second, "web running", func() bool { return running(p)["web"] == 1 })
+	recs := records(t, base)
+	if !hasRecord(recs, "StateDiscarded", "") {
+		t.Fatal("no StateDiscarded record")
+	}
+	aside, _ := filepath.Glob(bad + ".corrupt-*")
+	if len(aside) != 1 {
+		t.Fatalf("moved aside: %v, want the unreadable file kept once", aside)
+	}
+	if b, _ := os.ReadFile(aside[0]); !strings.Contains(string(b), `"numb`) {
+		t.Errorf("the file kept aside is not the unreadable one: %q", b)
+	}
+	// it keeps reconciling
+	id := p.IDs()[p.Name+"-web-1"]
+	kill(t, p, id)
+	eventually(t, 30*time.Second, "web started again after a docker kill", func() bool { return p.Inspect(id).State.Running })
+	out := reconcile(t, p.Dir, nil, "status", "-f", p.File, "-p", p.Name, "--state-dir", state)
+	if out.Code != 0 {
+		t.Errorf("reconcile status: exit %d\n%s", out.Code, out.Stderr)
+	}
 }

@@ -40,7 +40,7 @@ func newStatusCommand(g *globals) *cobra.Command {
 			st := plan.Status(d, snap, plan.Diff(d, snap, plan.Options{RemoveOrphans: g.removeOrphans}))
 			// what a daemon of this project knows of restarts, from its state file
 			if dir, err := g.stateDirectory(); err == nil {
-				if r, err := restarts.New(clock.Real{}, statedir.StateFile(dir, d.Project.Name), nil, nil); err == nil {
+				if r, err := restarts.New(clock.Real{}, statedir.ReadOnly(statedir.StateFile(dir, d.Project.Name)), nil, nil); err == nil {
 					r.Annotate(&st, d, time.Now())
 					_ = r.Close() // read only: nothing is owed
 				}

@@ -46,6 +46,10 @@ type Restarts struct {
 	Clock     clock.Clock
 	Log       *slog.Logger
 	StopGrace time.Duration
+	// Discarded is where an unreadable state file was moved at start (empty
+	// when it was read), and DiscardedBecause why.
+	Discarded        string
+	DiscardedBecause error
 
 	mu    sync.Mutex
 	slots map[string]*Slot // "service#number"

@@ -543,3 +543,47 @@ func TestADockerKillIsNotTakenForTheEnginesLoop(t *testing.T) {
 		t.Fatalf("%q: a killed container is already down", ops)
 	}
 }
+
+// asideStore is a memStore that can move its content aside, as the state
+// file does.
+type asideStore struct {
+	memStore
+	moved []byte
+}
+
+func (a *asideStore) MoveAside(time.Time) (string, error) {
+	a.moved, a.data = a.data, nil
+	return "state.json.corrupt", nil
+}
+
+func TestAnUnreadableStateFileIsMovedAsideAndCountsStartAnew(t *testing.T) {
+	for name, data := range map[string]string{
+		"garbage":     "\x00\x01not json",
+		"truncated":   `{"slots": [{"service": "api", "number": 1, "restarts": ["2026-`,
+		"wrong shape": `{"slots": 5}`,
+		"no replica":  `{"slots": [{"service": "", "number": 0}]}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			st := &asideStore{memStore: memStore{data: []byte(data)}}
+			r, err := New(clock.NewFake(zeroTime), st, nil, nil)
+			if err != nil {
+				t.Fatalf("New: %v; want the daemon to start", err)
+			}
+			defer r.Close()
+			if r.Discarded != "state.json.corrupt" || r.DiscardedBecause == nil || string(st.moved) != data || len(r.Slots()) != 0 {
+				t.Errorf("discarded %q (%v), moved %q, slots %d: want the file kept aside and no counts", r.Discarded, r.DiscardedBecause, st.moved, len(r.Slots()))
+			}
+		})
+	}
+	// a store that cannot move a file aside (status reads, never writes)
+	if _, err := New(clock.NewFake(zeroTime), &memStore{data: []byte("garbage")}, nil, nil); err == nil {
+		t.Error("a read-only store with an unreadable state: want an error, not a silent reset")
+	}
+	// a good file from before a field was dropped still reads
+	old := &asideStore{memStore: memStore{data: []byte(`{"slots": [{"service": "api", "number": 1, "exhausted": true, "restarts": ["2026-11-28T10:00:00Z"]}]}`)}}
+	r, err := New(clock.NewFake(zeroTime), old, nil, nil)
+	if err != nil || r.Discarded != "" || len(r.Slots()["api#1"].Restarts) != 1 {
+		t.Errorf("an older state file: %v, discarded %q", err, r.Discarded)
+	}
+	r.Close()
+}

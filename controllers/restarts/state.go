@@ -143,14 +143,25 @@ func New(clk clock.Clock, store Store, log *slog.Logger, onSaveError func(error)
 	if err != nil {
 		return nil, fmt.Errorf("loading restart state: %w", err)
 	}
-	if len(data) > 0 {
-		var st stateFile
-		if err := json.Unmarshal(data, &st); err != nil {
+	slots, err := decode(data)
+	if err != nil {
+		aside, ok := store.(interface {
+			MoveAside(now time.Time) (string, error)
+		})
+		if !ok {
 			return nil, fmt.Errorf("reading restart state: %w", err)
 		}
-		for _, s := range st.Slots {
-			r.slots[slotKey(s.Service, s.Number)] = s
+		// A state file that cannot be read must not keep the daemon from
+		// reconciling: it is kept for inspection and the counts start anew.
+		path, mvErr := aside.MoveAside(clk.Now())
+		if mvErr != nil {
+			return nil, fmt.Errorf("reading restart state: %w (and %w)", err, mvErr)
 		}
+		r.Discarded, r.DiscardedBecause = path, err
+		slots = nil
+	}
+	for _, s := range slots {
+		r.slots[slotKey(s.Service, s.Number)] = s
 	}
 	r.saver = statedir.NewSaver(clk, store.Save, r.marshal, func(err error) {
 		log.Error("saving restart state", "error", err)
@@ -163,6 +174,25 @@ func New(clk clock.Clock, store Store, log *slog.Logger, onSaveError func(error)
 
 type stateFile struct {
 	Slots []*Slot `json:"slots"`
+}
+
+// decode reads a state file: empty is no state; anything that is not the
+// state's shape (garbage, a truncated write, slots without a replica) is an
+// error.
+func decode(data []byte) ([]*Slot, error) {
+	if len(data) == 0 {
+		return nil, nil
+	}
+	var st stateFile
+	if err := json.Unmarshal(data, &st); err != nil {
+		return nil, fmt.Errorf("not a restart state: %w", err)
+	}
+	for i, s := range st.Slots {
+		if s == nil || s.Service == "" || s.Number <= 0 {
+			return nil, fmt.Errorf("not a restart state: slot %d names no replica", i)
+		}
+	}
+	return st.Slots, nil
 }
 
 // marshal is the state as the writer saves it: copied under the lock,

@@ -76,6 +76,7 @@ const (
 	RestartBudgetExhausted Reason = "RestartBudgetExhausted"
 	UnhealthyNotRestarted  Reason = "UnhealthyNotRestarted"
 	StateNotSaved          Reason = "StateNotSaved"
+	StateDiscarded         Reason = "StateDiscarded"
 )
 
 // Decisions and what the daemon learnt.
@@ -156,6 +157,7 @@ var Catalogue = []ReasonInfo{
 	{RestartBudgetExhausted, Warning, "a replica used its restart budget and is left down"},
 	{UnhealthyNotRestarted, Warning, "a container is unhealthy and restart on unhealthy is off"},
 	{StateNotSaved, Warning, "the restart state could not be written; retried"},
+	{StateDiscarded, Warning, "the restart state file could not be read: moved aside for inspection, counts start anew"},
 
 	{DependencyNotReady, Normal, "a service waits for a dependency's depends_on condition"},
 	{StoppedByUser, Normal, "a graceful stop is taken as the user's intent: left down"},

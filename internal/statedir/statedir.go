@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // ErrLocked marks a project already run by another daemon.
@@ -115,6 +116,23 @@ func (f File) Load() ([]byte, error) {
 	}
 	return b, err
 }
+
+// MoveAside renames a state file that cannot be read to PATH.corrupt-TIME,
+// kept for inspection, and returns the new path.
+func (f File) MoveAside(now time.Time) (string, error) {
+	to := f.Path + ".corrupt-" + now.UTC().Format("20060102T150405.000000000Z")
+	if err := os.Rename(f.Path, to); err != nil {
+		return "", fmt.Errorf("moving the unreadable state file %s aside: %w", f.Path, err)
+	}
+	return to, nil
+}
+
+// ReadOnly is a state file that is read and never written: what `status`
+// uses, so that it changes nothing, not even a file it cannot read.
+type ReadOnly struct{ Path string }
+
+func (r ReadOnly) Load() ([]byte, error) { return File(r).Load() }
+func (ReadOnly) Save([]byte) error       { return nil }
 
 func (f File) Save(data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(f.Path), 0o700); err != nil {
