@@ -35,6 +35,11 @@ type Metrics interface {
 	Drift(counts map[[2]string]int)
 }
 
+// ActionsPerService bounds the operations one service's reconcile runs at
+// once: a storm of kills is one reconcile with a start per replica, and the
+// engine takes several start calls at a time.
+const ActionsPerService = 8
+
 // DefaultDependencyRetry is how soon a service whose dependency is not ready
 // is looked at again, in case no event about the dependency arrives.
 const DefaultDependencyRetry = 2 * time.Second

@@ -139,7 +139,7 @@ func (c *Controller) executor(ctx context.Context, d *desired.State, key string)
 		Observe:     c.Observe,
 		Log:         logFrom(ctx, c.logger().With("service", key)),
 		Clock:       c.clock(),
-		Concurrency: 2,
+		Concurrency: ActionsPerService,
 		OnBegin:     c.actionBegins,
 		OnDone:      c.actionDone(d),
 	}
