@@ -111,9 +111,10 @@ func (r *Restarts) start(s *Slot, at time.Time, d *desired.State, service string
 	switch {
 	case s.isOurs(at):
 		s.ours = time.Time{} // counted when the executor reported it done
-	case s.HeldDown:
-		// held down, the engine restarts it no more: the user started it,
-		// and gets a fresh budget
+	case s.HeldDown, s.dieSeen() && !s.EngineRestarts && !s.StoppedByUser:
+		// held down, or its last exit one the engine does not restart (a
+		// docker kill): neither the engine nor the reconciler started it,
+		// so the user did, and the replica gets a fresh budget
 		s.HeldDown, s.OverBudget, s.Restarts = false, false, nil
 	case s.StoppedByUser:
 		s.StoppedByUser = false // the user started it again

@@ -587,3 +587,25 @@ func TestAnUnreadableStateFileIsMovedAsideAndCountsStartAnew(t *testing.T) {
 	}
 	r.Close()
 }
+
+func TestAUsersStartAfterASpentBudgetIsNotTheEngines(t *testing.T) {
+	g := newRig(t, "services:\n  api:\n    image: a\n    restart: on-failure:3\n")
+	g.started("api")
+	for range 3 {
+		g.dockerKill("api")
+		g.clk.Advance(time.Minute) // past any backoff
+		g.review("api")
+		g.started("api")
+	}
+	g.dockerKill("api") // the fourth: the budget is spent, left down
+	if ops, _ := g.review("api"); ops != "" {
+		t.Fatalf("%q: want it left down", ops)
+	}
+	g.started("api") // the user's docker start: not a restart to stop
+	if ops, _ := g.review("api"); ops != "" {
+		t.Fatalf("after the user's start: %q, want it left running", ops)
+	}
+	if s := g.r.Slots()["api#1"]; len(s.Restarts) != 0 || s.OverBudget {
+		t.Errorf("slot %+v: the user's start is neither counted nor over budget", s)
+	}
+}
