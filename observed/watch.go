@@ -30,6 +30,14 @@ const (
 	DefaultMaxBackoff = 10 * time.Second
 )
 
+// Relist retry: a relist that fails while the event stream works is tried
+// again on its own, soon (the engine answers: the failure is passing), and
+// the stream is kept.
+const (
+	RelistRetry    = 100 * time.Millisecond
+	MaxRelistRetry = 2 * time.Second
+)
+
 // Watcher follows the engine's events for one project. The engine keeps
 // only 256 events and drops a subscriber that lags 100 ms, so the stream is
 // a hint, not the truth: on every connect and reconnect OnConnect relists,
@@ -89,8 +97,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 	}
 }
 
-// session is one connection: ping, subscribe, relist, consume. connected
-// reports whether the relist succeeded, which resets the backoff.
+// session is one connection: ping, subscribe, relist, consume. A failed
+// relist is retried within the session, the stream kept. connected reports
+// whether a relist succeeded, which resets the reconnect backoff.
 func (w *Watcher) session(ctx context.Context) (connected bool, err error) {
 	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	_, err = w.Source.Ping(pingCtx, client.PingOptions{})
@@ -111,24 +120,35 @@ func (w *Watcher) session(ctx context.Context) (connected bool, err error) {
 	stream := w.Source.Events(sctx, client.EventsListOptions{Filters: filters})
 
 	relisted := make(chan error, 1)
-	go func() {
-		if w.OnConnect == nil {
-			relisted <- nil
-			return
-		}
-		relisted <- w.OnConnect(sctx)
-	}()
-	pending := relisted
+	relist := func() {
+		go func() {
+			if w.OnConnect == nil {
+				relisted <- nil
+				return
+			}
+			relisted <- w.OnConnect(sctx)
+		}()
+	}
+	relist()
+	var retry <-chan time.Time
+	wait := RelistRetry
 	for {
 		select {
 		case <-ctx.Done():
 			return connected, ctx.Err()
-		case err := <-pending:
-			pending = nil
+		case err := <-relisted:
 			if err != nil {
-				return false, fmt.Errorf("listing the project after connecting: %w", err)
+				// keep the stream: its events are noted meanwhile, and only
+				// the relist is owed
+				w.logger().Warn("relisting after connecting failed, retrying", "error", err, "in", wait.String())
+				retry = w.clock().After(wait)
+				wait = min(wait*2, MaxRelistRetry)
+				continue
 			}
 			connected = true
+		case <-retry:
+			retry = nil
+			relist()
 		case msg, ok := <-stream.Messages:
 			if !ok {
 				return connected, errors.New("event stream closed")

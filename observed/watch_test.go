@@ -165,3 +165,58 @@ func waitUntil(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+func TestAFailedRelistIsRetriedWithoutDroppingTheStream(t *testing.T) {
+	clk := &afterLog{Fake: clock.NewFake(time.Unix(0, 0))}
+	src := &fakeSource{}
+	var mu sync.Mutex
+	var relists, failures int
+	var got []string
+	w := &Watcher{
+		Source: src, Project: "p", Clock: clk,
+		OnConnect: func(context.Context) error {
+			mu.Lock()
+			defer mu.Unlock()
+			relists++
+			if relists <= 3 {
+				failures++
+				return errors.New("listing containers: 500 Internal Server Error")
+			}
+			return nil
+		},
+		OnEvent: func(ev Event) {
+			mu.Lock()
+			defer mu.Unlock()
+			got = append(got, string(ev.Action))
+		},
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() { _ = w.Run(ctx); close(done) }()
+
+	waitUntil(t, func() bool { return src.connections() == 1 })
+	msgs, _ := src.stream(0)
+	for range 3 { // each failed relist waits for its retry; events flow meanwhile
+		waitUntil(t, func() bool { return clk.Waiters() == 1 })
+		msgs <- events.Message{Action: "die"}
+		clk.Advance(MaxRelistRetry)
+	}
+	waitUntil(t, func() bool { mu.Lock(); defer mu.Unlock(); return relists == 4 })
+	cancel()
+	<-done
+
+	mu.Lock()
+	defer mu.Unlock()
+	if src.connections() != 1 {
+		t.Errorf("%d connections: a failed relist must not drop the stream", src.connections())
+	}
+	if len(got) != 3 {
+		t.Errorf("events %v: the stream kept delivering while the relist was retried", got)
+	}
+	clk.mu.Lock()
+	defer clk.mu.Unlock()
+	if want := []time.Duration{RelistRetry, 2 * RelistRetry, 4 * RelistRetry}; !slices.Equal(clk.waits, want) {
+		t.Errorf("relist retries after %v, want %v (short: the engine answers)", clk.waits, want)
+	}
+}
