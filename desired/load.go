@@ -266,6 +266,11 @@ func load(ctx context.Context, loader ProjectLoader, opts Options) (*State, erro
 			}
 			s.DependsOn = append(s.DependsOn, Dependency{Service: dep, Condition: cond, Required: d.Required, Restart: d.Restart})
 		}
+		if r := &s.Policy.Reload; len(r.Check)+len(r.Exec) > 0 {
+			r.maskCommands(func(key string, i int) (string, bool) {
+				return loc.scalar("services", name, ExtensionKey, "reload", key, strconv.Itoa(i))
+			}, project.Environment)
+		}
 		if err := resolveUpstreams(project, s, loc); err != nil {
 			return nil, err
 		}

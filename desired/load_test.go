@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -355,5 +356,37 @@ func TestBadInput(t *testing.T) {
 				t.Errorf("key = %q, want %q (%s)", ie.Key, tt.key, msg)
 			}
 		})
+	}
+}
+
+func TestReloadCommandsMaskInterpolatedValues(t *testing.T) {
+	clearComposeEnv(t)
+	t.Setenv("RELOAD_TOKEN", "s3cr3t-t0ken")
+	t.Setenv("SHORT", "on")
+	dir := writeFiles(t, map[string]string{"compose.yaml": `
+services:
+  app:
+    image: x
+    x-reconcile:
+      reload:
+        check: ["/bin/check", "--token=${RELOAD_TOKEN}", "$SHORT"]
+        exec: ["/bin/reload", "plain"]
+`})
+	st, err := Load(context.Background(), loader(t), Options{Files: []string{filepath.Join(dir, "compose.yaml")}, ProjectName: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := st.Services["app"].Policy.Reload
+	if got, want := r.Check, []string{"/bin/check", "--token=s3cr3t-t0ken", "on"}; !slices.Equal(got, want) {
+		t.Fatalf("the command run is %q, want the interpolated %q", got, want)
+	}
+	if got := r.CheckShown(); got != "/bin/check --token=*** ***" {
+		t.Errorf("check shown as %q, want the interpolated values masked", got)
+	}
+	if got := r.ExecShown(); got != "/bin/reload plain" {
+		t.Errorf("exec shown as %q: nothing interpolated, nothing masked", got)
+	}
+	if got := r.Mask("bad token s3cr3t-t0ken, switch on"); got != "bad token ***, switch on" {
+		t.Errorf("output masked as %q: want the token hidden, a value as short as %q left", got, "on")
 	}
 }

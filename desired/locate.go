@@ -57,6 +57,29 @@ func (l *locator) find(path ...string) (file string, line int) {
 	return file, line
 }
 
+// scalar returns the raw text of the scalar at path, as written in the last
+// file that spells it out (before interpolation).
+func (l *locator) scalar(path ...string) (string, bool) {
+	for i := len(l.files) - 1; i >= 0; i-- {
+		node := l.tree(l.files[i])
+		for _, key := range path {
+			if node == nil {
+				break
+			}
+			next := child(node, key)
+			if next == nil {
+				node = nil
+				break
+			}
+			node = next.value
+		}
+		if node != nil && node.Kind == yaml.ScalarNode {
+			return node.Value, true
+		}
+	}
+	return "", false
+}
+
 // descend walks path from node and reports how many elements matched and
 // the line of the last one matched.
 func descend(node *yaml.Node, path []string) (depth, line int) {

@@ -75,6 +75,74 @@ type ReloadAction struct {
 	Signal  string        // sent to the main process without the engine's kill API
 	Restart bool          // rolling restart, one healthy replica at a time
 	Timeout time.Duration // bound for Check and Exec
+	// secrets are the values interpolated into Check and Exec from the
+	// environment, and checkShown, execShown the commands with them masked:
+	// a token in a command must not reach a log, a record or a page.
+	secrets               []string
+	checkShown, execShown string
+}
+
+// CheckShown is the check command as records show it: values interpolated
+// from the environment masked.
+func (r *ReloadAction) CheckShown() string { return shown(r.checkShown, r.Check) }
+
+// ExecShown is the exec command as records show it.
+func (r *ReloadAction) ExecShown() string { return shown(r.execShown, r.Exec) }
+
+func shown(masked string, cmd []string) string {
+	if masked != "" {
+		return masked
+	}
+	return strings.Join(cmd, " ")
+}
+
+// Mask hides the interpolated values in text a command printed.
+func (r *ReloadAction) Mask(text string) string {
+	for _, v := range r.secrets {
+		text = strings.ReplaceAll(text, v, Masked)
+	}
+	return text
+}
+
+// Masked is what stands for a value that is never printed.
+const Masked = "***"
+
+// minSecret is the shortest interpolated value masked in free text: a
+// shorter one ("1", "on") would garble output and guards nothing.
+const minSecret = 4
+
+// reVariable finds the variables a raw compose value refers to.
+var reVariable = regexp.MustCompile(`\$(?:\{([A-Za-z_][A-Za-z0-9_]*)[^}]*\}|([A-Za-z_][A-Za-z0-9_]*))`)
+
+// maskCommands fills the masked forms of the reload commands from their raw
+// text in the compose file: each variable reference shows as Masked, and its
+// value is remembered to mask the commands' output.
+func (r *ReloadAction) maskCommands(raw func(key string, i int) (string, bool), env map[string]string) {
+	mask := func(key string, cmd []string) string {
+		parts := make([]string, len(cmd))
+		changed := false
+		for i, arg := range cmd {
+			parts[i] = arg
+			text, ok := raw(key, i)
+			if !ok || !strings.Contains(text, "$") {
+				continue
+			}
+			for _, m := range reVariable.FindAllStringSubmatch(text, -1) {
+				name := m[1] + m[2]
+				if v := env[name]; len(v) >= minSecret && !slices.Contains(r.secrets, v) {
+					r.secrets = append(r.secrets, v)
+				}
+			}
+			parts[i] = reVariable.ReplaceAllString(text, Masked)
+			changed = true
+		}
+		if !changed {
+			return ""
+		}
+		return strings.Join(parts, " ")
+	}
+	r.checkShown = mask("check", r.Check)
+	r.execShown = mask("exec", r.Exec)
 }
 
 // Upstream is a load-balancer upstream that reconcile keeps equal to the

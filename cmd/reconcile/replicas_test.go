@@ -176,3 +176,52 @@ services:
 		}
 	}
 }
+
+// TestReloadRecordsMaskInterpolatedValues: a value interpolated into a
+// reload command from the environment (here a file name standing for a
+// token) reaches neither the records, nor /events, nor the daemon's log;
+// the command shows with *** in its place, and the check's output too.
+func TestReloadRecordsMaskInterpolatedValues(t *testing.T) {
+	const secret = "tok-5ecret-42"
+	p := enginetest.NewProject(t, `
+services:
+  app:
+    image: {{.Image}}
+    volumes: ["./conf:/conf:ro"]
+    x-reconcile:
+      reload:
+        check: ["/testapp", "check", "/conf/${CONF_NAME}"]
+        exec: ["/testapp", "reload", "${CONF_NAME}"]
+`)
+	conf := filepath.Join(p.Dir, "conf", secret)
+	if err := os.MkdirAll(filepath.Dir(conf), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(conf, []byte("v1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d, base := startDaemon(t, p, []string{"CONF_NAME=" + secret})
+	eventually(t, 60*time.Second, "convergence", converged(p, map[string]int{"app": 1}))
+	if err := os.WriteFile(conf, []byte("v2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "Reloaded", func() bool { return hasRecord(records(t, base), "Reloaded", "") })
+	if err := os.WriteFile(conf, []byte("invalid\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "ReloadRejected", func() bool { return hasRecord(records(t, base), "ReloadRejected", "") })
+	for _, r := range records(t, base) {
+		if r.Reason == "Reloaded" && !strings.Contains(r.Message, "exec /testapp reload ***") {
+			t.Errorf("Reloaded does not show the command masked: %q", r.Message)
+		}
+		if r.Reason == "ReloadRejected" && (!strings.Contains(r.Message, "/conf/***") || !strings.Contains(r.Message, "invalid configuration")) {
+			t.Errorf("ReloadRejected does not show the check and its output masked: %q", r.Message)
+		}
+	}
+	if body := httpGet(t, base+"/events"); strings.Contains(body, secret) {
+		t.Errorf("/events shows the interpolated value:\n%s", body)
+	}
+	if out := d.Output(); strings.Contains(out, secret) {
+		t.Errorf("the daemon's log shows the interpolated value")
+	}
+}

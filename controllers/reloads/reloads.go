@@ -104,8 +104,9 @@ func (r *Reloads) Reload(ctx context.Context, d *desired.State, service, why str
 				if err != nil {
 					out = err.Error()
 				}
+				out = act.Mask(out)
 				r.record(record.ReloadRejected, service, c.Name, fmt.Sprintf("%s: check %q failed (exit %d, %s): %s; nothing reloaded, the old configuration keeps serving",
-					why, strings.Join(act.Check, " "), res.ExitCode, took.Round(time.Millisecond), oneLine(out)))
+					why, act.CheckShown(), res.ExitCode, took.Round(time.Millisecond), oneLine(out)))
 				return fmt.Errorf("%w: %s", ErrReloadRejected, oneLine(out))
 			}
 		}
@@ -115,9 +116,9 @@ func (r *Reloads) Reload(ctx context.Context, d *desired.State, service, why str
 	case len(act.Exec) > 0:
 		for _, c := range replicas {
 			res, took, err := r.exec(ctx, c, act.Exec, act.Timeout)
-			action := "exec " + strings.Join(act.Exec, " ")
+			action := "exec " + act.ExecShown()
 			if err == nil && res.ExitCode != 0 {
-				err = fmt.Errorf("exit code %d: %s", res.ExitCode, oneLine(res.Stderr+res.Stdout))
+				err = fmt.Errorf("exit code %d: %s", res.ExitCode, oneLine(act.Mask(res.Stderr+res.Stdout)))
 			}
 			errs = append(errs, r.done(service, c.Name, action, why, took, err))
 		}
