@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/moby/moby/client"
 	"github.com/reconcile-dev/reconcile/controllers/reloads"
 	"github.com/reconcile-dev/reconcile/controllers/restarts"
 	"github.com/reconcile-dev/reconcile/controllers/upstreams"
@@ -38,6 +39,7 @@ import (
 // daemonFlags are the flags of the long-running mode.
 type daemonFlags struct {
 	dryRun          bool
+	lockDir         string
 	listen          string
 	resync          time.Duration
 	workers         int
@@ -109,6 +111,21 @@ func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", engine.ErrUnreachable, err)
 	}
+	// One reconciler per project on an engine, whatever its state
+	// directory: a second lock, in the runtime directory under the engine's
+	// ID, which needs the engine to answer first.
+	engineID, err := waitForEngine(ctx, eng, log)
+	if err != nil {
+		return err
+	}
+	if engineID == "" {
+		return nil // stopped while waiting for the engine
+	}
+	elock, err := statedir.Acquire(statedir.EngineLockDir(f.lockDir, engineID), d.Project.Name)
+	if err != nil {
+		return withCode(exitInput, err)
+	}
+	defer elock.Release()
 	dm := &daemon{g: g, f: f, log: log, opts: opts, loader: loader, eng: eng}
 	met := metrics.New(version(), runtime.Version())
 	dm.met = met
@@ -243,6 +260,30 @@ func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
 	cancelWork()
 	log.Info("daemon stopped")
 	return nil
+}
+
+// engineRetry paces the wait for an engine that does not answer at start.
+const engineRetry = time.Second
+
+// waitForEngine waits until the engine answers and returns its ID; "" when
+// ctx ended first (SIGTERM while waiting: exit 0).
+func waitForEngine(ctx context.Context, eng *engine.Engine, log *slog.Logger) (string, error) {
+	for said := false; ; said = true {
+		infoCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		res, err := eng.Client.Info(infoCtx, client.InfoOptions{})
+		cancel()
+		if err == nil && res.Info.ID != "" {
+			return res.Info.ID, nil
+		}
+		if !said {
+			log.Warn("the engine does not answer yet; waiting for it", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return "", nil
+		case <-time.After(engineRetry):
+		}
+	}
 }
 
 // watchEngine follows the engine's events; every (re)connect relists.

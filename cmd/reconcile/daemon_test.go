@@ -313,3 +313,24 @@ func TestDaemonIsAloneOnAProjectAndStopsCleanly(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestOneReconcilerPerProjectWhateverTheStateDirectory: the lock that keeps
+// a second daemon off a project lives per engine, not in --state-dir; a
+// holder that died leaves it free.
+func TestOneReconcilerPerProjectWhateverTheStateDirectory(t *testing.T) {
+	p := enginetest.NewProject(t, daemonStack)
+	first := enginetest.Start(t, p.Dir, nil, "-f", p.File, "-p", p.Name, "--state-dir", t.TempDir())
+	first.WaitFor("daemon started", 30*time.Second)
+	second := enginetest.Run(t, p.Dir, nil, "-f", p.File, "-p", p.Name, "--state-dir", t.TempDir())
+	if second.Code != 2 || !strings.Contains(second.Stderr, "PID "+itoa(first.PID())) {
+		t.Fatalf("second daemon with another state directory: %s; want exit 2 naming PID %d", second, first.PID())
+	}
+	first.Signal(syscall.SIGKILL) // dies holding the lock
+	first.Wait(10 * time.Second)
+	third := enginetest.Start(t, p.Dir, nil, "-f", p.File, "-p", p.Name, "--state-dir", t.TempDir())
+	third.WaitFor("daemon started", 30*time.Second)
+	third.Signal(syscall.SIGTERM)
+	if code := third.Wait(30 * time.Second); code != 0 {
+		t.Fatalf("third daemon: exit %d\n%s", code, third.Output())
+	}
+}

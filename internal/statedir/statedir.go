@@ -28,6 +28,30 @@ func Default() (string, error) {
 	return filepath.Join(home, ".local", "state", "reconcile"), nil
 }
 
+// RuntimeDir is where the locks that make a daemon the only reconciler of a
+// project on an engine live, whatever its --state-dir:
+// $RECONCILE_LOCK_DIR, else $XDG_RUNTIME_DIR/reconcile, else
+// /run/reconcile for root, else TMPDIR/reconcile-UID. A daemon in a
+// container shares it with the host's by a bind mount.
+func RuntimeDir() string {
+	if d := os.Getenv("RECONCILE_LOCK_DIR"); d != "" {
+		return d
+	}
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		return filepath.Join(d, "reconcile")
+	}
+	if os.Geteuid() == 0 {
+		return "/run/reconcile"
+	}
+	return filepath.Join(os.TempDir(), "reconcile-"+strconv.Itoa(os.Geteuid()))
+}
+
+// EngineLockDir is the directory of one engine's project locks in dir: the
+// engine's ID, so that two engines never share a lock.
+func EngineLockDir(dir, engineID string) string {
+	return filepath.Join(dir, strings.NewReplacer(":", "-", "/", "-").Replace(engineID))
+}
+
 // Lock is a held project lock.
 type Lock struct {
 	f    *os.File
