@@ -75,7 +75,7 @@ func TestRecoveryMatrix(t *testing.T) {
     restart: %s
     mem_limit: 48m
     memswap_limit: 48m
-    healthcheck: {test: ["CMD", "/testapp", "health"], interval: 1s, timeout: 1s, retries: 1}
+    healthcheck: {test: ["CMD", "/testapp", "health"], interval: 1s, timeout: 3s, retries: 1}
 `, pol, c.name, restart)
 		}
 	}

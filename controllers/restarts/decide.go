@@ -156,6 +156,11 @@ func (r *Restarts) mayRestartUnhealthy(in reconciler.Review, p desired.RestartPo
 	if !p.OnUnhealthy {
 		return hold(0, report(record.UnhealthyNotRestarted, c, "", "unhealthy; restart on unhealthy is off for this service"))
 	}
+	if k, ok := r.kills[c.ID]; ok && k.signal != 9 && in.Now.Sub(k.at) < in.Desired.Services[in.Service].StopGracePeriod+r.StopGrace {
+		// a polite kill signal without its die yet: someone is stopping it
+		// (docker stop), and a stopping process fails its healthcheck
+		return hold(r.StopGrace, nil)
+	}
 	s := r.view(in.Service, c.Number, c.ID)
 	due := in.Now
 	if !s.UnhealthyAt.IsZero() && !s.UnhealthyAt.Before(s.StartedAt) {

@@ -609,3 +609,20 @@ func TestAUsersStartAfterASpentBudgetIsNotTheEngines(t *testing.T) {
 		t.Errorf("slot %+v: the user's start is neither counted nor over budget", s)
 	}
 }
+
+func TestAContainerBeingStoppedIsNotRestartedForItsHealth(t *testing.T) {
+	g := newRig(t, "services:\n  api:\n    image: a\n    restart: always\n    healthcheck: {test: [CMD, x], interval: 1s}\n")
+	g.started("api")
+	g.event("api", "kill", "signal", "15") // docker stop: SIGTERM sent
+	g.ctrs["api"].Health = "unhealthy"      // the stopping process fails its check
+	g.event("api", "health_status: unhealthy")
+	if ops, _ := g.review("api"); ops != "" {
+		t.Fatalf("%q: a container being stopped must not be restarted", ops)
+	}
+	g.event("api", "die", "exitCode", "0")
+	g.event("api", "stop")
+	g.set("api", "exited", 0)
+	if ops, _ := g.review("api"); ops != "" {
+		t.Fatalf("%q: the user's stop holds", ops)
+	}
+}
