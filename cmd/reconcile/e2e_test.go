@@ -437,3 +437,23 @@ services:
 		t.Error("web was started although its dependency never became healthy")
 	}
 }
+
+// TestOnceDoesNotCallADyingContainerConverged: compose's up returns with
+// the container running, and it exits a moment later; convergence must
+// hold for the settle time, so --once exits 1, not 0.
+func TestOnceDoesNotCallADyingContainerConverged(t *testing.T) {
+	p := enginetest.NewProject(t, `
+services:
+  oneshot:
+    image: {{.Image}}
+    command: ["exit", "3", "1s"]   # looks started, dies a second later
+    restart: "no"
+`)
+	r := reconcile(t, p.Dir, nil, "--once", "-f", p.File, "-p", p.Name, "--timeout", "15s")
+	if r.Code != 1 {
+		t.Fatalf("--once on a container that dies at once: %s; want exit 1 (not converged)", r)
+	}
+	if !strings.Contains(r.Stderr, "oneshot") {
+		t.Errorf("the output does not name the service that did not converge:\n%s", r.Stderr)
+	}
+}

@@ -28,7 +28,7 @@ func version() string {
 // runOnce converges the project and maps the outcome to an exit code: 0
 // converged, 1 not converged within timeout, 2 bad input, 3 engine
 // unreachable.
-func runOnce(ctx context.Context, g *globals, timeout time.Duration) error {
+func runOnce(ctx context.Context, g *globals, timeout, settle time.Duration) error {
 	sess, err := g.open(ctx)
 	if err != nil {
 		return err
@@ -37,6 +37,7 @@ func runOnce(ctx context.Context, g *globals, timeout time.Duration) error {
 	log := g.log.With("project", d.Project.Name)
 	observe := observer(eng, d.Project.Name)
 	conv := &execute.Converger{
+		Settle:  settle,
 		Desired: d,
 		First:   sess.First,
 		Observe: observe,

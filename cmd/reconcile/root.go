@@ -41,7 +41,7 @@ type globals struct {
 func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	g := &globals{stdout: stdout, stderr: stderr}
 	var once bool
-	var timeout time.Duration
+	var timeout, settle time.Duration
 	var df daemonFlags
 	root := &cobra.Command{
 		Use:   "reconcile",
@@ -71,7 +71,7 @@ Compose SDK, in dependency order.
 			if !once {
 				return runDaemon(cmd.Context(), g, df)
 			}
-			return runOnce(cmd.Context(), g, timeout)
+			return runOnce(cmd.Context(), g, timeout, settle)
 		},
 	}
 	root.SetOut(stdout)
@@ -92,6 +92,7 @@ Compose SDK, in dependency order.
 
 	root.Flags().BoolVar(&once, "once", false, "converge once, wait until converged, and exit")
 	root.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "with --once: how long to wait for convergence")
+	root.Flags().DurationVar(&settle, "settle", execute.DefaultSettle, "with --once: how long convergence must hold after this run acted (a container that dies at once is not converged)")
 	root.Flags().BoolVar(&df.dryRun, "dry-run", false, "daemon: report drift as it happens, never act")
 	root.Flags().StringVar(&df.listen, "listen", "", "daemon: serve /metrics, /healthz, /readyz, /status and /events on this address (e.g. 127.0.0.1:9090)")
 	root.Flags().DurationVar(&df.resync, "resync", time.Minute, "daemon: relist everything this often, in case the event stream lost something (0: never)")

@@ -62,6 +62,8 @@ func main() {
 		err = dial(args)
 	case "check":
 		err = check(args)
+	case "exit":
+		exitLater(args)
 	default:
 		err = fmt.Errorf("unknown command %q", cmd)
 	}
@@ -262,6 +264,20 @@ func dial(args []string) error {
 		return err
 	}
 	return conn.Close()
+}
+
+// exitLater runs for a while, then exits with a code: `exit 3 1s` is a
+// container that looks started and dies a second later.
+func exitLater(args []string) {
+	code, after := 1, time.Duration(0)
+	if len(args) > 0 {
+		code, _ = strconv.Atoi(args[0])
+	}
+	if len(args) > 1 {
+		after, _ = time.ParseDuration(args[1])
+	}
+	time.Sleep(after)
+	os.Exit(code)
 }
 
 func check(args []string) error {

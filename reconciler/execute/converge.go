@@ -33,7 +33,14 @@ type Converger struct {
 	// MaxActions bounds how many plans are applied, so that a container
 	// that dies as soon as it starts is not restarted in a tight loop.
 	MaxActions int
+	// Settle is how long a project must stay converged, after this run
+	// acted on it, before it counts as converged (DefaultSettle when zero):
+	// a container that dies a moment after it starts is not converged.
+	Settle time.Duration
 }
+
+// DefaultSettle is how long convergence must hold after --once acted.
+const DefaultSettle = 2 * time.Second
 
 // Outcome is where a converge run ended.
 type Outcome struct {
@@ -67,6 +74,11 @@ func (c *Converger) Run(ctx context.Context) (Outcome, error) {
 	if maxActions <= 0 {
 		maxActions = 3
 	}
+	settle := c.Settle
+	if settle <= 0 {
+		settle = DefaultSettle
+	}
+	var since time.Time // when the project last became converged
 	next := c.First
 	for {
 		snap, err := next, error(nil)
@@ -82,9 +94,25 @@ func (c *Converger) Run(ctx context.Context) (Outcome, error) {
 		}
 		out.Result = plan.Diff(c.Desired, snap, c.Options)
 		out.Status = plan.Status(c.Desired, snap, out.Result)
-		if plan.Converged(out.Status, out.Result) {
+		switch {
+		case !plan.Converged(out.Status, out.Result):
+			since = time.Time{}
+		case out.Applied == 0:
+			out.Converged = true // found converged: nothing was started by this run
+			return out, nil
+		case since.IsZero():
+			since = clk.Now()
+		case clk.Now().Sub(since) >= settle:
 			out.Converged = true
 			return out, nil
+		}
+		if !since.IsZero() {
+			select {
+			case <-ctx.Done():
+				return out, nil // converged, but not for long enough
+			case <-clk.After(poll):
+			}
+			continue
 		}
 		if !out.Result.Plan.Empty() && out.Applied < maxActions {
 			if c.Images != nil {

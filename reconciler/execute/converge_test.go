@@ -17,7 +17,7 @@ import (
 )
 
 func converger(w *world, f *fakeEngine) *Converger {
-	return &Converger{Desired: w.d, Observe: f.observe, Executor: f.executor(w), Poll: time.Millisecond, Clock: clock.Real{}}
+	return &Converger{Desired: w.d, Observe: f.observe, Executor: f.executor(w), Poll: time.Millisecond, Settle: 20 * time.Millisecond, Clock: clock.Real{}}
 }
 
 func TestConvergeFreshProject(t *testing.T) {
@@ -93,5 +93,32 @@ func TestConvergeStopsOnAnImageThatCannotBePulled(t *testing.T) {
 	}
 	if strings.Join(imgs.calls, ";") != "pull web" {
 		t.Errorf("image calls = %v", imgs.calls)
+	}
+}
+
+func TestConvergenceMustHoldForTheSettleTime(t *testing.T) {
+	w := newWorld(load(t, "services:\n  app: {image: a, restart: \"no\"}\n"))
+	f := &fakeEngine{w: w}
+	c := converger(w, f)
+	c.Settle = 50 * time.Millisecond
+	looks := 0
+	c.Observe = func(ctx context.Context) (*observed.Snapshot, error) {
+		snap, err := f.observe(ctx)
+		looks++
+		if looks > 2 { // up returned it running; a moment later it died (exit 3)
+			for i := range snap.Containers {
+				snap.Containers[i].State, snap.Containers[i].ExitCode = "exited", 3
+			}
+		}
+		return snap, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	out, err := c.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Converged {
+		t.Fatal("a container that died right after it started counted as converged")
 	}
 }
