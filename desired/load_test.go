@@ -390,3 +390,21 @@ services:
 		t.Errorf("output masked as %q: want the token hidden, a value as short as %q left", got, "on")
 	}
 }
+
+func TestEnvFileInRawFormatIsReadAsComposeReadsIt(t *testing.T) {
+	clearComposeEnv(t)
+	dir := writeFiles(t, map[string]string{
+		"compose.yaml": "services:\n  a:\n    image: x\n    env_file:\n      - path: app.env\n        format: raw\n",
+		"app.env":      "A=1\nB=\"x y\"\nC=${A}\n",
+	})
+	st, err := Load(context.Background(), loader(t), Options{Files: []string{filepath.Join(dir, "compose.yaml")}, ProjectName: "p"})
+	if err != nil {
+		t.Fatalf("compose accepts the raw format: %v", err)
+	}
+	env := st.Services["a"].Config.Environment
+	for k, want := range map[string]string{"A": "1", "B": `"x y"`, "C": "${A}"} {
+		if got := env[k]; got == nil || *got != want {
+			t.Errorf("%s = %v, want %q taken as written", k, got, want)
+		}
+	}
+}
