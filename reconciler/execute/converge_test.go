@@ -122,3 +122,35 @@ func TestConvergenceMustHoldForTheSettleTime(t *testing.T) {
 		t.Fatal("a container that died right after it started counted as converged")
 	}
 }
+
+// recordingImages builds and pulls nothing but notes the calls.
+type recordingImages struct{ calls []string }
+
+func (r *recordingImages) Pull(_ context.Context, p *types.Project, _ api.PullOptions) error {
+	r.calls = append(r.calls, "pull "+strings.Join(p.ServiceNames(), ","))
+	return errors.New("no registry")
+}
+
+func (r *recordingImages) Build(_ context.Context, _ *types.Project, o api.BuildOptions) error {
+	r.calls = append(r.calls, "build "+strings.Join(o.Services, ","))
+	return nil
+}
+
+func TestAnImageOneServiceBuildsIsBuiltForAnotherThatUsesIt(t *testing.T) {
+	w := newWorld(load(t, "services:\n  bar: {image: shared:1}\n  foo: {image: shared:1, build: .}\n"))
+	p := w.diff(plan.Options{}).Plan.ForService("bar") // bar alone, as the daemon reconciles it
+	imgs := &recordingImages{}
+	if err := EnsureImages(context.Background(), w.d, w.snap, p, imgs); err != nil {
+		t.Fatalf("bar's image is foo's build: %v", err)
+	}
+	if got := strings.Join(imgs.calls, ";"); got != "build foo" {
+		t.Errorf("image calls %q, want foo built and nothing pulled", got)
+	}
+	imgs.calls = nil
+	if err := EnsureImages(context.Background(), w.d, w.snap, w.diff(plan.Options{}).Plan, imgs); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(imgs.calls, ";"); got != "build foo" {
+		t.Errorf("the whole project: image calls %q, want one build of foo", got)
+	}
+}

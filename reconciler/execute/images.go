@@ -19,12 +19,29 @@ type ImageProvider interface {
 	Build(ctx context.Context, project *types.Project, options api.BuildOptions) error
 }
 
+// builderOf is the service that builds ref: svc itself when it has a build
+// section, else another service of the project that builds an image of that
+// name (compose builds first, then looks for images, so `image: x` on one
+// service may be the image another one builds).
+func builderOf(d *desired.State, svc *desired.Service, ref string) *desired.Service {
+	if svc.Config.Build != nil {
+		return svc
+	}
+	for _, name := range d.Order {
+		other := d.Services[name]
+		if other.Config.Build != nil && api.GetImageNameOrDefault(other.Config, d.Project.Name) == ref {
+			return other
+		}
+	}
+	return nil
+}
+
 // EnsureImages makes sure every service the plan creates containers for has
 // its image, before anything is touched: an image that is neither present nor
 // pullable (nor buildable) is bad input, reported as a *desired.InputError
 // naming the file, service and key.
 func EnsureImages(ctx context.Context, d *desired.State, snap *observed.Snapshot, p *plan.Plan, images ImageProvider) error {
-	seen := map[string]bool{}
+	seen, built := map[string]bool{}, map[string]bool{}
 	for _, n := range p.Nodes {
 		if n.Group == "" || seen[n.Op.Service] {
 			continue
@@ -35,15 +52,23 @@ func EnsureImages(ctx context.Context, d *desired.State, snap *observed.Snapshot
 		if plan.ImageID(snap.Images, ref) != "" {
 			continue
 		}
+		if builder := builderOf(d, svc, ref); builder != nil {
+			if built[builder.Name] {
+				continue
+			}
+			project, err := d.Project.WithSelectedServices([]string{builder.Name}, types.IgnoreDependencies)
+			if err != nil {
+				return fmt.Errorf("narrowing project to service %s: %w", builder.Name, err)
+			}
+			if err := images.Build(ctx, project, api.BuildOptions{Services: []string{builder.Name}, Quiet: true}); err != nil {
+				return d.InputError(builder.Name, "build", fmt.Errorf("image %s is not present and building it failed: %w", ref, err))
+			}
+			built[builder.Name] = true
+			continue
+		}
 		project, err := d.Project.WithSelectedServices([]string{svc.Name}, types.IgnoreDependencies)
 		if err != nil {
 			return fmt.Errorf("narrowing project to service %s: %w", svc.Name, err)
-		}
-		if svc.Config.Build != nil {
-			if err := images.Build(ctx, project, api.BuildOptions{Services: []string{svc.Name}, Quiet: true}); err != nil {
-				return d.InputError(svc.Name, "build", fmt.Errorf("image %s is not present and building it failed: %w", ref, err))
-			}
-			continue
 		}
 		if svc.Config.PullPolicy == types.PullPolicyNever {
 			return d.InputError(svc.Name, "image", fmt.Errorf("image %s is not present locally and pull_policy is never", ref))
