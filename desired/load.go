@@ -74,6 +74,13 @@ func (s *State) InputError(service, key string, err error) *InputError {
 	return &InputError{File: file, Line: line, Service: service, Key: key, Err: err}
 }
 
+// TopLevelError builds an error about a top-level key (networks.front.external),
+// located in the compose file that sets it.
+func (s *State) TopLevelError(key string, err error) *InputError {
+	file, line := s.loc.find(strings.Split(key, ".")...)
+	return &InputError{File: file, Line: line, Key: key, Err: err}
+}
+
 // Service is one service's desired shape and policy.
 type Service struct {
 	Name     string

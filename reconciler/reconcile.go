@@ -68,6 +68,9 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (Result, error) 
 	if p.Empty() {
 		return out, nil
 	}
+	if err := execute.CheckExternals(d, snap, p); err != nil {
+		return Result{}, TerminalError(record.ExternalMissing, err)
+	}
 	if c.Images != nil {
 		if err := execute.EnsureImages(ctx, d, snap, p, c.Images); err != nil {
 			return Result{}, TerminalError(record.ImageMissing, err)

@@ -457,3 +457,26 @@ services:
 		t.Errorf("the output does not name the service that did not converge:\n%s", r.Stderr)
 	}
 }
+
+// TestOnceEndsAtOnceOnAMissingExternalNetwork: no wait can create an
+// external network; --once says so with the file and key, exit 2, and
+// touches nothing.
+func TestOnceEndsAtOnceOnAMissingExternalNetwork(t *testing.T) {
+	p := enginetest.NewProject(t, `
+services:
+  app:
+    image: {{.Image}}
+    networks: [shared]
+networks:
+  shared:
+    external: true
+    name: reconcile-test-no-such-network
+`)
+	r := reconcile(t, p.Dir, nil, "--once", "-f", p.File, "-p", p.Name, "--timeout", "2m")
+	if r.Code != 2 || !strings.Contains(r.Stderr, "compose.yaml:") || !strings.Contains(r.Stderr, "reconcile-test-no-such-network does not exist") {
+		t.Fatalf("%s; want exit 2 naming the file and the network", r)
+	}
+	if n := len(p.Snapshot().Containers); n != 0 {
+		t.Errorf("%d containers created", n)
+	}
+}

@@ -68,6 +68,7 @@ const (
 // Other failures.
 const (
 	ImageMissing           Reason = "ImageMissing"
+	ExternalMissing        Reason = "ExternalMissing"
 	ReconcileFailed        Reason = "ReconcileFailed"
 	ReconcilePanic         Reason = "ReconcilePanic"
 	EventPanic             Reason = "EventPanic"
@@ -149,6 +150,7 @@ var Catalogue = []ReasonInfo{
 	{FailedWaitCondition, Warning, "a dependency failed its depends_on condition"},
 
 	{ImageMissing, Warning, "an image is neither present nor pullable nor buildable: waits for the next change"},
+	{ExternalMissing, Warning, "an external network or volume a service needs does not exist: waits for the next change"},
 	{ReconcileFailed, Warning, "a reconcile failed on bad input: not retried until something changes"},
 	{ReconcilePanic, Warning, "a reconcile panicked; it is retried with backoff"},
 	{EventPanic, Warning, "handling an engine event panicked; the event was dropped, the next relist repairs it"},

@@ -115,6 +115,9 @@ func (c *Converger) Run(ctx context.Context) (Outcome, error) {
 			continue
 		}
 		if !out.Result.Plan.Empty() && out.Applied < maxActions {
+			if err := CheckExternals(c.Desired, snap, out.Result.Plan); err != nil {
+				return out, err
+			}
 			if c.Images != nil {
 				if err := EnsureImages(ctx, c.Desired, snap, out.Result.Plan, c.Images); err != nil {
 					return out, err

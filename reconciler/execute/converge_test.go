@@ -3,6 +3,7 @@ package execute
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -152,5 +153,27 @@ func TestAnImageOneServiceBuildsIsBuiltForAnotherThatUsesIt(t *testing.T) {
 	}
 	if got := strings.Join(imgs.calls, ";"); got != "build foo" {
 		t.Errorf("the whole project: image calls %q, want one build of foo", got)
+	}
+}
+
+func TestAMissingExternalNetworkOrVolumeEndsTheRunBeforeAnythingIsTouched(t *testing.T) {
+	for name, compose := range map[string]string{
+		"network": "services:\n  app: {image: a, networks: [shared]}\nnetworks:\n  shared: {external: true, name: corp-net}\n",
+		"volume":  "services:\n  app: {image: a, volumes: [\"data:/data\"]}\nvolumes:\n  data: {external: true}\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			w := newWorld(load(t, compose))
+			w.snap.Networks = slices.DeleteFunc(w.snap.Networks, func(n observed.Network) bool { return n.Name == "corp-net" })
+			w.snap.Volumes = nil
+			f := &fakeEngine{w: w}
+			_, err := converger(w, f).Run(context.Background())
+			var ie *desired.InputError
+			if !errors.As(err, &ie) || !strings.Contains(err.Error(), "does not exist") || !strings.HasSuffix(ie.Key, ".external") || ie.Line == 0 {
+				t.Fatalf("err %v: want an input error naming the external %s's key and line", err, name)
+			}
+			if len(f.calls) != 0 {
+				t.Errorf("calls %v: nothing may be touched", f.calls)
+			}
+		})
 	}
 }
