@@ -201,7 +201,7 @@ func (f *fakeEngine) enter() func() {
 
 func (f *fakeEngine) Up(_ context.Context, project *types.Project, opts api.UpOptions) error {
 	defer f.enter()()
-	names := project.ServiceNames()
+	names := opts.Create.Services
 	if len(names) != 1 || opts.Create.Recreate != api.RecreateDiverged || opts.Create.RecreateDependencies != api.RecreateNever {
 		return fmt.Errorf("unexpected up of %v with %+v", names, opts.Create)
 	}

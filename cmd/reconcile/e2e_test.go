@@ -7,6 +7,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -478,5 +479,37 @@ networks:
 	}
 	if n := len(p.Snapshot().Containers); n != 0 {
 		t.Errorf("%d containers created", n)
+	}
+}
+
+// TestContainersCarryComposesDependsOnLabel: compose stamps each container
+// with its service's depends_on (`dep:condition:restart`), and its
+// file-less commands order by it; reconcile's containers carry the same.
+func TestContainersCarryComposesDependsOnLabel(t *testing.T) {
+	p := enginetest.NewProject(t, `
+services:
+  db:
+    image: {{.Image}}
+    healthcheck: {test: ["CMD", "/testapp", "health"], interval: 1s, timeout: 3s, retries: 3}
+  api:
+    image: {{.Image}}
+    depends_on:
+      db: {condition: service_healthy, restart: true}
+  worker:
+    image: {{.Image}}
+    depends_on: [api, db]
+`)
+	once(t, p)
+	want := map[string][]string{
+		"db":     {""},
+		"api":    {"db:service_healthy:true"},
+		"worker": {"api:service_started:false", "db:service_started:false"},
+	}
+	for _, c := range p.Snapshot().Containers {
+		got := strings.Split(p.Inspect(c.ID).Config.Labels[api.DependenciesLabel], ",")
+		slices.Sort(got)
+		if !slices.Equal(got, want[c.Service]) {
+			t.Errorf("%s: depends_on label %q, want %q as compose sets it", c.Name, got, want[c.Service])
+		}
 	}
 }

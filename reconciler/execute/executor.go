@@ -241,13 +241,21 @@ func (e *Executor) run(ctx context.Context, nodes []*plan.Node) error {
 // creates missing replicas, recreates diverged ones and starts them, and
 // touches no other service.
 func (e *Executor) upService(ctx context.Context, service string) error {
-	project, err := e.Desired.Project.WithSelectedServices([]string{service}, types.IgnoreDependencies)
+	// The service and its dependencies: compose stamps a container's
+	// depends_on label from the service's depends_on, which a project
+	// narrowed to the service alone has lost, and its file-less commands
+	// (`docker compose -p NAME stop`, `down`) order by that label. Only the
+	// service itself is created and started (Services), dependencies are
+	// never recreated, and the daemon brings a service up only once its
+	// dependencies meet their conditions.
+	project, err := e.Desired.Project.WithSelectedServices([]string{service})
 	if err != nil {
 		return fmt.Errorf("narrowing project to service %s: %w", service, err)
 	}
-	// Only the service's own networks and volumes: compose creates every
-	// missing resource of the project it is given, and two calls racing to
-	// create one network make two networks of the same name.
+	// Only the networks and volumes of these services: compose creates
+	// every missing resource of the project it is given, and two calls
+	// racing to create one network make two networks of the same name (the
+	// plan creates them first, under a lock).
 	project = project.WithoutUnnecessaryResources()
 	timeout := e.Desired.Services[service].StopGracePeriod
 	err = e.Compose.Up(ctx, project, api.UpOptions{

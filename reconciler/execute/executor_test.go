@@ -55,11 +55,17 @@ func (f *fakeEngine) enter() func() {
 
 func (f *fakeEngine) Up(_ context.Context, project *types.Project, opts api.UpOptions) error {
 	defer f.enter()()
-	names := project.ServiceNames()
-	if len(names) != 1 || opts.Create.Recreate != api.RecreateDiverged || opts.Create.RecreateDependencies != api.RecreateNever {
+	names := opts.Create.Services
+	if len(names) != 1 || opts.Create.Recreate != api.RecreateDiverged || opts.Create.RecreateDependencies != api.RecreateNever ||
+		!slices.Equal(opts.Start.Services, names) {
 		return fmt.Errorf("unexpected up of %v with %+v", names, opts.Create)
 	}
 	svc := names[0]
+	// the project holds the service and its dependencies, with depends_on
+	// intact, so that compose labels the containers as `up` would
+	if deps := f.w.d.Project.Services[svc].DependsOn; len(project.Services[svc].DependsOn) != len(deps) {
+		return fmt.Errorf("up of %s lost its depends_on: %v", svc, project.Services[svc].DependsOn)
+	}
 	f.record("up " + svc)
 	if err := f.failUp[svc]; err != nil {
 		return err
