@@ -5,7 +5,7 @@ GO      ?= go
 BIN     := bin/reconcile
 EXAMPLE := examples/quickstart/compose.yaml
 
-.PHONY: all build engine images example-images demo demo-down test unit bench clean
+.PHONY: all build engine images example-images compose-cli demo demo-down test unit bench clean
 
 all: build
 
@@ -23,6 +23,11 @@ images: engine
 example-images: engine
 	./examples/production/build.sh
 
+# The real compose CLI, at the SDK's version, for the parity tests: built
+# from its own module in tools/compose, never part of reconcile.
+compose-cli:
+	cd tools/compose && $(GO) build -o ../../bin/docker-compose github.com/docker/compose/v5/cmd
+
 # The daemon in the foreground (Ctrl-C stops it and leaves the stack running).
 demo: build images
 	$(BIN) -f $(EXAMPLE) --listen 127.0.0.1:9090
@@ -34,7 +39,7 @@ demo-down:
 # Engine tests fail, rather than skip, without an engine when CI=true. The
 # images are built first, so that building them does not compete for the CPU
 # with tests that measure how fast things recover.
-test: engine images example-images
+test: engine images example-images compose-cli
 	$(GO) test -count=1 -timeout 20m ./...
 
 unit:

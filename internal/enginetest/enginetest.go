@@ -521,3 +521,59 @@ func (l *EventLog) Events() []events.Message {
 	defer l.mu.Unlock()
 	return append([]events.Message(nil), l.events...)
 }
+
+var (
+	composeOnce sync.Once
+	composePath string
+	composeErr  error
+)
+
+// ComposeCLI builds the real compose command line (tools/compose pins it at
+// the SDK's version) once per test process and returns its path, for tests
+// that hold reconcile's containers against `docker compose up`'s.
+func ComposeCLI(t testing.TB) string {
+	t.Helper()
+	composeOnce.Do(func() {
+		_, self, _, ok := runtime.Caller(0)
+		if !ok {
+			composeErr = errors.New("locating the source tree")
+			return
+		}
+		dir, err := os.MkdirTemp("", "compose-bin")
+		if err != nil {
+			composeErr = err
+			return
+		}
+		composePath = filepath.Join(dir, "docker-compose")
+		cmd := exec.Command("go", "build", "-o", composePath, "github.com/docker/compose/v5/cmd")
+		cmd.Dir = filepath.Join(filepath.Dir(self), "..", "..", "tools", "compose")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			composeErr = fmt.Errorf("building the compose CLI: %w: %s", err, out)
+		}
+	})
+	if composeErr != nil {
+		t.Fatal(composeErr)
+	}
+	return composePath
+}
+
+// Compose runs the compose CLI on the project and returns what it did.
+func (p *Project) Compose(args ...string) Result {
+	p.T.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, ComposeCLI(p.T), append([]string{"-f", p.File, "-p", p.Name}, args...)...)
+	cmd.Dir = p.Dir
+	cmd.Env = append(os.Environ(), "NO_COLOR=1", "COMPOSE_PROGRESS=quiet")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := Result{Stdout: stdout.String(), Stderr: stderr.String()}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		r.Code = ee.ExitCode()
+	} else if err != nil {
+		p.T.Fatalf("running docker compose %v: %v", args, err)
+	}
+	return r
+}
