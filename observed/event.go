@@ -52,7 +52,9 @@ type Event struct {
 	Number int
 	// OneOff marks `docker compose run` containers, which no policy owns.
 	OneOff bool
-	Action Action
+	// ConfigHash is the compose config hash the container was created with.
+	ConfigHash string
+	Action     Action
 	// ExitCode is set on die; Signal on kill.
 	ExitCode int
 	Signal   int
@@ -74,6 +76,7 @@ func Decode(m events.Message, received time.Time) Event {
 		Container:   attrs["name"],
 		Service:     attrs[api.ServiceLabel],
 		OneOff:      attrs[api.OneoffLabel] == oneOffTrue,
+		ConfigHash:  attrs[api.ConfigHashLabel],
 		Action:      Action(m.Action),
 		Time:        received,
 	}

@@ -16,48 +16,29 @@ import (
 
 // Reconcile brings one service to its desired state as far as it can now:
 // diff, the service's part of the plan, dependencies, the guards' decisions,
-// the syncers, then the executor, whose reports the accountants learn from.
+// the networks and volumes what is left of the plan needs, the syncers, then
+// the executor, whose reports the accountants learn from.
 func (c *Controller) Reconcile(ctx context.Context, key string) (Result, error) {
 	d := c.desired.Load()
 	if d == nil {
 		return Result{}, errors.New("no desired state loaded")
 	}
-	snap, err := c.Snapshot(ctx)
-	if err != nil {
-		return Result{}, err
+	snap, p, out, err := c.planService(ctx, d, key)
+	if err != nil || c.DryRun {
+		return out, err
 	}
-	res := plan.Diff(d, snap, c.Options)
-	p := res.Plan.ForService(key)
-	if !c.DryRun && slices.ContainsFunc(p.Nodes, func(n *plan.Node) bool { return n.Op.Type.IsInfra() }) {
+	if needed := infraNeeded(p); len(needed) > 0 {
 		// Several services may need one missing network: create it once,
-		// under a lock and on a fresh look, then plan again.
-		if err := c.createInfra(ctx, d, key); err != nil {
+		// under a lock and on a fresh look, then plan again. Only what the
+		// decided plan needs: a network whose containers the user took
+		// down is not made again behind their back.
+		if err := c.createInfra(ctx, d, key, needed); err != nil {
 			return Result{}, err
 		}
-		if snap, err = c.Snapshot(ctx); err != nil {
-			return Result{}, err
-		}
-		res = plan.Diff(d, snap, c.Options)
-		p = res.Plan.ForService(key)
-	}
-	c.driftMetrics(res)
-	c.reports.drift(c, key, res)
-
-	var out Result
-	if s := d.Services[key]; s != nil && p.BringsUp() {
-		if ok, why := dependenciesReady(d, s, snap); !ok {
-			c.reports.once(c, key, Report{Reason: record.DependencyNotReady, Message: "waiting for " + why, Occurrence: why})
-			p = p.Without(func(n *plan.Node) bool { return n.Op.Type.BringsUp() })
-			out.RequeueAfter = c.dependencyRetry()
+		if snap, p, out, err = c.planService(ctx, d, key); err != nil {
+			return out, err
 		}
 	}
-	if c.DryRun {
-		if !p.Empty() {
-			logFrom(ctx, c.logger()).Info("dry run: not acting", "plan", p.String())
-		}
-		return out, nil
-	}
-	p, out.RequeueAfter = c.decide(key, Review{Desired: d, Snapshot: snap, Service: key, Plan: p}, out.RequeueAfter)
 	for _, sy := range c.Syncers {
 		r, err := sy.Sync(ctx, Review{Desired: d, Snapshot: snap, Service: key, Plan: p, Now: c.clock().Now()})
 		if err != nil {
@@ -82,6 +63,64 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (Result, error) 
 		return Result{}, fmt.Errorf("reconciling service %s: %w", key, err)
 	}
 	return out, nil
+}
+
+// planService looks at the service: a snapshot, the diff and its records,
+// the service's part of the plan with the guards' decisions applied (a dry
+// run stops before them), less the networks and volumes only held
+// operations needed, less what waits for dependencies (their networks are
+// still made: they need no dependency).
+func (c *Controller) planService(ctx context.Context, d *desired.State, key string) (*observed.Snapshot, *plan.Plan, Result, error) {
+	snap, err := c.Snapshot(ctx)
+	if err != nil {
+		return nil, nil, Result{}, err
+	}
+	res := plan.Diff(d, snap, c.Options)
+	p := res.Plan.ForService(key)
+	c.driftMetrics(res)
+	c.reports.drift(c, key, res)
+
+	if c.DryRun {
+		p, out := c.waitForDependencies(d, key, snap, p)
+		if !p.Empty() {
+			logFrom(ctx, c.logger()).Info("dry run: not acting", "plan", p.String())
+		}
+		return snap, p, out, nil
+	}
+	p, requeue := c.decide(key, Review{Desired: d, Snapshot: snap, Service: key, Plan: p}, 0)
+	// networks and volumes only the held operations needed are not made
+	p = p.Without(func(n *plan.Node) bool {
+		return n.Op.Type.IsInfra() && !slices.ContainsFunc(p.Nodes, func(m *plan.Node) bool { return slices.Contains(m.DependsOn, n) })
+	})
+	p, out := c.waitForDependencies(d, key, snap, p)
+	out.RequeueAfter = sooner(out.RequeueAfter, requeue)
+	return snap, p, out, nil
+}
+
+// waitForDependencies leaves out what brings the service up while a
+// required dependency misses its condition, and says so once.
+func (c *Controller) waitForDependencies(d *desired.State, key string, snap *observed.Snapshot, p *plan.Plan) (*plan.Plan, Result) {
+	s := d.Services[key]
+	if s == nil || !p.BringsUp() {
+		return p, Result{}
+	}
+	ok, why := dependenciesReady(d, s, snap)
+	if ok {
+		return p, Result{}
+	}
+	c.reports.once(c, key, Report{Reason: record.DependencyNotReady, Message: "waiting for " + why, Occurrence: why})
+	return p.Without(func(n *plan.Node) bool { return n.Op.Type.BringsUp() }), Result{RequeueAfter: c.dependencyRetry()}
+}
+
+// infraNeeded are the networks and volumes the plan creates, by resource.
+func infraNeeded(p *plan.Plan) map[string]bool {
+	out := map[string]bool{}
+	for _, n := range p.Nodes {
+		if n.Op.Type.IsInfra() {
+			out[n.Op.ResourceID] = true
+		}
+	}
+	return out
 }
 
 // decide asks each guard in turn about the plan as the ones before it left
@@ -112,9 +151,9 @@ func (c *Controller) decide(key string, in Review, requeue time.Duration) (*plan
 	return in.Plan, requeue
 }
 
-// createInfra creates the networks and volumes a service needs that are
+// createInfra creates the needed networks and volumes of a service that are
 // still missing when looked at under the lock.
-func (c *Controller) createInfra(ctx context.Context, d *desired.State, key string) error {
+func (c *Controller) createInfra(ctx context.Context, d *desired.State, key string, needed map[string]bool) error {
 	c.infra.Lock()
 	defer c.infra.Unlock()
 	c.Invalidate()
@@ -122,7 +161,7 @@ func (c *Controller) createInfra(ctx context.Context, d *desired.State, key stri
 	if err != nil {
 		return err
 	}
-	p := plan.Diff(d, snap, c.Options).Plan.ForService(key).Without(func(n *plan.Node) bool { return !n.Op.Type.IsInfra() })
+	p := plan.Diff(d, snap, c.Options).Plan.ForService(key).Without(func(n *plan.Node) bool { return !n.Op.Type.IsInfra() || !needed[n.Op.ResourceID] })
 	if p.Empty() {
 		return nil
 	}

@@ -46,6 +46,13 @@ func (r *Restarts) Review(in reconciler.Review) reconciler.Decision {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, n := range in.Plan.Nodes {
+		if n.Op.Type == plan.OpCreateContainer {
+			if rep := r.removedByUser(in, svc, n.Op); rep != nil {
+				dec.Hold = append(dec.Hold, n)
+				dec.Reports = append(dec.Reports, *rep)
+			}
+			continue
+		}
 		c, ok := byID[n.Op.ContainerID]
 		if !ok {
 			continue
@@ -109,6 +116,21 @@ func (r *Restarts) holdDown(in reconciler.Review, svc *desired.Service, c observ
 			Service: in.Service, Container: c.Name, ContainerID: c.ID, Number: c.Number, StopTimeout: svc.StopGracePeriod,
 		}, report(record.RestartBudgetExhausted, c, s.spentAt(),
 			fmt.Sprintf("%s; %d of %d restarts used: stopped, the engine restarts it no more; left down", s.LastExit, used, p.MaxAttempts))
+}
+
+// removedByUser holds the creation of a replica the user stopped and then
+// removed, while its definition is the one it had.
+func (r *Restarts) removedByUser(in reconciler.Review, svc *desired.Service, op plan.Operation) *reconciler.Report {
+	s := r.slots[slotKey(in.Service, op.Number)]
+	if s == nil || !s.RemovedByUser {
+		return nil
+	}
+	if s.RemovedHash != "" && s.RemovedHash != plan.ExpectedHash(svc.Config, in.Snapshot.ByService()) {
+		return nil // a new definition: the removal no longer holds
+	}
+	name := plan.ContainerName(in.Desired, in.Service, op.Number)
+	return &reconciler.Report{Reason: record.RemovedByUser, Container: name, Occurrence: s.RemovedHash,
+		Message: "stopped, then removed (docker compose down, or stop and rm): left absent until it is created again or its definition changes"}
 }
 
 // mayStart decides for an exited container.

@@ -61,7 +61,12 @@ func (r *Restarts) Event(ev observed.Event, d *desired.State) {
 		}
 	case observed.ActionDestroy:
 		if s := r.slots[slotKey(ev.Service, ev.Number)]; s != nil && s.ContainerID == id {
-			delete(r.slots, slotKey(ev.Service, ev.Number))
+			if s.StoppedByUser {
+				// stopped, then removed: the user took it down
+				s.RemovedByUser, s.RemovedHash, s.StoppedByUser = true, ev.ConfigHash, false
+			} else {
+				delete(r.slots, slotKey(ev.Service, ev.Number))
+			}
 			r.changed()
 		}
 		delete(r.kills, id)

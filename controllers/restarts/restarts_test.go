@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/docker/compose/v5/pkg/api"
 
 	"github.com/moby/moby/api/types/events"
@@ -149,7 +150,9 @@ func (g *rig) set(s, state string, code int) {
 func (g *rig) snapshot() *observed.Snapshot {
 	snap := &observed.Snapshot{Project: "p", Images: map[string]string{}, Networks: []observed.Network{{ID: "n", Name: "p_default", Key: "default"}}}
 	for _, name := range g.d.Order {
-		snap.Containers = append(snap.Containers, *g.ctrs[name])
+		if c := g.ctrs[name]; c != nil { // nil: removed
+			snap.Containers = append(snap.Containers, *c)
+		}
 	}
 	return snap
 }
@@ -614,7 +617,7 @@ func TestAContainerBeingStoppedIsNotRestartedForItsHealth(t *testing.T) {
 	g := newRig(t, "services:\n  api:\n    image: a\n    restart: always\n    healthcheck: {test: [CMD, x], interval: 1s}\n")
 	g.started("api")
 	g.event("api", "kill", "signal", "15") // docker stop: SIGTERM sent
-	g.ctrs["api"].Health = "unhealthy"      // the stopping process fails its check
+	g.ctrs["api"].Health = "unhealthy"     // the stopping process fails its check
 	g.event("api", "health_status: unhealthy")
 	if ops, _ := g.review("api"); ops != "" {
 		t.Fatalf("%q: a container being stopped must not be restarted", ops)
@@ -624,5 +627,35 @@ func TestAContainerBeingStoppedIsNotRestartedForItsHealth(t *testing.T) {
 	g.set("api", "exited", 0)
 	if ops, _ := g.review("api"); ops != "" {
 		t.Fatalf("%q: the user's stop holds", ops)
+	}
+}
+
+func TestAReplicaStoppedThenRemovedIsLeftAbsent(t *testing.T) {
+	g := newRig(t, "services:\n  api:\n    image: a\n    restart: always\n")
+	hash := g.ctrs["api"].ConfigHash
+	g.started("api")
+	g.dockerStop("api")                                  // docker compose down: a graceful stop...
+	g.event("api", "destroy", api.ConfigHashLabel, hash) // ...then the removal
+	delete(g.ctrs, "api")
+	if ops, _ := g.review("api"); ops != "" {
+		t.Fatalf("%q: a replica the user took down must not be created again", ops)
+	}
+	if !slices.Contains(g.rec.reasons, "RemovedByUser") {
+		t.Errorf("records %v: want RemovedByUser", g.rec.reasons)
+	}
+	// a docker rm -f of a running replica is repaired, as before
+	g2 := newRig(t, "services:\n  api:\n    image: a\n    restart: always\n")
+	g2.started("api")
+	g2.event("api", "kill", "signal", "9")
+	g2.event("api", "die", "exitCode", "137")
+	g2.event("api", "destroy", api.ConfigHashLabel, g2.ctrs["api"].ConfigHash)
+	delete(g2.ctrs, "api")
+	if ops, _ := g2.review("api"); ops != "CreateContainer api" {
+		t.Fatalf("%q: a removed replica the user had not stopped is created again", ops)
+	}
+	// a new definition ends the hold
+	g.d.Services["api"].Config.Environment = types.NewMappingWithEquals([]string{"NEW=1"})
+	if ops, _ := g.review("api"); ops != "CreateContainer api" {
+		t.Fatalf("%q: a changed definition is created", ops)
 	}
 }

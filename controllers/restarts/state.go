@@ -55,6 +55,12 @@ type Slot struct {
 	// budget was spent: the engine restarts it no more. A start by anyone
 	// else ends it, with a fresh budget.
 	HeldDown bool `json:"heldDown,omitempty"`
+	// RemovedByUser is set when a container the user had stopped is then
+	// removed (`docker compose down`, or stop then rm): the replica stays
+	// absent until it is created again or its definition (RemovedHash, the
+	// config hash it had) changes.
+	RemovedByUser bool   `json:"removedByUser,omitempty"`
+	RemovedHash   string `json:"removedHash,omitempty"`
 	// pendingDie is a die after a polite kill signal: it may be a
 	// `docker stop` whose `stop` event has not arrived yet.
 	pendingDie time.Time
@@ -221,7 +227,7 @@ func (r *Restarts) slot(service string, number int, id string) *Slot {
 	}
 	if id != "" && s.ContainerID != id {
 		if s.ContainerID != "" {
-			s.StoppedByUser, s.HeldDown, s.OverBudget = false, false, false
+			s.StoppedByUser, s.HeldDown, s.OverBudget, s.RemovedByUser = false, false, false, false
 			s.pendingDie = time.Time{}
 		}
 		s.ContainerID = id

@@ -84,6 +84,7 @@ const (
 const (
 	DependencyNotReady Reason = "DependencyNotReady"
 	StoppedByUser      Reason = "StoppedByUser"
+	RemovedByUser      Reason = "RemovedByUser"
 	NotRestarted       Reason = "NotRestarted"
 	BackOff            Reason = "BackOff"
 	ConfigReloaded     Reason = "ConfigReloaded"
@@ -163,6 +164,7 @@ var Catalogue = []ReasonInfo{
 
 	{DependencyNotReady, Normal, "a service waits for a dependency's depends_on condition"},
 	{StoppedByUser, Normal, "a graceful stop is taken as the user's intent: left down"},
+	{RemovedByUser, Normal, "a replica stopped and then removed (docker compose down) is left absent until created again or redefined"},
 	{NotRestarted, Normal, "the restart policy does not restart this exit"},
 	{BackOff, Normal, "a restart waits for its backoff"},
 	{ConfigReloaded, Normal, "the compose files were read again; names the services that changed"},

@@ -221,8 +221,15 @@ func (p *planner) service(s *desired.Service) {
 	for _, cand := range extras {
 		c := cand.c
 		cause := fmt.Sprintf("extra replica (%d desired)", s.Replicas)
-		p.drift(Drift{Kind: DriftExtraReplica, Service: s.Name, Container: c.Name, ContainerID: c.ID, Number: c.Number, Cause: cause, Actionable: s.Policy.Replicas.Prune})
-		if s.Policy.Replicas.Prune {
+		// A replica created and not yet started is someone's `up --scale`
+		// between its create and its start: removing it now makes that
+		// command fail. It is removed once it runs.
+		prune := s.Policy.Replicas.Prune && c.State != observed.StateCreated
+		if s.Policy.Replicas.Prune && !prune {
+			cause += "; created, not started yet: removed once it starts"
+		}
+		p.drift(Drift{Kind: DriftExtraReplica, Service: s.Name, Container: c.Name, ContainerID: c.ID, Number: c.Number, Cause: cause, Actionable: prune})
+		if prune {
 			ops = append(ops, pending{op: Operation{
 				Type: OpRemoveContainer, ResourceID: ReplicaID(s.Name, c.Number), Cause: cause,
 				Service: s.Name, Container: c.Name, ContainerID: c.ID, Number: c.Number, StopTimeout: s.StopGracePeriod,

@@ -197,6 +197,17 @@ func TestDiff(t *testing.T) {
 				[] -> #2 service:api:3, RemoveContainer, extra replica (2 desired)`,
 		},
 		{
+			name:    "an extra replica created and not started is someone's up --scale: left until it runs",
+			compose: stack,
+			setup: func(w *world) {
+				w.running("db", "api", "web")
+				w.add("migrate", 1, "exited:0")
+				w.add("api", 3, "created")
+			},
+			drift: `ExtraReplica p-api-3: extra replica (2 desired); created, not started yet: removed once it starts (reported)`,
+			plan:  ``,
+		},
+		{
 			name:    "obsolete replicas are the first extras, as compose scales down",
 			compose: stack,
 			setup: func(w *world) {
