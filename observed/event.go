@@ -106,6 +106,7 @@ const (
 	FactGone      FactKind = "gone"
 	FactHealthy   FactKind = "healthy"
 	FactUnhealthy FactKind = "unhealthy"
+	FactPaused    FactKind = "paused"
 )
 
 // Fact is what one event says of its container's state; the zero Fact says
@@ -126,6 +127,8 @@ func (e Event) Fact() Fact {
 		return Fact{Kind: FactStopped, ExitCode: e.ExitCode}
 	case ActionDestroy:
 		return Fact{Kind: FactGone}
+	case ActionPause:
+		return Fact{Kind: FactPaused}
 	case ActionHealthStatus:
 		switch e.Health {
 		case HealthHealthy:

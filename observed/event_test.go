@@ -21,6 +21,7 @@ func TestFactOfAnEvent(t *testing.T) {
 		{"destroy", nil, Fact{Kind: FactGone}},
 		{"health_status: healthy", nil, Fact{Kind: FactHealthy}},
 		{"health_status: unhealthy", nil, Fact{Kind: FactUnhealthy}},
+		{"pause", nil, Fact{Kind: FactPaused}},
 		{"kill", map[string]string{"signal": "9"}, Fact{}}, // says nothing of the state yet
 		{"create", nil, Fact{}},
 	}

@@ -226,6 +226,8 @@ func TestControllerPatchesASnapshotWithEventsItHasNotCaughtUpWith(t *testing.T) 
 		{"start not listed yet", observed.Fact{Kind: observed.FactRunning}, "exited:1", "running", 1, "", true, 0},
 		{"destroyed but still listed", observed.Fact{Kind: observed.FactGone}, "running", "", 0, "", true, 0},
 		{"health change not listed yet", observed.Fact{Kind: observed.FactUnhealthy}, "running:healthy", "running", 0, "unhealthy", true, 0},
+		{"pause not listed yet", observed.Fact{Kind: observed.FactPaused}, "running", "paused", 0, "", true, 0},
+		{"unpause not listed yet", observed.Fact{Kind: observed.FactRunning}, "paused", "running", 0, "", true, 0},
 		{"a fact too old to trust", observed.Fact{Kind: observed.FactStopped}, "running", "running", 0, "", false, 3 * time.Second},
 	}
 	for _, tt := range tests {
@@ -310,6 +312,8 @@ func actionOf(f observed.Fact) observed.Action {
 		return observed.ActionStart
 	case observed.FactGone:
 		return observed.ActionDestroy
+	case observed.FactPaused:
+		return observed.ActionPause
 	}
 	return observed.ActionHealthStatus
 }

@@ -129,8 +129,13 @@ func apply(cs *[]observed.Container, i int, f observed.Fact) bool {
 			return true
 		}
 	case observed.FactRunning:
-		if ctr.State == observed.StateExited || ctr.State == observed.StateCreated {
+		if ctr.State == observed.StateExited || ctr.State == observed.StateCreated || ctr.State == observed.StatePaused {
 			ctr.State = observed.StateRunning
+			return true
+		}
+	case observed.FactPaused:
+		if ctr.State == observed.StateRunning {
+			ctr.State = observed.StatePaused
 			return true
 		}
 	case observed.FactHealthy, observed.FactUnhealthy:

@@ -64,6 +64,29 @@ func TestComposeCommandsBesideTheDaemon(t *testing.T) {
 	compose("restart")
 	eventually(t, 30*time.Second, "running after a restart", converged(p, map[string]int{"api": 2, "worker": 1}))
 
+	// read-only commands
+	compose("ps")
+	compose("logs", "worker")
+
+	// pause: a paused container is drift
+	compose("pause", "worker")
+	eventually(t, 30*time.Second, "worker unpaused", func() bool {
+		st := p.Inspect(p.IDs()[p.Name+"-worker-1"]).State
+		return st.Running && !st.Paused
+	})
+
+	// kill: the restart policy decides (here none: "no", so it stays down)
+	compose("kill", "worker")
+	holds(t, 3*time.Second, "killed, restart: no", func() bool { return running(p)["worker"] == 0 })
+	compose("start", "worker")
+	eventually(t, 30*time.Second, "worker started", converged(p, map[string]int{"api": 2, "worker": 1}))
+
+	// rm -sf: as down, for that service
+	compose("rm", "-sf", "worker")
+	holds(t, 3*time.Second, "worker removed by the user", func() bool { _, ok := p.IDs()[p.Name+"-worker-1"]; return !ok })
+	compose("up", "-d", "worker")
+	eventually(t, 30*time.Second, "worker up again", converged(p, map[string]int{"api": 2, "worker": 1}))
+
 	// down: containers and networks go, and stay gone
 	compose("down")
 	holds(t, 5*time.Second, "taken down by the user", func() bool {
