@@ -1,13 +1,16 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/reconcile-dev/reconcile/observed"
+	"github.com/reconcile-dev/reconcile/reconciler/execute"
 	"github.com/reconcile-dev/reconcile/reconciler/plan"
 )
 
@@ -20,8 +23,9 @@ func newDiffCommand(g *globals) *cobra.Command {
 difference and the plan that would converge them. Environment values are never
 printed: a changed variable shows as its key with a masked value.
 
-Exit code: 0 in sync, 1 drift found (0 with --exit-code=false), 2 bad input,
-3 engine unreachable, 4 any other error.`,
+Exit code: 0 in sync, 1 drift found (0 with --exit-code=false), 2 bad input
+(as --once: an image the plan needs that is neither present nor pullable, a
+missing external network or volume), 3 engine unreachable, 4 any other error.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -31,6 +35,17 @@ Exit code: 0 in sync, 1 drift found (0 with --exit-code=false), 2 bad input,
 			}
 			d, eng := sess.Desired, sess.Engine
 			res := plan.Diff(d, snap, plan.Options{RemoveOrphans: g.removeOrphans})
+			// --once's verdict on what it could not get or find, without
+			// acting: bad input, exit 2
+			if err := execute.CheckExternals(d, snap, res.Plan); err != nil {
+				return err
+			}
+			checkCtx, cancel := context.WithTimeout(ctx, imageCheckTimeout)
+			err = execute.CheckImages(checkCtx, d, snap, res.Plan, eng.Client)
+			cancel()
+			if err != nil {
+				return err
+			}
 			details := map[string][]string{}
 			for _, dr := range res.Drift {
 				if dr.Kind != plan.DriftConfigDiverged {
@@ -53,6 +68,9 @@ Exit code: 0 in sync, 1 drift found (0 with --exit-code=false), 2 bad input,
 	cmd.Flags().BoolVar(&exitCode, "exit-code", true, "exit 1 when there is drift")
 	return cmd
 }
+
+// imageCheckTimeout bounds diff's question to a registry.
+const imageCheckTimeout = 15 * time.Second
 
 // printDiff prints the drift, one line per item with what changed below it
 // (details, by container ID), and the plan.

@@ -513,3 +513,19 @@ services:
 		}
 	}
 }
+
+// TestDiffAndOnceGiveOneVerdictOnAnImageThatCannotBeGot: an image neither
+// present nor pullable is bad input for both, with one message.
+func TestDiffAndOnceGiveOneVerdictOnAnImageThatCannotBeGot(t *testing.T) {
+	p := enginetest.NewProject(t, "services:\n  app:\n    image: reconcile-test-no-such-image:1\n")
+	d := reconcile(t, p.Dir, nil, "diff", "-f", p.File, "-p", p.Name)
+	o := reconcile(t, p.Dir, nil, "--once", "-f", p.File, "-p", p.Name, "--timeout", "30s")
+	for name, r := range map[string]enginetest.Result{"diff": d, "--once": o} {
+		if r.Code != 2 || !strings.Contains(r.Stderr, "compose.yaml:3") || !strings.Contains(r.Stderr, "reconcile-test-no-such-image:1 is not present locally and cannot be pulled") {
+			t.Errorf("%s: %s; want exit 2 naming the file, line and image", name, r)
+		}
+	}
+	if n := len(p.Snapshot().Containers); n != 0 {
+		t.Errorf("%d containers created", n)
+	}
+}
