@@ -418,39 +418,56 @@ func (p *Project) LogsSince(id string, since time.Time) string {
 	return out.String()
 }
 
-var (
-	binaryOnce sync.Once
-	binaryPath string
-	binaryErr  error
-)
+// built is a program built once per test process.
+type built struct {
+	once sync.Once
+	path string
+	err  error
+}
 
-// Binary builds the reconcile command once per test process and returns its
-// path: end-to-end tests run it as users do, exit codes and all. The binary
-// lives in a temporary directory left to the system's cleaning.
-func Binary(t testing.TB) string {
+// build builds pkg in the module at dir (relative to the repository root)
+// into a temporary directory left to the system's cleaning, once.
+func (b *built) build(t testing.TB, dir, pkg, name string) string {
 	t.Helper()
-	binaryOnce.Do(func() {
+	b.once.Do(func() {
 		_, self, _, ok := runtime.Caller(0)
 		if !ok {
-			binaryErr = errors.New("locating the source tree")
+			b.err = errors.New("locating the source tree")
 			return
 		}
-		dir, err := os.MkdirTemp("", "reconcile-bin")
+		tmp, err := os.MkdirTemp("", name+"-bin")
 		if err != nil {
-			binaryErr = err
+			b.err = err
 			return
 		}
-		binaryPath = filepath.Join(dir, "reconcile")
-		cmd := exec.Command("go", "build", "-o", binaryPath, "./cmd/reconcile")
-		cmd.Dir = filepath.Join(filepath.Dir(self), "..", "..")
+		b.path = filepath.Join(tmp, name)
+		cmd := exec.Command("go", "build", "-o", b.path, pkg)
+		cmd.Dir = filepath.Join(filepath.Dir(self), "..", "..", dir)
 		if out, err := cmd.CombinedOutput(); err != nil {
-			binaryErr = fmt.Errorf("building reconcile: %w: %s", err, out)
+			b.err = fmt.Errorf("building %s: %w: %s", name, err, out)
 		}
 	})
-	if binaryErr != nil {
-		t.Fatal(binaryErr)
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	return binaryPath
+	return b.path
+}
+
+var reconcileBin, composeBin built
+
+// Binary builds the reconcile command once per test process and returns its
+// path: end-to-end tests run it as users do, exit codes and all.
+func Binary(t testing.TB) string {
+	t.Helper()
+	return reconcileBin.build(t, ".", "./cmd/reconcile", "reconcile")
+}
+
+// ComposeCLI builds the real compose command line (tools/compose pins it at
+// the SDK's version) once per test process and returns its path, for tests
+// that hold reconcile's containers against `docker compose up`'s.
+func ComposeCLI(t testing.TB) string {
+	t.Helper()
+	return composeBin.build(t, "tools/compose", "github.com/docker/compose/v5/cmd", "docker-compose")
 }
 
 // Result is what one run of the reconcile binary did.
@@ -466,9 +483,16 @@ func (r Result) String() string {
 // Run runs the reconcile binary in dir with args and extra environment.
 func Run(t testing.TB, dir string, env []string, args ...string) Result {
 	t.Helper()
+	return runProgram(t, Binary(t), dir, env, args)
+}
+
+// runProgram runs a program to its end (at most 5 minutes) and returns what it
+// did.
+func runProgram(t testing.TB, bin, dir string, env, args []string) Result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, Binary(t), args...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Dir = dir
 	cmd.Env = append(append(os.Environ(), "NO_COLOR=1"), env...)
 	var stdout, stderr bytes.Buffer
@@ -479,7 +503,7 @@ func Run(t testing.TB, dir string, env []string, args ...string) Result {
 	if errors.As(err, &ee) {
 		r.Code = ee.ExitCode()
 	} else if err != nil {
-		t.Fatalf("running reconcile %v: %v", args, err)
+		t.Fatalf("running %s %v: %v", filepath.Base(bin), args, err)
 	}
 	return r
 }
@@ -522,58 +546,8 @@ func (l *EventLog) Events() []events.Message {
 	return append([]events.Message(nil), l.events...)
 }
 
-var (
-	composeOnce sync.Once
-	composePath string
-	composeErr  error
-)
-
-// ComposeCLI builds the real compose command line (tools/compose pins it at
-// the SDK's version) once per test process and returns its path, for tests
-// that hold reconcile's containers against `docker compose up`'s.
-func ComposeCLI(t testing.TB) string {
-	t.Helper()
-	composeOnce.Do(func() {
-		_, self, _, ok := runtime.Caller(0)
-		if !ok {
-			composeErr = errors.New("locating the source tree")
-			return
-		}
-		dir, err := os.MkdirTemp("", "compose-bin")
-		if err != nil {
-			composeErr = err
-			return
-		}
-		composePath = filepath.Join(dir, "docker-compose")
-		cmd := exec.Command("go", "build", "-o", composePath, "github.com/docker/compose/v5/cmd")
-		cmd.Dir = filepath.Join(filepath.Dir(self), "..", "..", "tools", "compose")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			composeErr = fmt.Errorf("building the compose CLI: %w: %s", err, out)
-		}
-	})
-	if composeErr != nil {
-		t.Fatal(composeErr)
-	}
-	return composePath
-}
-
 // Compose runs the compose CLI on the project and returns what it did.
 func (p *Project) Compose(args ...string) Result {
 	p.T.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, ComposeCLI(p.T), append([]string{"-f", p.File, "-p", p.Name}, args...)...)
-	cmd.Dir = p.Dir
-	cmd.Env = append(os.Environ(), "NO_COLOR=1", "COMPOSE_PROGRESS=quiet")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	r := Result{Stdout: stdout.String(), Stderr: stderr.String()}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		r.Code = ee.ExitCode()
-	} else if err != nil {
-		p.T.Fatalf("running docker compose %v: %v", args, err)
-	}
-	return r
+	return runProgram(p.T, ComposeCLI(p.T), p.Dir, []string{"COMPOSE_PROGRESS=quiet"}, append([]string{"-f", p.File, "-p", p.Name}, args...))
 }

@@ -35,7 +35,7 @@ const (
 	// it; the restart policy adds it to end the engine's own restart loop
 	// once a replica's budget is spent.
 	OpStopContainer OpType = 17
-	OpWaitCondition     OpType = 20
+	OpWaitCondition OpType = 20
 )
 
 func (t OpType) String() string {
