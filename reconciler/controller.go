@@ -248,7 +248,11 @@ func (c *Controller) depth() {
 func (c *Controller) queue() *workqueue.Queue {
 	c.queueOnce.Do(func() {
 		if c.Queue == nil {
-			c.Queue = workqueue.New(c.clock(), workqueue.DefaultRateLimiter(c.clock()))
+			var online func() bool
+			if c.Offline != nil {
+				online = func() bool { return !c.Offline() }
+			}
+			c.Queue = workqueue.New(c.clock(), workqueue.EngineAwareRateLimiter(c.clock(), online))
 		}
 	})
 	return c.Queue

@@ -102,11 +102,41 @@ func (m MaxOf) Failures(key string) int {
 
 // DefaultRateLimiter is the queue's limiter with the documented defaults.
 func DefaultRateLimiter(clk clock.Clock) RateLimiter {
+	return EngineAwareRateLimiter(clk, nil)
+}
+
+// OnlineRetryCap bounds a failing key's backoff while the engine answers:
+// its failures are then passing (a call that failed, a race with another
+// client), and a replica should not wait a minute for its next try. While
+// the engine is away, the reconnect's relist queues every key anyway.
+const OnlineRetryCap = 2 * time.Second
+
+// EngineAwareRateLimiter is the default limiter whose per-key backoff is
+// capped at OnlineRetryCap while online reports true (nil: never).
+func EngineAwareRateLimiter(clk clock.Clock, online func() bool) RateLimiter {
 	return MaxOf{
-		&ItemBackoff{Base: DefaultBaseDelay, Max: DefaultMaxDelay},
+		&Capped{Limiter: &ItemBackoff{Base: DefaultBaseDelay, Max: DefaultMaxDelay}, Cap: OnlineRetryCap, While: online},
 		&Bucket{Limiter: rate.NewLimiter(rate.Limit(DefaultQPS), DefaultBurst), Clock: clk},
 	}
 }
+
+// Capped bounds another limiter's delay by Cap while While says so; the
+// global bucket beside it still holds all keys together to its rate.
+type Capped struct {
+	Limiter RateLimiter
+	Cap     time.Duration
+	While   func() bool
+}
+
+func (c *Capped) When(key string) time.Duration {
+	d := c.Limiter.When(key)
+	if c.While != nil && c.While() {
+		return min(d, c.Cap)
+	}
+	return d
+}
+func (c *Capped) Forget(key string)       { c.Limiter.Forget(key) }
+func (c *Capped) Failures(key string) int { return c.Limiter.Failures(key) }
 
 // Queue is a work queue of keys (service names) in the manner of client-go's:
 // a key waiting to be processed is held once however often it is added, and

@@ -142,3 +142,23 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+func TestAFailingKeyWaitsNoLongerThanTheCapWhileTheEngineAnswers(t *testing.T) {
+	online := true
+	l := EngineAwareRateLimiter(clock.NewFake(time.Unix(0, 0)), func() bool { return online })
+	var last time.Duration
+	for range 20 { // 5 ms doubling: past a minute without the cap
+		last = l.When("api")
+	}
+	if last != OnlineRetryCap {
+		t.Errorf("after 20 failures with the engine answering: %s, want the cap %s", last, OnlineRetryCap)
+	}
+	online = false
+	if d := l.When("api"); d != DefaultMaxDelay {
+		t.Errorf("with the engine away: %s, want the full backoff %s", d, DefaultMaxDelay)
+	}
+	l.Forget("api")
+	if d := l.When("api"); d != DefaultBaseDelay {
+		t.Errorf("after Forget: %s, want %s", d, DefaultBaseDelay)
+	}
+}
