@@ -28,10 +28,12 @@ func report(reason record.Reason, c observed.Container, occurrence, msg string) 
 	return &reconciler.Report{Reason: reason, Container: c.Name, Message: msg, Occurrence: c.ID + "|" + occurrence}
 }
 
-// Review decides which starts and restarts of a service's replicas may
-// happen now, and adds the restarts a `restart: true` cascade owes. It
-// reads the restart state and changes nothing: what is allowed is counted
-// when the executor reports it done (Done).
+// Review decides which starts, restarts and creations of a service's
+// replicas may happen now (a replica the user stopped and removed is not
+// created again), and adds the restarts a `restart: true` cascade owes and
+// the stop that ends the engine's own restart loop of a replica whose
+// budget is spent. It reads the restart state and changes nothing: what is
+// allowed is counted when the executor reports it done (Done).
 func (r *Restarts) Review(in reconciler.Review) reconciler.Decision {
 	var dec reconciler.Decision
 	svc := in.Desired.Services[in.Service]

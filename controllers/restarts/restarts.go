@@ -39,8 +39,9 @@ const oursFor = 2 * time.Minute
 
 // Restarts brings back containers that die without the user stopping them,
 // within a budget and with backoff, restarts unhealthy containers, leaves
-// gracefully stopped ones down, and restarts `restart: true` dependents
-// after a dependency restarts. It is a reconciler Guard, Accountant and
+// gracefully stopped ones down (and absent, once also removed), holds down
+// a replica whose budget is spent whoever was restarting it, and restarts
+// `restart: true` dependents after a dependency restarts. It is a reconciler Guard, Accountant and
 // SnapshotLearner, fed the engine's events by the daemon.
 type Restarts struct {
 	Clock     clock.Clock
