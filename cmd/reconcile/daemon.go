@@ -111,21 +111,6 @@ func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", engine.ErrUnreachable, err)
 	}
-	// One reconciler per project on an engine, whatever its state
-	// directory: a second lock, in the runtime directory under the engine's
-	// ID, which needs the engine to answer first.
-	engineID, err := waitForEngine(ctx, eng, log)
-	if err != nil {
-		return err
-	}
-	if engineID == "" {
-		return nil // stopped while waiting for the engine
-	}
-	elock, err := statedir.Acquire(statedir.EngineLockDir(f.lockDir, engineID), d.Project.Name)
-	if err != nil {
-		return withCode(exitInput, err)
-	}
-	defer elock.Release()
 	dm := &daemon{g: g, f: f, log: log, opts: opts, loader: loader, eng: eng}
 	met := metrics.New(version(), runtime.Version())
 	dm.met = met
@@ -215,6 +200,23 @@ func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
 		}
 		defer srv.Close()
 	}
+
+	// One reconciler per project on an engine, whatever its state
+	// directory: a second lock, in the runtime directory under the engine's
+	// ID, which needs the engine to answer first. Until then /healthz
+	// answers and /readyz says the engine is not connected; nothing acts.
+	engineID, err := waitForEngine(ctx, eng, log)
+	if err != nil {
+		return err
+	}
+	if engineID == "" {
+		return nil // stopped while waiting for the engine
+	}
+	elock, err := statedir.Acquire(statedir.EngineLockDir(f.lockDir, engineID), d.Project.Name)
+	if err != nil {
+		return withCode(exitInput, err)
+	}
+	defer elock.Release()
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

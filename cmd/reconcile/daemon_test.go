@@ -334,3 +334,34 @@ func TestOneReconcilerPerProjectWhateverTheStateDirectory(t *testing.T) {
 		t.Fatalf("third daemon: exit %d\n%s", code, third.Output())
 	}
 }
+
+// TestADaemonStartedWithoutTheEngineWaitsAndAnswersHealth: while the
+// engine does not answer at start, /healthz answers, /readyz says why not,
+// and nothing acts; once it answers, the daemon takes its lock and works.
+func TestADaemonStartedWithoutTheEngineWaitsAndAnswersHealth(t *testing.T) {
+	p := enginetest.NewProject(t, daemonStack)
+	proxy := enginetest.NewSocketProxy(t)
+	proxy.Cut()
+	addr := "127.0.0.1:" + enginetest.FreePort(t)
+	d := enginetest.Start(t, p.Dir, []string{proxy.Env()}, "-f", p.File, "-p", p.Name, "--state-dir", t.TempDir(), "--listen", addr, "--log-format", "json")
+	base := "http://" + addr
+	eventually(t, 10*time.Second, "/healthz while the engine is away", func() bool {
+		resp, err := http.Get(base + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	resp, err := http.Get(base + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("/readyz %d while the engine is away, want 503", resp.StatusCode)
+	}
+	proxy.Restore()
+	d.WaitFor("daemon started", 30*time.Second)
+	eventually(t, 60*time.Second, "convergence once the engine answers", converged(p, map[string]int{"api": 2, "worker": 1}))
+}
