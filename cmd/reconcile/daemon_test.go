@@ -365,3 +365,28 @@ func TestADaemonStartedWithoutTheEngineWaitsAndAnswersHealth(t *testing.T) {
 	d.WaitFor("daemon started", 30*time.Second)
 	eventually(t, 60*time.Second, "convergence once the engine answers", converged(p, map[string]int{"api": 2, "worker": 1}))
 }
+
+// TestOneEngineCallInFiveFailing: with 20 % of the engine's calls failing
+// (the event stream excepted), a failed relist is retried on its own, so
+// the daemon keeps the one event stream it opened, and a killed replica is
+// started again within seconds: a failing service retries within 2 s while
+// the engine answers.
+func TestOneEngineCallInFiveFailing(t *testing.T) {
+	p := enginetest.NewProject(t, "services:\n  web:\n    image: {{.Image}}\n    restart: always\n")
+	once(t, p)
+	proxy := enginetest.NewFaultProxy(t, 0.2, 7)
+	_, base := startDaemon(t, p, []string{proxy.Env()})
+	connected := eventually(t, 30*time.Second, "relisted through failing calls", func() bool {
+		return strings.TrimSpace(httpGet(t, base+"/events")) != "" && hasRecord(records(t, base), "EngineConnected", "")
+	})
+	id := p.IDs()[p.Name+"-web-1"]
+	kill(t, p, id)
+	back := eventually(t, 30*time.Second, "a killed replica started again", func() bool { return p.Inspect(id).State.Running })
+	t.Logf("relisted %s after start, replica back %s after its kill; %d calls failed", connected, back, proxy.Failed.Load())
+	if n := proxy.Subscriptions.Load(); n != 1 {
+		t.Errorf("%d event streams opened: a failed relist must not drop the stream", n)
+	}
+	if proxy.Failed.Load() == 0 {
+		t.Error("no call failed: the test tested nothing")
+	}
+}
