@@ -22,6 +22,16 @@ var (
 	reInterpolate  = regexp.MustCompile(`error while interpolating ([^:]+): (.*)$`)
 	reMissingFile  = regexp.MustCompile(`compose file "([^"]+)" is invalid: (.*)$`)
 	reServicePath  = regexp.MustCompile(`^services\.([^.]+)\.?(.*)$`)
+
+	// Fallbacks, tried when the patterns above found no line: a dotted path
+	// in the message (compose spells them in several ways), a YAML line
+	// number, a reference to an undefined resource, a volume spec.
+	reDottedPath   = regexp.MustCompile(`(?:^|[\s'"])((?:services|networks|volumes|configs|secrets|x-[\w-]+|name|include|models)(?:\[[^\]]*\]|\.[^\s'";:]*)*)`)
+	reYAMLKeyLine  = regexp.MustCompile(`line (\d+): mapping key`)
+	reYAMLLine     = regexp.MustCompile(`line (\d+)`)
+	reUndefinedRef = regexp.MustCompile(`service "([^"]+)" refers to undefined (network|volume|config|secret) "?([^":]+)"?`)
+	reVolumeSpec   = regexp.MustCompile(`invalid spec: (.+): [^:]+$`)
+	reExtraProps   = regexp.MustCompile(`validating (.+?): (\S*) ?additional properties? '([^']+)'`)
 )
 
 // classifyLoadError turns an error of the compose loader into an InputError
@@ -109,8 +119,83 @@ func classifyLoadError(err error, loc *locator, serviceEnvFiles map[string][]str
 	case strings.Contains(msg, "no configuration file provided"):
 		ie.File = ""
 		ie.Err = errors.New("no compose file found: give one with -f, COMPOSE_FILE, or create compose.yaml")
+		return ie
+	}
+	if ie.Line == 0 {
+		locateFallback(ie, msg, loc)
 	}
 	return ie
+}
+
+// locateFallback finds a line for an error the patterns above did not
+// place, from whatever the message says about where the problem is.
+func locateFallback(ie *InputError, msg string, loc *locator) {
+	point := func(path []string) bool {
+		file, line := loc.find(path...)
+		if line == 0 {
+			return false
+		}
+		ie.File, ie.Line = file, line
+		if len(path) > 1 && path[0] == "services" && ie.Service == "" {
+			ie.Service = path[1]
+			if ie.Key == "" && len(path) > 2 {
+				ie.Key = strings.Join(path[2:], ".")
+			}
+		}
+		return true
+	}
+	if m := reExtraProps.FindStringSubmatch(msg); m != nil {
+		path := splitPath(m[2])
+		if point(append(path, strings.Split(m[3], "', '")[0])) || point(path) {
+			return
+		}
+	}
+	if m := reUndefinedRef.FindStringSubmatch(msg); m != nil {
+		if point([]string{"services", m[1], m[2] + "s", m[3]}) || point([]string{"services", m[1], m[2] + "s"}) {
+			return
+		}
+	}
+	if m := reVolumeSpec.FindStringSubmatch(msg); m != nil {
+		for _, spec := range append([]string{m[1]}, strings.Split(m[1], " - ")...) {
+			if file, line := loc.findScalar(spec); line > 0 {
+				ie.File, ie.Line = file, line
+				return
+			}
+		}
+	}
+	for _, m := range reDottedPath.FindAllStringSubmatch(msg, -1) {
+		if point(splitPath(m[1])) {
+			return
+		}
+	}
+	m := reYAMLKeyLine.FindStringSubmatch(msg)
+	if m == nil {
+		m = reYAMLLine.FindStringSubmatch(msg)
+	}
+	if m != nil {
+		ie.Line, _ = strconv.Atoi(m[1])
+		if f, _ := loc.parseError(); f != "" {
+			ie.File = f
+		}
+	}
+}
+
+// splitPath turns compose's spellings of a path ("services[api].volumes.[0]",
+// "services.lb.volumes.[]./src.") into keys, stopping where an element is
+// not named ("[]").
+func splitPath(p string) []string {
+	p = strings.NewReplacer("[", ".", "]", "").Replace(p)
+	var out []string
+	for _, k := range strings.Split(p, ".") {
+		if k == "" {
+			if len(out) > 0 && strings.Contains(p, "..") {
+				break // "[]" became "..": the element is unnamed
+			}
+			continue
+		}
+		out = append(out, k)
+	}
+	return out
 }
 
 // splitServicePath splits "services.api.healthcheck.test" into "api" and

@@ -162,14 +162,12 @@ func load(ctx context.Context, loader ProjectLoader, opts Options) (*State, erro
 		}
 	}
 	candidates := candidateFiles(opts)
-	for _, f := range candidates {
-		if err := regularFile(f); err != nil {
-			return nil, &InputError{File: f, Err: err}
-		}
-	}
 	for _, f := range envFiles {
-		if err := regularFile(f); err != nil {
-			return nil, &InputError{File: f, Key: "--env-file", Err: err}
+		if err := boundedFile(f); err != nil {
+			var ie *InputError
+			errors.As(err, &ie)
+			ie.Key = "--env-file"
+			return nil, ie
 		}
 	}
 	if len(envFiles) == 0 && len(candidates) > 0 {
@@ -177,9 +175,12 @@ func load(ctx context.Context, loader ProjectLoader, opts Options) (*State, erro
 		if opts.ProjectDir != "" {
 			dotenv = filepath.Join(opts.ProjectDir, ".env")
 		}
-		if err := regularFile(dotenv); err != nil {
-			return nil, &InputError{File: dotenv, Err: err}
+		if err := boundedFile(dotenv); err != nil {
+			return nil, err
 		}
+	}
+	if err := prescan(candidates); err != nil {
+		return nil, err
 	}
 	loc := newLocator(candidates)
 
@@ -212,9 +213,9 @@ func load(ctx context.Context, loader ProjectLoader, opts Options) (*State, erro
 	serviceEnvFiles := map[string][]string{}
 	for _, name := range slices.Sorted(maps.Keys(project.Services)) {
 		for i, ef := range project.Services[name].EnvFiles {
-			if err := regularFile(ef.Path); err != nil {
+			if err := boundedFile(ef.Path); err != nil {
 				file, line := loc.find("services", name, "env_file")
-				return nil, &InputError{File: file, Line: line, Service: name, Key: "env_file." + strconv.Itoa(i), Err: fmt.Errorf("%s: %w", ef.Path, err)}
+				return nil, &InputError{File: file, Line: line, Service: name, Key: "env_file." + strconv.Itoa(i), Err: fmt.Errorf("%s: %w", ef.Path, errors.Unwrap(err))}
 			}
 		}
 	}

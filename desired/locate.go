@@ -80,6 +80,32 @@ func (l *locator) scalar(path ...string) (string, bool) {
 	return "", false
 }
 
+// findScalar returns the first file and line holding a scalar whose value
+// is exactly value: for errors that quote a value but not its key.
+func (l *locator) findScalar(value string) (file string, line int) {
+	var walk func(n *yaml.Node) int
+	walk = func(n *yaml.Node) int {
+		if n == nil {
+			return 0
+		}
+		if n.Kind == yaml.ScalarNode && n.Value == value {
+			return n.Line
+		}
+		for _, c := range n.Content {
+			if ln := walk(c); ln > 0 {
+				return ln
+			}
+		}
+		return 0
+	}
+	for _, f := range l.files {
+		if ln := walk(l.tree(f)); ln > 0 {
+			return f, ln
+		}
+	}
+	return "", 0
+}
+
 // descend walks path from node and reports how many elements matched and
 // the line of the last one matched.
 func descend(node *yaml.Node, path []string) (depth, line int) {

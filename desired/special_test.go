@@ -30,6 +30,9 @@ func TestSpecialFilesAreRefusedAndNothingHangs(t *testing.T) {
 		{name: "service env_file", files: map[string]string{"compose.yaml": "services:\n  a:\n    image: x\n    env_file: app.env\n"}, fifo: "app.env",
 			want: []string{"compose.yaml:4", "app.env", "not a regular file"}, service: "a"},
 		{name: "include", files: map[string]string{"compose.yaml": "include: [inc.yaml]\nservices:\n  a: {image: x}\n"}, fifo: "inc.yaml",
+			want: []string{"inc.yaml", "not a regular file"}},
+		// an interpolated path is only known to compose: the deadline ends it
+		{name: "interpolated include", files: map[string]string{"compose.yaml": "include: [\"${INC}\"]\nservices:\n  a: {image: x}\n", ".env": "INC=inc.yaml\n"}, fifo: "inc.yaml",
 			want: []string{"compose.yaml", "did not end within"}},
 	}
 	for _, tt := range tests {

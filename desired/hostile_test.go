@@ -1,0 +1,140 @@
+package desired
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// laughs builds a "billion laughs": levels of anchors, each a list of nine
+// aliases of the one before, the last used by a service.
+func laughs(levels int) string {
+	var b strings.Builder
+	b.WriteString(`x-l0: &l0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]` + "\n")
+	for i := 1; i <= levels; i++ {
+		fmt.Fprintf(&b, "x-l%d: &l%d [%s]\n", i, i, strings.TrimSuffix(strings.Repeat(fmt.Sprintf("*l%d,", i-1), 9), ","))
+	}
+	fmt.Fprintf(&b, "services:\n  web:\n    image: x\n    x-bomb: *l%d\n", levels)
+	return b.String()
+}
+
+// mergeBomb nests merge keys: each mapping merges the one before and lists
+// it four times.
+func mergeBomb(levels int) string {
+	var b strings.Builder
+	b.WriteString("x-m0: &m0 {a: 1, b: 1, c: 1, d: 1, e: 1, f: 1, g: 1, h: 1}\n")
+	for i := 1; i <= levels; i++ {
+		p := fmt.Sprintf("*m%d", i-1)
+		fmt.Fprintf(&b, "x-m%d: &m%d\n  <<: [%s]\n  l%d: [%s, %s, %s, %s]\n", i, i, p, i, p, p, p, p)
+	}
+	fmt.Fprintf(&b, "services:\n  web:\n    image: x\n    x-bomb: *m%d\n", levels)
+	return b.String()
+}
+
+func manyServices(n int) string {
+	var b strings.Builder
+	b.WriteString("services:\n")
+	for i := range n {
+		fmt.Fprintf(&b, "  s%d:\n    image: x\n", i)
+	}
+	return b.String()
+}
+
+// TestHostileInputIsRefusedBeforeItIsExpanded feeds the loader documents
+// built to exhaust it: each is refused with one line naming the file and
+// line, without the allocation that expanding it would take (the billion
+// laughs took 1.6 GB before the limits).
+func TestHostileInputIsRefusedBeforeItIsExpanded(t *testing.T) {
+	tests := []struct {
+		name  string
+		files map[string]string
+		want  []string
+	}{
+		{name: "billion laughs", files: map[string]string{"compose.yaml": laughs(8)}, want: []string{"compose.yaml:", "expands to more than"}},
+		{name: "merge-key bomb", files: map[string]string{"compose.yaml": mergeBomb(12)}, want: []string{"compose.yaml:", "expands to more than"}},
+		{name: "bomb in an included file", files: map[string]string{
+			"compose.yaml": "include: [sub/inc.yaml]\nservices:\n  a: {image: x}\n",
+			"sub/inc.yaml": laughs(8),
+		}, want: []string{filepath.Join("sub", "inc.yaml") + ":", "expands to more than"}},
+		{name: "bomb in an extended file", files: map[string]string{
+			"compose.yaml": "services:\n  a:\n    extends: {file: base.yaml, service: web}\n",
+			"base.yaml":    laughs(8),
+		}, want: []string{"base.yaml:", "expands to more than"}},
+		{name: "too many services", files: map[string]string{"compose.yaml": manyServices(MaxServices + 1)}, want: []string{"compose.yaml:", "more than 1000 services"}},
+		{name: "too many services across includes", files: map[string]string{
+			"compose.yaml": "include: [more.yaml]\n" + manyServices(600),
+			"more.yaml":    strings.ReplaceAll(manyServices(600), "  s", "  t"),
+		}, want: []string{"more.yaml:", "more than 1000 services"}},
+		{name: "file too large", files: map[string]string{"compose.yaml": "services:\n  a: {image: x}\n# " + strings.Repeat("x", MaxFileBytes) + "\n"}, want: []string{"compose.yaml", "more than the limit"}},
+		{name: "env file too large", files: map[string]string{
+			"compose.yaml": "services:\n  a:\n    image: x\n    env_file: big.env\n",
+			"big.env":      "A=" + strings.Repeat("x", MaxFileBytes) + "\n",
+		}, want: []string{"compose.yaml:4", "big.env", "more than the limit"}},
+		{name: "include chain too deep", files: deepIncludes(maxIncludeDepth + 2), want: []string{"include", "deeper than"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clearComposeEnv(t)
+			dir := writeFiles(t, tt.files)
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			_, err := Load(context.Background(), loader(t), Options{
+				Files: []string{filepath.Join(dir, "compose.yaml")}, ProjectName: "p", Timeout: time.Minute,
+			})
+			runtime.ReadMemStats(&after)
+			var ie *InputError
+			if !errors.As(err, &ie) {
+				t.Fatalf("error %v (%T): want an *InputError", err, err)
+			}
+			msg := err.Error()
+			for _, w := range tt.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error %q lacks %q", msg, w)
+				}
+			}
+			if strings.Contains(msg, "\n") {
+				t.Errorf("error is more than one line: %q", msg)
+			}
+			if ie.File == "" {
+				t.Errorf("error names no file: %q", msg)
+			}
+			// the inputs are at most a few MiB on disk; expanding one
+			// costs hundreds of MiB
+			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 64<<20 {
+				t.Errorf("refusing it allocated %d MiB", alloc>>20)
+			}
+		})
+	}
+}
+
+func deepIncludes(n int) map[string]string {
+	files := map[string]string{}
+	for i := range n {
+		name := fmt.Sprintf("inc%d.yaml", i)
+		if i == 0 {
+			name = "compose.yaml"
+		}
+		files[name] = fmt.Sprintf("include: [inc%d.yaml]\nservices:\n  s%d: {image: x}\n", i+1, i)
+	}
+	files[fmt.Sprintf("inc%d.yaml", n)] = "services:\n  last: {image: x}\n"
+	return files
+}
+
+// TestLimitsLeaveLargeRealProjectsAlone loads what a large real project
+// looks like, just inside every limit: it loads.
+func TestLimitsLeaveLargeRealProjectsAlone(t *testing.T) {
+	clearComposeEnv(t)
+	dir := writeFiles(t, map[string]string{"compose.yaml": laughs(3) + manyServices(MaxServices - 1)[len("services:\n"):]})
+	st, err := Load(context.Background(), loader(t), Options{Files: []string{filepath.Join(dir, "compose.yaml")}, ProjectName: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Services) != MaxServices {
+		t.Errorf("%d services loaded, want %d", len(st.Services), MaxServices)
+	}
+}

@@ -1,0 +1,245 @@
+package desired
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"go.yaml.in/yaml/v4"
+)
+
+// Limits on one load. compose's loader decodes every file into maps with
+// aliases expanded and then copies the model several times over, so its cost
+// grows with the expanded document, not with the bytes on disk: a 1 KB
+// "billion laughs" took 1.6 GB and ten seconds, and 10,000 services 450 MB.
+// The files are checked against these limits before compose reads them.
+// Real projects are far below each: the largest compose files we know of
+// hold a few hundred services in a few hundred kilobytes.
+const (
+	// MaxFileBytes bounds each compose file, included file and env file.
+	MaxFileBytes = 1 << 20
+	// MaxYAMLNodes bounds the YAML nodes of all compose files together, with
+	// every alias and merge key expanded as the loader will expand it.
+	MaxYAMLNodes = 50_000
+	// MaxServices bounds the services of one project, includes counted.
+	MaxServices = 1000
+	// maxIncludeDepth bounds include and extends chains (compose refuses
+	// cycles itself, but only after reading every file of the chain).
+	maxIncludeDepth = 32
+)
+
+// prescan checks the compose files, and the files they include or extend,
+// against the limits before the SDK's loader reads any of them. It reads
+// the YAML as a tree of nodes, which keeps an alias as one node however
+// much it expands to, so a bomb costs no more here than its size on disk.
+func prescan(files []string) error {
+	s := &scanner{seen: map[string]bool{}, services: map[string]bool{}}
+	for _, f := range files {
+		if err := s.file(f, 0); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type scanner struct {
+	seen     map[string]bool
+	nodes    int
+	services map[string]bool
+}
+
+func (s *scanner) file(path string, depth int) error {
+	if s.seen[path] {
+		return nil
+	}
+	s.seen[path] = true
+	if depth > maxIncludeDepth {
+		return &InputError{File: path, Key: "include", Err: fmt.Errorf("include or extends chain deeper than %d files", maxIncludeDepth)}
+	}
+	data, err := readLimited(path)
+	if err != nil || data == nil {
+		return err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var doc yaml.Node
+		if err := dec.Decode(&doc); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return nil // syntax errors are compose's to report, with their line
+		}
+		if len(doc.Content) == 0 {
+			continue
+		}
+		root := doc.Content[0]
+		if line, over := s.count(root); over {
+			return &InputError{File: path, Line: line, Err: fmt.Errorf(
+				"the YAML expands to more than %d nodes once its aliases and merge keys are resolved (the limit of one project)", MaxYAMLNodes)}
+		}
+		if err := s.countServices(path, root); err != nil {
+			return err
+		}
+		if err := s.follow(path, root, depth); err != nil {
+			return err
+		}
+	}
+}
+
+// boundedFile refuses what is not a regular file, and a file larger than
+// MaxFileBytes, without reading it. A missing file passes: compose reports
+// it in its own words.
+func boundedFile(path string) error {
+	if err := regularFile(path); err != nil {
+		return &InputError{File: path, Err: err}
+	}
+	if info, err := os.Stat(path); err == nil && info.Size() > MaxFileBytes {
+		return &InputError{File: path, Err: fmt.Errorf("file of %d bytes, more than the limit of %d", info.Size(), MaxFileBytes)}
+	}
+	return nil
+}
+
+// readLimited reads a bounded file (nil when it is missing).
+func readLimited(path string) ([]byte, error) {
+	if err := boundedFile(path); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
+	if err != nil {
+		return nil, &InputError{File: path, Err: fmt.Errorf("reading: %w", err)}
+	}
+	if len(data) > MaxFileBytes {
+		return nil, &InputError{File: path, Err: fmt.Errorf("file larger than the limit of %d bytes", MaxFileBytes)}
+	}
+	return data, nil
+}
+
+// count adds root's expanded size to the project's total and reports the
+// line where the total first passed MaxYAMLNodes. Sizes are memoised per
+// node, so counting is linear in the tree however deep aliases nest.
+func (s *scanner) count(root *yaml.Node) (line int, over bool) {
+	memo := map[*yaml.Node]int{}
+	var size func(n *yaml.Node) int
+	size = func(n *yaml.Node) int {
+		if v, ok := memo[n]; ok {
+			return v
+		}
+		memo[n] = MaxYAMLNodes + 1 // a node that contains itself expands for ever
+		total := 1
+		if n.Kind == yaml.AliasNode && n.Alias != nil {
+			total = size(n.Alias)
+		}
+		for _, c := range n.Content {
+			total += size(c)
+			if total > MaxYAMLNodes {
+				if line == 0 {
+					line = c.Line
+				}
+				total = MaxYAMLNodes + 1
+				break
+			}
+		}
+		memo[n] = total
+		return total
+	}
+	s.nodes += size(root)
+	return line, s.nodes > MaxYAMLNodes
+}
+
+func (s *scanner) countServices(path string, root *yaml.Node) error {
+	services := mappingValue(root, "services")
+	if services == nil || services.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(services.Content); i += 2 {
+		s.services[services.Content[i].Value] = true
+		if len(s.services) > MaxServices {
+			return &InputError{File: path, Line: services.Content[i].Line, Key: "services",
+				Err: fmt.Errorf("more than %d services (the limit of one project)", MaxServices)}
+		}
+	}
+	return nil
+}
+
+// follow scans the files that root includes (include: paths and their env
+// files) and extends, relative to the file that names them, as compose
+// resolves them.
+func (s *scanner) follow(path string, root *yaml.Node, depth int) error {
+	dir := filepath.Dir(path)
+	var next []string
+	if inc := mappingValue(root, "include"); inc != nil && inc.Kind == yaml.SequenceNode {
+		for _, item := range inc.Content {
+			switch item.Kind {
+			case yaml.ScalarNode:
+				next = append(next, item.Value)
+			case yaml.MappingNode:
+				next = append(next, scalars(mappingValue(item, "path"))...)
+				for _, env := range scalars(mappingValue(item, "env_file")) {
+					if err := boundedFile(resolve(dir, env)); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	}
+	if services := mappingValue(root, "services"); services != nil && services.Kind == yaml.MappingNode {
+		for i := 1; i < len(services.Content); i += 2 {
+			if ext := mappingValue(services.Content[i], "extends"); ext != nil {
+				next = append(next, scalars(mappingValue(ext, "file"))...)
+			}
+		}
+	}
+	for _, f := range next {
+		if err := s.file(resolve(dir, f), depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func resolve(dir, p string) string {
+	if filepath.IsAbs(p) {
+		return filepath.Clean(p)
+	}
+	return filepath.Join(dir, p)
+}
+
+// mappingValue returns the value of key in a mapping node, through aliases.
+func mappingValue(n *yaml.Node, key string) *yaml.Node {
+	if n == nil {
+		return nil
+	}
+	if c := child(n, key); c != nil {
+		v := c.value
+		for v.Kind == yaml.AliasNode && v.Alias != nil {
+			v = v.Alias
+		}
+		return v
+	}
+	return nil
+}
+
+// scalars reads a scalar or a sequence of scalars.
+func scalars(n *yaml.Node) []string {
+	if n == nil {
+		return nil
+	}
+	if n.Kind == yaml.ScalarNode {
+		return []string{n.Value}
+	}
+	var out []string
+	for _, c := range n.Content {
+		if c.Kind == yaml.ScalarNode {
+			out = append(out, c.Value)
+		}
+	}
+	return out
+}
