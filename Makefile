@@ -51,6 +51,7 @@ bench: build images
 	./bench/recover.sh
 	./bench/upstream.sh
 	./bench/storm.sh
+	./bench/hostile.sh
 
 clean:
 	rm -rf bin

@@ -9,41 +9,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/reconcile-dev/reconcile/internal/hostile"
 )
 
-// laughs builds a "billion laughs": levels of anchors, each a list of nine
-// aliases of the one before, the last used by a service.
-func laughs(levels int) string {
-	var b strings.Builder
-	b.WriteString(`x-l0: &l0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]` + "\n")
-	for i := 1; i <= levels; i++ {
-		fmt.Fprintf(&b, "x-l%d: &l%d [%s]\n", i, i, strings.TrimSuffix(strings.Repeat(fmt.Sprintf("*l%d,", i-1), 9), ","))
-	}
-	fmt.Fprintf(&b, "services:\n  web:\n    image: x\n    x-bomb: *l%d\n", levels)
-	return b.String()
-}
-
-// mergeBomb nests merge keys: each mapping merges the one before and lists
-// it four times.
-func mergeBomb(levels int) string {
-	var b strings.Builder
-	b.WriteString("x-m0: &m0 {a: 1, b: 1, c: 1, d: 1, e: 1, f: 1, g: 1, h: 1}\n")
-	for i := 1; i <= levels; i++ {
-		p := fmt.Sprintf("*m%d", i-1)
-		fmt.Fprintf(&b, "x-m%d: &m%d\n  <<: [%s]\n  l%d: [%s, %s, %s, %s]\n", i, i, p, i, p, p, p, p)
-	}
-	fmt.Fprintf(&b, "services:\n  web:\n    image: x\n    x-bomb: *m%d\n", levels)
-	return b.String()
-}
-
-func manyServices(n int) string {
-	var b strings.Builder
-	b.WriteString("services:\n")
-	for i := range n {
-		fmt.Fprintf(&b, "  s%d:\n    image: x\n", i)
-	}
-	return b.String()
-}
+func laughs(levels int) string    { return hostile.Laughs(levels, "x") }
+func mergeBomb(levels int) string { return hostile.MergeBomb(levels, "x") }
+func manyServices(n int) string   { return "services:\n" + hostile.Services(n, "s", "x") }
 
 // TestHostileInputIsRefusedBeforeItIsExpanded feeds the loader documents
 // built to exhaust it: each is refused with one line naming the file and
@@ -68,7 +40,7 @@ func TestHostileInputIsRefusedBeforeItIsExpanded(t *testing.T) {
 		{name: "too many services", files: map[string]string{"compose.yaml": manyServices(MaxServices + 1)}, want: []string{"compose.yaml:", "more than 1000 services"}},
 		{name: "too many services across includes", files: map[string]string{
 			"compose.yaml": "include: [more.yaml]\n" + manyServices(600),
-			"more.yaml":    strings.ReplaceAll(manyServices(600), "  s", "  t"),
+			"more.yaml":    "services:\n" + hostile.Services(600, "t", "x"),
 		}, want: []string{"more.yaml:", "more than 1000 services"}},
 		{name: "file too large", files: map[string]string{"compose.yaml": "services:\n  a: {image: x}\n# " + strings.Repeat("x", MaxFileBytes) + "\n"}, want: []string{"compose.yaml", "more than the limit"}},
 		{name: "env file too large", files: map[string]string{
@@ -129,7 +101,7 @@ func deepIncludes(n int) map[string]string {
 // looks like, just inside every limit: it loads.
 func TestLimitsLeaveLargeRealProjectsAlone(t *testing.T) {
 	clearComposeEnv(t)
-	dir := writeFiles(t, map[string]string{"compose.yaml": laughs(3) + manyServices(MaxServices - 1)[len("services:\n"):]})
+	dir := writeFiles(t, map[string]string{"compose.yaml": hostile.Expanded("x") + hostile.Services(MaxServices-1, "s", "x")})
 	st, err := Load(context.Background(), loader(t), Options{Files: []string{filepath.Join(dir, "compose.yaml")}, ProjectName: "p"})
 	if err != nil {
 		t.Fatal(err)
