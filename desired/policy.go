@@ -107,9 +107,9 @@ func (r *ReloadAction) Mask(text string) string {
 // Masked is what stands for a value that is never printed.
 const Masked = "***"
 
-// minSecret is the shortest interpolated value masked in free text: a
+// MinMasked is the shortest interpolated value masked in free text: a
 // shorter one ("1", "on") would garble output and guards nothing.
-const minSecret = 4
+const MinMasked = 4
 
 // reVariable finds the variables a raw compose value refers to.
 var reVariable = regexp.MustCompile(`\$(?:\{([A-Za-z_][A-Za-z0-9_]*)[^}]*\}|([A-Za-z_][A-Za-z0-9_]*))`)
@@ -129,7 +129,7 @@ func (r *ReloadAction) maskCommands(raw func(key string, i int) (string, bool), 
 			}
 			for _, m := range reVariable.FindAllStringSubmatch(text, -1) {
 				name := m[1] + m[2]
-				if v := env[name]; len(v) >= minSecret && !slices.Contains(r.secrets, v) {
+				if v := env[name]; len(v) >= MinMasked && !slices.Contains(r.secrets, v) {
 					r.secrets = append(r.secrets, v)
 				}
 			}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/reconcile-dev/reconcile/desired"
 	"github.com/reconcile-dev/reconcile/internal/clock"
+	"github.com/reconcile-dev/reconcile/internal/engine"
 	"github.com/reconcile-dev/reconcile/internal/logging"
 	"github.com/reconcile-dev/reconcile/internal/record"
 	"github.com/reconcile-dev/reconcile/observed"
@@ -52,6 +53,8 @@ type Controller struct {
 	Observe execute.SnapshotFunc
 	Compose execute.Composer
 	Engine  execute.ContainerEngine
+	// Exec runs post_start hooks after the controller's own starts.
+	Exec engine.Execer
 	// Images, when set, makes missing images present before containers are
 	// created.
 	Images  execute.ImageProvider

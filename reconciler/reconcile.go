@@ -59,6 +59,13 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (Result, error) 
 	}
 	err = c.executor(ctx, d, key).Execute(ctx, p)
 	c.Invalidate()
+	if perm := execute.AsPermanent(err); perm != nil {
+		reason := record.EngineRefused
+		if perm.Kind == execute.PermanentHook {
+			reason = record.HookFailed
+		}
+		return Result{}, TerminalError(reason, fmt.Errorf("reconciling service %s: %w", key, perm))
+	}
 	if err != nil {
 		return Result{}, fmt.Errorf("reconciling service %s: %w", key, err)
 	}
@@ -178,6 +185,7 @@ func (c *Controller) executor(ctx context.Context, d *desired.State, key string)
 		Desired:     d,
 		Compose:     c.Compose,
 		Engine:      c.Engine,
+		Exec:        c.Exec,
 		Observe:     c.Observe,
 		Log:         logFrom(ctx, c.logger().With("service", key)),
 		Clock:       c.clock(),

@@ -124,6 +124,7 @@ func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
 		},
 		Compose: eng.Compose,
 		Engine:  eng.Client,
+		Exec:    eng.Client,
 		Images:  eng.Compose,
 		Options: plan.Options{RemoveOrphans: g.removeOrphans},
 		DryRun:  f.dryRun,

@@ -45,6 +45,7 @@ func runOnce(ctx context.Context, g *globals, timeout, settle time.Duration) err
 			Desired:     d,
 			Compose:     eng.Compose,
 			Engine:      eng.Client,
+			Exec:        eng.Client,
 			Observe:     observe,
 			Log:         log,
 			Clock:       clock.Real{},
@@ -92,6 +93,8 @@ func onceFailure(out execute.Outcome, err error) error {
 		return withCode(exitInput, err)
 	case desired.IsInputError(err):
 		return withCode(exitNotConverged, fmt.Errorf("after %d plan(s) applied: %w", out.Applied, err))
+	case execute.AsPermanent(err) != nil:
+		return withCode(exitNotConverged, fmt.Errorf("not converged, and waiting cannot fix it: %w", err))
 	}
 	return withCode(exitEngine, fmt.Errorf("the engine failed: %w", err))
 }

@@ -27,7 +27,16 @@ type ExecResult struct {
 // and exit code. A non-zero exit code is a result, not an error; errors are
 // for what kept the command from running. ctx bounds the whole run.
 func Exec(ctx context.Context, c Execer, containerID string, cmd []string) (ExecResult, error) {
-	created, err := c.ExecCreate(ctx, containerID, client.ExecCreateOptions{Cmd: cmd, AttachStdout: true, AttachStderr: true})
+	return ExecWith(ctx, c, containerID, client.ExecCreateOptions{Cmd: cmd})
+}
+
+// ExecWith is Exec with the exec's user, environment, working directory and
+// privileges given (a compose lifecycle hook sets them); output is always
+// attached.
+func ExecWith(ctx context.Context, c Execer, containerID string, opts client.ExecCreateOptions) (ExecResult, error) {
+	cmd := opts.Cmd
+	opts.AttachStdout, opts.AttachStderr = true, true
+	created, err := c.ExecCreate(ctx, containerID, opts)
 	if err != nil {
 		return ExecResult{}, fmt.Errorf("creating exec %q in %s: %w", cmd, containerID, err)
 	}

@@ -69,6 +69,8 @@ const (
 const (
 	ImageMissing           Reason = "ImageMissing"
 	ExternalMissing        Reason = "ExternalMissing"
+	HookFailed             Reason = "HookFailed"
+	EngineRefused          Reason = "EngineRefused"
 	ReconcileFailed        Reason = "ReconcileFailed"
 	ReconcilePanic         Reason = "ReconcilePanic"
 	EventPanic             Reason = "EventPanic"
@@ -151,6 +153,8 @@ var Catalogue = []ReasonInfo{
 	{FailedWaitCondition, Warning, "a dependency failed its depends_on condition"},
 
 	{ImageMissing, Warning, "an image is neither present nor pullable nor buildable: waits for the next change"},
+	{HookFailed, Warning, "a pre_start or post_start hook failed: after pre_start the replica stays created, after post_start it runs, as with compose's up; waits for the next change"},
+	{EngineRefused, Warning, "the engine refused a container's definition in a way waiting cannot fix (a missing ipc/network_mode container, an option it does not support): waits for the next change"},
 	{ExternalMissing, Warning, "an external network or volume a service needs does not exist: waits for the next change"},
 	{ReconcileFailed, Warning, "a reconcile failed on bad input: not retried until something changes"},
 	{ReconcilePanic, Warning, "a reconcile panicked; it is retried with backoff"},

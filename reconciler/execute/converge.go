@@ -54,7 +54,9 @@ type Outcome struct {
 }
 
 // Run converges until ctx ends. Its error is for what retrying cannot fix:
-// bad input (a *desired.InputError) or an observation that failed; a project
+// bad input (a *desired.InputError), an operation that failed for good (a
+// *PermanentError: a hook, a definition the engine refuses) or an
+// observation that failed; a project
 // that did not converge in time is an Outcome with Converged false.
 func (c *Converger) Run(ctx context.Context) (Outcome, error) {
 	var out Outcome
@@ -129,6 +131,9 @@ func (c *Converger) Run(ctx context.Context) (Outcome, error) {
 			log.Debug("applying plan", "plan", out.Result.Plan.String())
 			out.Applied++
 			if err := c.Executor.Execute(ctx, out.Result.Plan); err != nil {
+				if p := AsPermanent(err); p != nil {
+					return out, p // waiting cannot fix it
+				}
 				out.Errors = append(out.Errors, err)
 				if errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(ctx.Err(), context.Canceled) {
 					return out, nil

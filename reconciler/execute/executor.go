@@ -15,6 +15,7 @@ import (
 
 	"github.com/reconcile-dev/reconcile/desired"
 	"github.com/reconcile-dev/reconcile/internal/clock"
+	"github.com/reconcile-dev/reconcile/internal/engine"
 	"github.com/reconcile-dev/reconcile/internal/logging"
 	"github.com/reconcile-dev/reconcile/observed"
 	"github.com/reconcile-dev/reconcile/reconciler/plan"
@@ -48,6 +49,10 @@ type Executor struct {
 	Desired *desired.State
 	Compose Composer
 	Engine  ContainerEngine
+	// Exec runs a service's post_start hooks after the executor starts or
+	// restarts one of its containers itself (compose runs them on its own
+	// starts). Needed only for services that have them.
+	Exec    engine.Execer
 	Observe SnapshotFunc
 	Log     *slog.Logger
 	Clock   clock.Clock
@@ -192,7 +197,13 @@ func (e *Executor) done(n *plan.Node, err error, took time.Duration) {
 	}
 }
 
+// run carries out one unit of the plan; a failure that retrying cannot fix
+// comes back as a *PermanentError.
 func (e *Executor) run(ctx context.Context, nodes []*plan.Node) error {
+	return classify(nodes[0].Op, e.act(ctx, nodes))
+}
+
+func (e *Executor) act(ctx context.Context, nodes []*plan.Node) error {
 	n := nodes[0]
 	op := n.Op
 	e.logger().Debug("operation start", "op", op.Type.String(), "resource", op.ResourceID, "container", op.Container)
@@ -205,12 +216,16 @@ func (e *Executor) run(ctx context.Context, nodes []*plan.Node) error {
 	case plan.OpCreateVolume:
 		return e.createResources(ctx, "", op.Volume)
 	case plan.OpStartContainer:
-		_, err := e.Engine.ContainerStart(ctx, op.ContainerID, client.ContainerStartOptions{})
-		return wrap(err, "starting container %s", op.Container)
+		if _, err := e.Engine.ContainerStart(ctx, op.ContainerID, client.ContainerStartOptions{}); err != nil {
+			return wrap(err, "starting container %s", op.Container)
+		}
+		return e.postStart(ctx, op.Service, op.ContainerID, op.Container)
 	case plan.OpRestartContainer:
 		t := seconds(op.StopTimeout)
-		_, err := e.Engine.ContainerRestart(ctx, op.ContainerID, client.ContainerRestartOptions{Timeout: &t})
-		return wrap(err, "restarting container %s", op.Container)
+		if _, err := e.Engine.ContainerRestart(ctx, op.ContainerID, client.ContainerRestartOptions{Timeout: &t}); err != nil {
+			return wrap(err, "restarting container %s", op.Container)
+		}
+		return e.postStart(ctx, op.Service, op.ContainerID, op.Container)
 	case plan.OpUnpauseContainer:
 		_, err := e.Engine.ContainerUnpause(ctx, op.ContainerID, client.ContainerUnpauseOptions{})
 		return wrap(err, "unpausing container %s", op.Container)

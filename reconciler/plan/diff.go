@@ -165,6 +165,14 @@ func (p *planner) service(s *desired.Service) {
 	})
 
 	group := "up:" + s.Name
+	// A service with pre_start hooks whose every replica is down is started
+	// by compose's up: compose runs the hooks, in runner containers it
+	// prepares, only on a start of its own when no replica runs. Started
+	// through the engine, the container would run without them.
+	startGroup := ""
+	if len(s.Config.PreStart) > 0 && !slices.ContainsFunc(containers, func(c observed.Container) bool { return c.State == observed.StateRunning }) {
+		startGroup = group
+	}
 	var ops []pending
 	kept := cands[:min(len(cands), s.Replicas)]
 	extras := slices.Clone(cands[len(kept):])
@@ -189,10 +197,10 @@ func (p *planner) service(s *desired.Service) {
 			}
 		case observed.StateExited:
 			if !completed(s, c) {
-				add(DriftExited, fmt.Sprintf("exited (code %d)", c.ExitCode), OpStartContainer, "")
+				add(DriftExited, fmt.Sprintf("exited (code %d)", c.ExitCode), OpStartContainer, startGroup)
 			}
 		case observed.StateCreated:
-			add(DriftNotStarted, "created but not started", OpStartContainer, "")
+			add(DriftNotStarted, "created but not started", OpStartContainer, startGroup)
 		case observed.StatePaused:
 			add(DriftPaused, "paused", OpUnpauseContainer, "")
 		case observed.StateDead:

@@ -69,6 +69,32 @@ func TestDiff(t *testing.T) {
 				[2,10] -> #11 service:web:1, CreateContainer, replica missing (0 of 1 exist) [up:web]`,
 		},
 		{
+			name:    "pre_start hooks: with every replica down, compose's up starts them and runs the hooks",
+			compose: "services:\n  app:\n    image: x\n    deploy: {replicas: 2}\n    pre_start: [{command: [init]}]\n",
+			setup: func(w *world) {
+				w.add("app", 1, "exited:1")
+				w.add("app", 2, "created")
+			},
+			drift: `
+				Exited p-app-1: exited (code 1)
+				NotStarted p-app-2: created but not started`,
+			plan: `
+				[] -> #1 service:app:1, StartContainer, exited (code 1) [up:app]
+				[] -> #2 service:app:2, StartContainer, created but not started [up:app]`,
+		},
+		{
+			name:    "pre_start hooks: with a replica running, compose would not run them",
+			compose: "services:\n  app:\n    image: x\n    deploy: {replicas: 2}\n    pre_start: [{command: [init]}]\n",
+			setup: func(w *world) {
+				w.add("app", 1, "running")
+				w.add("app", 2, "exited:1")
+			},
+			drift: `
+				Exited p-app-2: exited (code 1)`,
+			plan: `
+				[] -> #1 service:app:2, StartContainer, exited (code 1)`,
+		},
+		{
 			name:    "converged",
 			compose: stack,
 			setup: func(w *world) {

@@ -1,0 +1,43 @@
+package execute
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+
+	cerrdefs "github.com/containerd/errdefs"
+
+	"github.com/reconcile-dev/reconcile/reconciler/plan"
+)
+
+func TestClassifyTellsWhatWaitingCannotFix(t *testing.T) {
+	op := plan.Operation{Type: plan.OpStartContainer, Container: "p-app-1", ContainerID: "abc123"}
+	tests := []struct {
+		name string
+		err  error
+		want string // permanent kind, "" for retryable
+	}{
+		{"compose pre_start", errors.New(`compose up of service app: service "app" pre_start[0] exited with code 3`), PermanentHook},
+		{"compose post_start", errors.New("compose up of service app: app hook exited with status 4: no"), PermanentHook},
+		{"our post_start", &HookError{Service: "app", Hook: "post_start", ExitCode: 1}, PermanentHook},
+		{"missing joined container", errors.New("Error response from daemon: No such container: db-other"), PermanentRefused},
+		{"our container went away", fmt.Errorf("starting: %w", errors.New("Error response from daemon: No such container: abc123")), ""},
+		{"our container by name", errors.New("No such container: p-app-1"), ""},
+		{"no gpu", errors.New(`could not select device driver "" with capabilities: [[gpu]]`), PermanentRefused},
+		{"unknown runtime", errors.New("Error response from daemon: unknown or invalid runtime name: nvidia"), PermanentRefused},
+		{"not implemented", fmt.Errorf("x: %w", cerrdefs.ErrNotImplemented), PermanentRefused},
+		{"engine away", errors.New("Cannot connect to the Docker daemon at unix:///var/run/docker.sock"), ""},
+		{"conflict", fmt.Errorf("x: %w", cerrdefs.ErrConflict), ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := ""
+			if p := AsPermanent(classify(op, tt.err)); p != nil {
+				got = p.Kind
+			}
+			if got != tt.want {
+				t.Errorf("classify(%q) = %q, want %q", tt.err, got, tt.want)
+			}
+		})
+	}
+}
