@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -395,4 +397,110 @@ func TestAnUnreadableStateFileDoesNotStopTheDaemon(t *testing.T) {
 	if out.Code != 0 {
 		t.Errorf("reconcile status: exit %d\n%s", out.Code, out.Stderr)
 	}
+}
+
+// TestAStateDirectoryThatCannotBeWrittenDoesNotStopReconciling: where the
+// restart state cannot be written (a directory stands where the file goes;
+// a full file system), the daemon goes on restarting killed containers,
+// records the failure once, counts it, and writes the state as soon as it
+// can again.
+func TestAStateDirectoryThatCannotBeWrittenDoesNotStopReconciling(t *testing.T) {
+	tests := []struct {
+		name  string
+		break_ func(t *testing.T, dir, file string) (repair func())
+	}{
+		{name: "unwritable", break_: func(t *testing.T, dir, file string) func() {
+			// a directory where the file is renamed to: no permission bits
+			// to set, which root would ignore
+			os.Remove(file)
+			if err := os.MkdirAll(filepath.Join(file, "in-the-way"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			return func() { os.RemoveAll(file) }
+		}},
+		{name: "full", break_: func(t *testing.T, dir, file string) func() {
+			filler := filepath.Join(dir, "filler")
+			f, err := os.Create(filler)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			for {
+				if _, err := f.Write(make([]byte, 4096)); err != nil {
+					break // ENOSPC: the file system is full
+				}
+			}
+			return func() { os.Remove(filler) }
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			state := t.TempDir()
+			if tt.name == "full" {
+				state = smallFileSystem(t)
+			}
+			p := enginetest.NewProject(t, "services:\n  web:\n    image: {{.Image}}\n    restart: always\n    x-reconcile: {restart: {max_attempts: 10}}\n")
+			_, base := startDaemon(t, p, nil, "--state-dir", state)
+			eventually(t, 60*time.Second, "web running", func() bool { return running(p)["web"] == 1 })
+			file := filepath.Join(state, p.Name+".state.json")
+			repair := tt.break_(t, state, file)
+
+			id := p.IDs()[p.Name+"-web-1"]
+			for i := 1; i <= 2; i++ {
+				kill(t, p, id)
+				eventually(t, 30*time.Second, fmt.Sprintf("web started again after kill %d", i), func() bool { return p.Inspect(id).State.Running })
+			}
+			eventually(t, 10*time.Second, "a StateNotSaved record", func() bool { return hasRecord(records(t, base), "StateNotSaved", "") })
+			n := 0
+			for _, r := range records(t, base) {
+				if r.Reason == "StateNotSaved" {
+					n++
+				}
+			}
+			if n != 1 {
+				t.Errorf("%d StateNotSaved records, want 1", n)
+			}
+			if m := metricValue(t, base, "reconcile_state_save_errors_total"); m < 1 {
+				t.Errorf("reconcile_state_save_errors_total = %v, want at least 1", m)
+			}
+
+			repair()
+			eventually(t, 10*time.Second, "the state written once it can be", func() bool {
+				b, err := os.ReadFile(file)
+				return err == nil && strings.Contains(string(b), `"web"`)
+			})
+		})
+	}
+}
+
+// smallFileSystem mounts a 64 KiB tmpfs for the test: the only way to fill
+// a file system without filling the machine's. It needs root (CI runs
+// tests as root); elsewhere the test is skipped, saying why.
+func smallFileSystem(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", dir).CombinedOutput(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("mounting a small tmpfs: %v: %s", err, out)
+		}
+		t.Skipf("a full file system needs a tmpfs mount, which needs root: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	return dir
+}
+
+// metricValue reads one unlabelled metric from the daemon's /metrics.
+func metricValue(t *testing.T, base, name string) float64 {
+	t.Helper()
+	for _, line := range strings.Split(httpGet(t, base+"/metrics"), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatalf("metric %s: %v", line, err)
+			}
+			return f
+		}
+	}
+	return 0
 }
