@@ -406,7 +406,7 @@ func TestAnUnreadableStateFileDoesNotStopTheDaemon(t *testing.T) {
 // can again.
 func TestAStateDirectoryThatCannotBeWrittenDoesNotStopReconciling(t *testing.T) {
 	tests := []struct {
-		name  string
+		name   string
 		break_ func(t *testing.T, dir, file string) (repair func())
 	}{
 		{name: "unwritable", break_: func(t *testing.T, dir, file string) func() {
