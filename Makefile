@@ -52,6 +52,7 @@ bench: build images
 	./bench/upstream.sh
 	./bench/storm.sh
 	./bench/hostile.sh
+	./bench/faults.sh
 
 clean:
 	rm -rf bin

@@ -16,9 +16,11 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/docker/compose/v5/pkg/api"
+	"github.com/moby/moby/client"
 
 	"github.com/reconcile-dev/reconcile/internal/engine"
 	"github.com/reconcile-dev/reconcile/internal/testimage"
@@ -145,4 +147,89 @@ func Metric(base, name string) (float64, error) {
 		}
 	}
 	return 0, fmt.Errorf("metric %s not found", name)
+}
+
+// Starts keeps the engine's start events of a project, per container.
+type Starts struct {
+	stop context.CancelFunc
+	mu   sync.Mutex
+	last map[string]time.Time
+	all  []time.Time
+}
+
+// Total is how many starts there were after t.
+func (s *Starts) Total(t time.Time) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, at := range s.all {
+		if at.After(t) {
+			n++
+		}
+	}
+	return n
+}
+
+// Since counts the containers started after t, and the latest such start.
+func (s *Starts) Since(t time.Time) (int, time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, latest := 0, time.Time{}
+	for _, at := range s.last {
+		if at.After(t) {
+			n++
+			if at.After(latest) {
+				latest = at
+			}
+		}
+	}
+	return n, latest
+}
+
+// FollowStarts subscribes to the project's start events until Stop.
+func FollowStarts(ctx context.Context, p *Project) *Starts {
+	ctx, cancel := context.WithCancel(ctx)
+	st := &Starts{stop: cancel, last: map[string]time.Time{}}
+	res := p.Engine.Client.Events(ctx, client.EventsListOptions{Filters: make(client.Filters).
+		Add("label", api.ProjectLabel+"="+p.Name).Add("event", "start")})
+	go func() {
+		for m := range res.Messages {
+			st.mu.Lock()
+			st.last[m.Actor.ID] = time.Unix(0, m.TimeNano)
+			st.all = append(st.all, time.Unix(0, m.TimeNano))
+			st.mu.Unlock()
+		}
+	}()
+	return st
+}
+
+// Stop ends the subscription.
+func (s *Starts) Stop() { s.stop() }
+
+// WaitRunning waits until want containers of the project run, and returns
+// all the project's container IDs.
+func WaitRunning(ctx context.Context, p *Project, want int, timeout time.Duration) ([]string, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		list, err := p.Engine.Client.ContainerList(ctx, client.ContainerListOptions{All: true,
+			Filters: make(client.Filters).Add("label", api.ProjectLabel+"="+p.Name)})
+		if err != nil {
+			return nil, err
+		}
+		var ids []string
+		running := 0
+		for _, c := range list.Items {
+			ids = append(ids, c.ID)
+			if c.State == "running" {
+				running++
+			}
+		}
+		if running == want && (want > 0 || len(ids) > 0) {
+			return ids, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%d of %d containers running after %s", running, want, timeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

@@ -15,7 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/docker/compose/v5/pkg/api"
 	"github.com/moby/moby/client"
 
 	"github.com/reconcile-dev/reconcile/bench/benchkit"
@@ -27,41 +26,6 @@ func main() {
 	rounds := flag.Int("rounds", 3, "storms per side")
 	flag.Parse()
 	benchkit.Exit(run(*bin, *n, *rounds))
-}
-
-// starts keeps start events per container, from the engine's stream.
-type starts struct {
-	mu   sync.Mutex
-	last map[string]time.Time
-	all  []time.Time
-}
-
-// total is how many starts there were after t.
-func (s *starts) total(t time.Time) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, at := range s.all {
-		if at.After(t) {
-			n++
-		}
-	}
-	return n
-}
-
-func (s *starts) since(t time.Time) (int, time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n, latest := 0, time.Time{}
-	for _, at := range s.last {
-		if at.After(t) {
-			n++
-			if at.After(latest) {
-				latest = at
-			}
-		}
-	}
-	return n, latest
 }
 
 func run(bin string, n, rounds int) error {
@@ -79,19 +43,8 @@ func run(bin string, n, rounds int) error {
 	defer p.Close()
 	eng := p.Engine
 
-	st := &starts{last: map[string]time.Time{}}
-	evCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	res := eng.Client.Events(evCtx, client.EventsListOptions{Filters: make(client.Filters).
-		Add("label", api.ProjectLabel+"="+p.Name).Add("event", "start")})
-	go func() {
-		for m := range res.Messages {
-			st.mu.Lock()
-			st.last[m.Actor.ID] = time.Unix(0, m.TimeNano)
-			st.all = append(st.all, time.Unix(0, m.TimeNano))
-			st.mu.Unlock()
-		}
-	}()
+	st := benchkit.FollowStarts(ctx, p)
+	defer st.Stop()
 
 	port, err := benchkit.FreePort()
 	if err != nil {
@@ -109,7 +62,7 @@ func run(bin string, n, rounds int) error {
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 
-	ids, err := waitRunning(ctx, p, n, 3*time.Minute)
+	ids, err := benchkit.WaitRunning(ctx, p, n, 3*time.Minute)
 	if err != nil {
 		return err
 	}
@@ -133,12 +86,12 @@ func run(bin string, n, rounds int) error {
 	waitStarts := func(t0 time.Time) (time.Duration, error) {
 		deadline := time.Now().Add(2 * time.Minute)
 		for time.Now().Before(deadline) {
-			if got, latest := st.since(t0); got == len(ids) {
+			if got, latest := st.Since(t0); got == len(ids) {
 				return latest.Sub(t0), nil
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
-		got, _ := st.since(t0)
+		got, _ := st.Since(t0)
 		return 0, fmt.Errorf("%d of %d replicas started again within 2m", got, len(ids))
 	}
 
@@ -156,7 +109,7 @@ func run(bin string, n, rounds int) error {
 		daemonTimes = append(daemonTimes, took)
 		time.Sleep(2 * time.Second)
 	}
-	extra := st.total(first) - rounds*len(ids)
+	extra := st.Total(first) - rounds*len(ids)
 	readerMax, err := benchkit.Metric(base, "reconcile_event_reader_max_seconds")
 	if err != nil {
 		return err
@@ -181,7 +134,7 @@ func run(bin string, n, rounds int) error {
 		if err != nil {
 			return err
 		}
-		if _, err := waitRunning(ctx, p, 0, time.Minute); err != nil {
+		if _, err := benchkit.WaitRunning(ctx, p, 0, time.Minute); err != nil {
 			return err
 		}
 		var wg sync.WaitGroup
@@ -205,32 +158,4 @@ func run(bin string, n, rounds int) error {
 	fmt.Printf("  starts beyond one per replica per storm (double starts): %d\n", extra)
 	fmt.Printf("  ratio, medians: %.2f (target <= 1.1)\n", float64(benchkit.Pct(daemonTimes, 0.5))/float64(benchkit.Pct(floorTimes, 0.5)))
 	return nil
-}
-
-// waitRunning waits until want containers of the project run, and returns
-// all the project's container IDs.
-func waitRunning(ctx context.Context, p *benchkit.Project, want int, timeout time.Duration) ([]string, error) {
-	deadline := time.Now().Add(timeout)
-	for {
-		list, err := p.Engine.Client.ContainerList(ctx, client.ContainerListOptions{All: true,
-			Filters: make(client.Filters).Add("label", api.ProjectLabel+"="+p.Name)})
-		if err != nil {
-			return nil, err
-		}
-		var ids []string
-		running := 0
-		for _, c := range list.Items {
-			ids = append(ids, c.ID)
-			if c.State == "running" {
-				running++
-			}
-		}
-		if running == want && (want > 0 || len(ids) > 0) {
-			return ids, nil
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("%d of %d containers running after %s", running, want, timeout)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
