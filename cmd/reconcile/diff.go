@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -16,6 +17,7 @@ import (
 
 func newDiffCommand(g *globals) *cobra.Command {
 	exitCode := true
+	output := "text"
 	cmd := &cobra.Command{
 		Use:   "diff",
 		Short: "Show drift between the compose files and the engine, and the plan, without acting",
@@ -25,9 +27,15 @@ printed: a changed variable shows as its key with a masked value.
 
 Exit code: 0 in sync, 1 drift found (0 with --exit-code=false), 2 bad input
 (as --once: an image the plan needs that is neither present nor pullable, a
-missing external network or volume), 3 engine unreachable, 4 any other error.`,
+missing external network or volume), 3 engine unreachable, 4 any other error.
+
+-o json prints one JSON document (schema reconcile.dev/report/v1, in the
+README): the drift, each item with what differs, and the plan.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
 			ctx := cmd.Context()
 			sess, snap, err := g.openObserved(ctx)
 			if err != nil {
@@ -58,7 +66,13 @@ missing external network or volume), 3 engine unreachable, 4 any other error.`,
 				}
 				details[dr.ContainerID] = plan.Explain(d.Services[dr.Service], cfg)
 			}
-			printDiff(g.stdout, d.Project.Name, res, details)
+			if output == "json" {
+				if err := writeJSON(g.stdout, plan.NewReport("diff", d.Project.Name, res, details)); err != nil {
+					return withCode(exitInternal, err)
+				}
+			} else {
+				printDiff(g.stdout, d.Project.Name, res, details)
+			}
 			if !res.InSync() && exitCode {
 				return withCode(exitNotConverged, errSilent)
 			}
@@ -66,7 +80,26 @@ missing external network or volume), 3 engine unreachable, 4 any other error.`,
 		},
 	}
 	cmd.Flags().BoolVar(&exitCode, "exit-code", true, "exit 1 when there is drift")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "text, or json (the report schema in the README)")
 	return cmd
+}
+
+// checkOutput refuses an -o value other than text or json.
+func checkOutput(output string) error {
+	if output != "text" && output != "json" {
+		return withCode(exitInput, fmt.Errorf("-o %q: want text or json", output))
+	}
+	return nil
+}
+
+// writeJSON prints v as indented JSON.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return fmt.Errorf("writing JSON: %w", err)
+	}
+	return nil
 }
 
 // imageCheckTimeout bounds diff's question to a registry.

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"runtime/debug"
 	"time"
 
@@ -29,9 +31,47 @@ func version() string {
 // converged, 1 not converged within timeout, 2 bad input, 3 engine
 // unreachable.
 func runOnce(ctx context.Context, g *globals, timeout, settle time.Duration) error {
+	_, err := converge(ctx, g, timeout, settle)
+	return err
+}
+
+// runOnceJSON is runOnce with its outcome also printed as one report on
+// stdout (plan.Report), whatever the exit code: a CI step reads one
+// document. The human lines still go to stderr.
+func runOnceJSON(ctx context.Context, g *globals, timeout, settle time.Duration) error {
+	table := g.stdout
+	g.stdout = io.Discard // the status table is in the report
+	start := time.Now()
+	rep, err := converge(ctx, g, timeout, settle)
+	g.stdout = table
+	rep.Schema, rep.Command = plan.ReportSchema, "once"
+	if rep.Drift == nil {
+		rep.Drift, rep.Plan = []plan.DriftReport{}, []plan.StepReport{}
+	}
+	if rep.Outcome == nil {
+		rep.Outcome = &plan.OutcomeReport{}
+	}
+	rep.Outcome.ExitCode = codeOf(err, exitInput)
+	rep.Outcome.DurationMS = time.Since(start).Milliseconds()
+	if err != nil && !errors.Is(err, errSilent) && len(rep.Outcome.Errors) == 0 {
+		rep.Outcome.Errors = []string{desired.OneLine(err.Error())}
+	}
+	if rep.Outcome.Errors == nil {
+		rep.Outcome.Errors = []string{}
+	}
+	if werr := writeJSON(g.stdout, rep); werr != nil && err == nil {
+		return withCode(exitInternal, werr)
+	}
+	return err
+}
+
+// converge is --once: it converges the project and returns its report (the
+// last drift and plan, and the outcome) with the run's error.
+func converge(ctx context.Context, g *globals, timeout, settle time.Duration) (plan.Report, error) {
+	var rep plan.Report
 	sess, err := g.open(ctx)
 	if err != nil {
-		return err
+		return rep, err
 	}
 	d, eng := sess.Desired, sess.Engine
 	log := g.log.With("project", d.Project.Name)
@@ -60,16 +100,22 @@ func runOnce(ctx context.Context, g *globals, timeout, settle time.Duration) err
 	defer cancel()
 	start := time.Now()
 	out, err := conv.Run(runCtx)
+	rep.Project = d.Project.Name
+	if out.Result != nil {
+		rep = plan.NewReport("once", d.Project.Name, out.Result, nil)
+		rep.InSync = out.Result.InSync()
+	}
+	rep.Outcome = &plan.OutcomeReport{Converged: out.Converged, PlansApplied: out.Applied, Status: out.Status, Errors: flatten(out.Errors)}
 	if err != nil {
-		return onceFailure(out, err)
+		return rep, onceFailure(out, err)
 	}
 	if err := ctx.Err(); err != nil {
-		return withCode(exitNotConverged, fmt.Errorf("interrupted before convergence: %w", err))
+		return rep, withCode(exitNotConverged, fmt.Errorf("interrupted before convergence: %w", err))
 	}
 	printStatusTable(g.stdout, out.Status)
 	if out.Converged {
 		log.Info("converged", "took", time.Since(start).Round(time.Millisecond).String(), "plans_applied", out.Applied, "engine_calls", eng.Calls())
-		return nil
+		return rep, nil
 	}
 	fmt.Fprintf(g.stderr, "not converged within %s:\n", timeout)
 	for _, s := range out.Status.Services {
@@ -80,7 +126,7 @@ func runOnce(ctx context.Context, g *globals, timeout, settle time.Duration) err
 	for _, e := range flatten(out.Errors) {
 		fmt.Fprintf(g.stderr, "  error: %v\n", e)
 	}
-	return withCode(exitNotConverged, errSilent)
+	return rep, withCode(exitNotConverged, errSilent)
 }
 
 // onceFailure maps a converge run that failed to its exit code: bad input

@@ -12,7 +12,8 @@ import (
 
 // parityStacks cover dependencies (with a health condition and restart:
 // true), replicas, custom networks, named volumes, a container_name, env
-// files and labels.
+// files, labels, an image built by one service and used by another, and
+// pre_start and post_start hooks.
 var parityStacks = map[string]string{
 	"dependencies": `
 services:
@@ -38,6 +39,8 @@ services:
   user:
     image: {{.Name}}-built:1
     depends_on: [built]
+    pre_start:
+      - command: ["exit", "0"]
 `,
 	"resources": `
 services:

@@ -42,6 +42,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	g := &globals{stdout: stdout, stderr: stderr}
 	var once bool
 	var timeout, settle time.Duration
+	onceOutput := "text"
 	var df daemonFlags
 	root := &cobra.Command{
 		Use:   "reconcile",
@@ -71,6 +72,12 @@ Compose SDK, in dependency order.
 			if !once {
 				return runDaemon(cmd.Context(), g, df)
 			}
+			if err := checkOutput(onceOutput); err != nil {
+				return err
+			}
+			if onceOutput == "json" {
+				return runOnceJSON(cmd.Context(), g, timeout, settle)
+			}
 			return runOnce(cmd.Context(), g, timeout, settle)
 		},
 	}
@@ -91,6 +98,7 @@ Compose SDK, in dependency order.
 	pf.StringVar(&g.stateDir, "state-dir", "", "directory of the daemon's project lock and restart state (default $XDG_STATE_HOME/reconcile)")
 
 	root.Flags().BoolVar(&once, "once", false, "converge once, wait until converged, and exit")
+	root.Flags().StringVarP(&onceOutput, "output", "o", "text", "with --once: text, or json (one report on stdout, the schema in the README)")
 	root.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "with --once: how long to wait for convergence")
 	root.Flags().DurationVar(&settle, "settle", execute.DefaultSettle, "with --once: how long convergence must hold after this run acted (a container that dies at once is not converged)")
 	root.Flags().BoolVar(&df.dryRun, "dry-run", false, "daemon: report drift as it happens, never act")
