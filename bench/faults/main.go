@@ -6,11 +6,12 @@
 //     `restart: always` service are killed (the engine leaves them down);
 //     the time from the first ping the engine answers after it is back to
 //     every replica running again (goal: 5 s);
+//
 //   - failing calls: -rate (20 %) of the daemon's engine calls answered
 //     with a 500; -n replicas killed at once, -rounds times; the time until
 //     all run again, against the same with no call failing, in one run.
 //
-//	go run ./bench/faults -bin bin/reconcile
+//     go run ./bench/faults -bin bin/reconcile
 package main
 
 import (
