@@ -53,6 +53,7 @@ bench: build images
 	./bench/storm.sh
 	./bench/hostile.sh
 	./bench/faults.sh
+	./bench/dashboard.sh
 
 clean:
 	rm -rf bin

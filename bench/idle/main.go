@@ -4,7 +4,11 @@
 // daemon settle, then over -duration reads the daemon's CPU time and peak
 // RSS from /proc and its engine requests from its own metric.
 //
-//	go run ./bench/idle -bin bin/reconcile [-services 25] [-replicas 2] [-duration 60s]
+// With -page, the dashboard is open in a headless chromium during the idle
+// window (the daemon's figures with a page watching), and its first load
+// (navigation to the services drawn) is measured over -loads loads first.
+//
+//	go run ./bench/idle -bin bin/reconcile [-services 25] [-replicas 2] [-duration 60s] [-page]
 package main
 
 import (
@@ -31,11 +35,13 @@ func main() {
 	services := flag.Int("services", 25, "services in the project")
 	replicas := flag.Int("replicas", 2, "replicas per service")
 	duration := flag.Duration("duration", 60*time.Second, "how long to measure the idle daemon")
+	withPage := flag.Bool("page", false, "keep the dashboard open in a headless chromium while idle")
+	loads := flag.Int("loads", 20, "with -page: first loads of the dashboard measured")
 	flag.Parse()
-	benchkit.Exit(run(*bin, *services, *replicas, *duration))
+	benchkit.Exit(run(*bin, *services, *replicas, *duration, *withPage, *loads))
 }
 
-func run(bin string, services, replicas int, duration time.Duration) error {
+func run(bin string, services, replicas int, duration time.Duration, withPage bool, loads int) error {
 	ctx := context.Background()
 	var b strings.Builder
 	b.WriteString("services:\n")
@@ -79,6 +85,15 @@ func run(bin string, services, replicas int, duration time.Duration) error {
 	fmt.Printf("converged %d containers in %s\n", services*replicas, time.Since(start).Round(time.Millisecond))
 	time.Sleep(5 * time.Second) // let the last events of the start-up pass
 
+	if withPage {
+		closePage, err := openDashboard(base, loads)
+		if err != nil {
+			return err
+		}
+		defer closePage()
+		time.Sleep(5 * time.Second) // the page's connections settle
+	}
+
 	pid := cmd.Process.Pid
 	startPeak, _ := procStatus(pid, "VmHWM:")
 	// reset the peak, so that VmHWM below is the idle window's own
@@ -107,7 +122,11 @@ func run(bin string, services, replicas int, duration time.Duration) error {
 	// daemon's own requests only
 	cpu := cpu1 - cpu0
 	calls := calls1 - calls0
-	fmt.Printf("idle for %s with %d containers:\n", elapsed.Round(time.Millisecond), services*replicas)
+	watching := ""
+	if withPage {
+		watching = ", the dashboard open in a browser"
+	}
+	fmt.Printf("idle for %s with %d containers%s:\n", elapsed.Round(time.Millisecond), services*replicas, watching)
 	fmt.Printf("  cpu        %.3f s  = %.3f%% of one core   (target < 0.5%%)\n", cpu, 100*cpu/elapsed.Seconds())
 	fmt.Printf("  engine     %.0f requests = %.3f/s             (target <= 0.2/s)\n", calls, calls/elapsed.Seconds())
 	fmt.Printf("  peak RSS   %.1f MiB while idle              (target < 40 MiB; %.1f MiB at the end)\n", float64(rss)/1024, float64(cur)/1024)

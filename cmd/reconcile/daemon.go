@@ -25,6 +25,7 @@ import (
 	"github.com/reconcile-dev/reconcile/controllers/upstreams"
 	"github.com/reconcile-dev/reconcile/desired"
 	"github.com/reconcile-dev/reconcile/internal/clock"
+	"github.com/reconcile-dev/reconcile/internal/dashboard"
 	"github.com/reconcile-dev/reconcile/internal/engine"
 	"github.com/reconcile-dev/reconcile/internal/filewatch"
 	"github.com/reconcile-dev/reconcile/internal/httpapi"
@@ -69,7 +70,9 @@ type daemon struct {
 	// them, for at most --shutdown-timeout.
 	reloading sync.WaitGroup
 	connected atomic.Bool
-	synced    atomic.Bool
+	// changes wakes the live status stream (/status/stream) after events.
+	changes httpapi.Changes
+	synced  atomic.Bool
 	// saveFailed says a failed write of the restart state was recorded.
 	saveFailed atomic.Bool
 }
@@ -316,6 +319,7 @@ func (dm *daemon) watchEngine(ctx context.Context) {
 			if ev.Service != "" {
 				dm.ctrl.Enqueue(ev.Service)
 			}
+			dm.changes.Notify() // wakes a dashboard, if one is open
 		},
 		OnPanic: func(ev observed.Event, r any) {
 			dm.records.Event(record.EventPanic, ev.Service, ev.Container, fmt.Sprintf("handling %s panicked: %v; dropped, the next relist repairs it", ev.Action, r))
@@ -465,6 +469,11 @@ func (dm *daemon) serve(addr string, met *metrics.Metrics) (*http.Server, error)
 			}
 			return true, ""
 		},
+		LiveStatus: func(ctx context.Context) (any, error) {
+			return dm.ctrl.Status(ctx, nil)
+		},
+		Changes: &dm.changes,
+		Page:    dashboard.Handler(),
 	}
 	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go func() {

@@ -360,7 +360,7 @@ func (u *Upstreams) isListed(name string) bool {
 }
 
 // Annotate reports a load balancer with no healthy upstream member
-// Degraded.
+// Degraded, and marks each container with the upstreams that list it.
 func (u *Upstreams) Annotate(st *plan.ProjectStatus, d *desired.State, _ time.Time) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -370,6 +370,18 @@ func (u *Upstreams) Annotate(st *plan.ProjectStatus, d *desired.State, _ time.Ti
 		svc := d.Services[ss.Service]
 		if svc == nil {
 			continue
+		}
+		for _, name := range d.Order {
+			for _, up := range d.Services[name].Policy.Upstreams {
+				if up.Service != ss.Service {
+					continue
+				}
+				for j := range ss.Containers {
+					if c := &ss.Containers[j]; slices.Contains(u.listed[up.File], c.Name) {
+						c.Upstreams = append(c.Upstreams, up.Name)
+					}
+				}
+			}
 		}
 		for _, up := range svc.Policy.Upstreams {
 			if u.starved[up.File] {

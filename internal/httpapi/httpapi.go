@@ -33,7 +33,25 @@ type Server struct {
 	// Ready reports whether the daemon is connected and has synced once,
 	// and if not, why.
 	Ready func() (bool, string)
+	// LiveStatus, when set, is what /status/stream sends: a status from
+	// what the daemon already knows, without asking the engine (an inspect
+	// waits while the engine starts that container). Status otherwise.
+	LiveStatus func(ctx context.Context) (any, error)
+	// Changes, when set, wakes /status/stream; records wake it too.
+	Changes *Changes
+	// Page, when set, is served at / (the dashboard).
+	Page http.Handler
 }
+
+// Pacing of the live streams: a burst of changes is one status sent, at
+// most every statusDebounce; statusRefresh re-sends it regardless, for
+// what moves with time alone; streamRetry is how soon a browser reconnects.
+const (
+	statusDebounce = 100 * time.Millisecond
+	statusRefresh  = 5 * time.Second
+	keepAlive      = 15 * time.Second
+	streamRetry    = 1000 // milliseconds
+)
 
 // Handler routes the endpoints.
 func (s *Server) Handler() http.Handler {
@@ -61,7 +79,94 @@ func (s *Server) Handler() http.Handler {
 		_ = enc.Encode(st)
 	})
 	mux.HandleFunc("GET /events", s.events)
+	mux.HandleFunc("GET /status/stream", s.statusStream)
+	mux.HandleFunc("GET /reasons", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(record.Catalogue)
+	})
+	if s.Page != nil {
+		mux.Handle("GET /", s.Page)
+	}
 	return mux
+}
+
+// statusStream sends the status as Server-Sent Events: at once, then each
+// time it changes (woken by Changes and by records, looked at no more than
+// every statusDebounce), and every statusRefresh. It computes nothing while
+// nobody is connected.
+func (s *Server) statusStream(w http.ResponseWriter, r *http.Request) {
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
+		return
+	}
+	var changed <-chan struct{}
+	if s.Changes != nil {
+		ch, cancel := s.Changes.Subscribe()
+		defer cancel()
+		changed = ch
+	}
+	records, cancelRecords := s.Records.Subscribe()
+	defer cancelRecords()
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	if _, err := fmt.Fprintf(w, "retry: %d\n\n", streamRetry); err != nil {
+		return
+	}
+	status := s.Status
+	if s.LiveStatus != nil {
+		status = s.LiveStatus
+	}
+	var last []byte
+	send := func(force bool) error {
+		st, err := status(r.Context())
+		if err != nil {
+			_, err = fmt.Fprintf(w, "event: unavailable\ndata: %s\n\n", strings.ReplaceAll(err.Error(), "\n", " "))
+			flusher.Flush()
+			return err
+		}
+		b, _ := json.Marshal(st)
+		if !force && string(b) == string(last) {
+			return nil
+		}
+		last = b
+		if _, err := fmt.Fprintf(w, "event: status\ndata: %s\n\n", b); err != nil {
+			return err
+		}
+		flusher.Flush()
+		return nil
+	}
+	if send(true) != nil {
+		return
+	}
+	refresh := time.NewTicker(statusRefresh)
+	defer refresh.Stop()
+	var debounce <-chan time.Time
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-changed:
+		case _, ok := <-records:
+			if !ok {
+				return
+			}
+		case <-debounce:
+			debounce = nil
+			if send(false) != nil && r.Context().Err() != nil {
+				return
+			}
+			continue
+		case <-refresh.C:
+			if send(false) != nil && r.Context().Err() != nil {
+				return
+			}
+			continue
+		}
+		if debounce == nil {
+			debounce = time.After(statusDebounce)
+		}
+	}
 }
 
 // events writes the recent records as JSON lines, or, for a client that
@@ -85,9 +190,17 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
+	// ?as=record names every event "record", for a reader that listens
+	// for one name (the dashboard's EventSource); by default the name is
+	// the record's reason
+	named := r.URL.Query().Get("as") != "record"
 	send := func(rec record.Record) error {
 		b, _ := json.Marshal(rec)
-		_, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", rec.Reason, b)
+		name := "record"
+		if named {
+			name = string(rec.Reason)
+		}
+		_, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", name, b)
 		return err
 	}
 	for _, rec := range s.Records.Recent() {
@@ -96,7 +209,10 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	flusher.Flush()
-	keepalive := time.NewTicker(15 * time.Second)
+	if _, err := fmt.Fprintf(w, "retry: %d\n\n", streamRetry); err != nil {
+		return
+	}
+	keepalive := time.NewTicker(keepAlive)
 	defer keepalive.Stop()
 	for {
 		select {

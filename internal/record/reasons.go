@@ -104,9 +104,9 @@ const (
 
 // ReasonInfo is one row of the catalogue.
 type ReasonInfo struct {
-	Reason  Reason
-	Type    Type
-	Meaning string
+	Reason  Reason `json:"reason"`
+	Type    Type   `json:"type"`
+	Meaning string `json:"meaning"`
 }
 
 // Catalogue is every reason with its type and a one-line meaning, in the

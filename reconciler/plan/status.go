@@ -40,7 +40,18 @@ type ServiceStatus struct {
 	NextAttempt     *time.Time        `json:"nextAttempt,omitempty"`
 	LastExit        string            `json:"lastExit,omitempty"`
 	LastExitAt      time.Time         `json:"lastExitAt,omitzero"`
-	Containers      []ContainerStatus `json:"containers"`
+	// DependsOn is the service's depends_on, for a picture of the project.
+	DependsOn  []DependencyStatus `json:"dependsOn"`
+	Containers []ContainerStatus  `json:"containers"`
+}
+
+// DependencyStatus is one depends_on entry: the service waited for, the
+// condition, and whether its restart restarts this one (restart: true).
+type DependencyStatus struct {
+	Service   string `json:"service"`
+	Condition string `json:"condition"`
+	Restart   bool   `json:"restart,omitempty"`
+	Required  bool   `json:"required"`
 }
 
 // ContainerStatus is one container of a service.
@@ -56,6 +67,9 @@ type ContainerStatus struct {
 	// RestartsUsed and NextAttempt come from the restart controller.
 	RestartsUsed int        `json:"restartsUsed,omitempty"`
 	NextAttempt  *time.Time `json:"nextAttempt,omitempty"`
+	// Upstreams names the load-balancer upstream blocks whose file lists
+	// this container now (from the upstream controller).
+	Upstreams []string `json:"upstreams,omitempty"`
 }
 
 // ProjectStatus is the status of every service, in dependency order.
@@ -92,7 +106,10 @@ func Status(d *desired.State, o *observed.Snapshot, res *Result) ProjectStatus {
 }
 
 func serviceStatus(s *desired.Service, containers []observed.Container, drift []Drift) ServiceStatus {
-	st := ServiceStatus{Service: s.Name, Desired: s.Replicas, Sync: Synced, Containers: []ContainerStatus{}}
+	st := ServiceStatus{Service: s.Name, Desired: s.Replicas, Sync: Synced, Containers: []ContainerStatus{}, DependsOn: []DependencyStatus{}}
+	for _, d := range s.DependsOn {
+		st.DependsOn = append(st.DependsOn, DependencyStatus{Service: d.Service, Condition: d.Condition, Restart: d.Restart, Required: d.Required})
+	}
 	if len(drift) > 0 {
 		st.Sync = OutOfSync
 	}

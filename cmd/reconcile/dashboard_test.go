@@ -1,0 +1,227 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+
+	"github.com/reconcile-dev/reconcile/internal/enginetest"
+)
+
+// browserPath finds Debian's chromium. Under CI=true a missing browser
+// fails the test (CI installs it); elsewhere the test is skipped, saying
+// how to get one.
+func browserPath(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("no chromium: the browser test needs it (CI installs Debian's chromium)")
+	}
+	t.Skip("no chromium to drive: sudo apt-get install chromium")
+	return ""
+}
+
+// page is a browser tab on the dashboard, with what it logged.
+type page struct {
+	ctx      context.Context
+	mu       sync.Mutex
+	console  []string // errors and exceptions
+	requests []string // method and URL of every request the page made
+}
+
+func openBrowser(t *testing.T) *page {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(browserPath(t)),
+		chromedp.NoSandbox, // tests run as root in CI
+		chromedp.WindowSize(1400, 900),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancel(); cancelAlloc() })
+	p := &page{ctx: ctx}
+	if err := chromedp.Do(ctx); err != nil { // starts the browser and its tab
+		t.Fatalf("starting the browser: %v", err)
+	}
+	err := chromedp.Listen(ctx, func(ev any) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		switch e := ev.(type) {
+		case *runtime.EventConsoleAPICalled:
+			if e.Type == runtime.ConsoleAPICalledTypeError {
+				var args []string
+				for _, a := range e.Args {
+					args = append(args, string(a.Value)+a.Description)
+				}
+				p.console = append(p.console, "console.error: "+strings.Join(args, " "))
+			}
+		case *runtime.EventExceptionThrown:
+			p.console = append(p.console, fmt.Sprintf("exception: %s at %s:%d", e.ExceptionDetails.Text, e.ExceptionDetails.URL, e.ExceptionDetails.LineNumber))
+		case *network.EventRequestWillBeSent:
+			p.requests = append(p.requests, e.Request.Method+" "+e.Request.URL)
+		}
+	})
+	if err != nil {
+		t.Fatalf("listening to the browser: %v", err)
+	}
+	return p
+}
+
+// eval runs a JavaScript expression in the page and returns its value.
+func eval[T any](t *testing.T, p *page, expr string) T {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	if err != nil {
+		t.Fatalf("evaluating %s: %v", expr, err)
+	}
+	return v
+}
+
+func (p *page) screenshot(t *testing.T, name string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // 100: PNG
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	path := filepath.Join(t.ArtifactDir(), name)
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot %s", path)
+}
+
+// TestDashboardInABrowser opens the page a learner watches, in a real
+// browser: it draws the services by dependency, a killed replica's mark
+// turns to exited and back as the daemon restarts it, the timeline says
+// so, the page only ever reads, it comes back by itself when the daemon
+// restarts, and nothing goes to the console.
+func TestDashboardInABrowser(t *testing.T) {
+	p := enginetest.NewProject(t, `
+services:
+  db:
+    image: {{.Image}}
+    healthcheck: {test: ["CMD", "/testapp", "health"], interval: 1s, timeout: 3s, retries: 3}
+  web:
+    image: {{.Image}}
+    restart: always
+    deploy: {replicas: 2}
+    depends_on:
+      db: {condition: service_healthy, restart: true}
+`)
+	once(t, p)
+	addr := "127.0.0.1:" + enginetest.FreePort(t)
+	d, _ := startDaemon(t, p, nil, "--listen", addr) // the last --listen wins
+	base := "http://" + addr
+	br := openBrowser(t)
+	web1 := p.Name + "-web-1"
+
+	// first load: from navigation to the three marks drawn
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(br.ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/"),
+		chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`#graph g.replica[data-container=%q][data-state="running"]`, web1)))); err != nil {
+		t.Fatalf("the page did not draw %s running: %v", web1, err)
+	}
+	t.Logf("first load to marks drawn: %s", time.Since(start).Round(time.Millisecond))
+	marks := eval[int](t, br, `document.querySelectorAll("#graph g.replica").length`)
+	arrow := eval[string](t, br, `(() => { const e = document.querySelector('#graph g.edge[data-from="web"][data-to="db"] text'); return e ? e.textContent : "" })()`)
+	if marks != 3 || arrow != "healthy · restart" {
+		t.Errorf("%d replica marks (want 3), web→db arrow %q (want the condition and restart: true)", marks, arrow)
+	}
+	br.screenshot(t, "1-converged.png")
+
+	// watch the mark: every state it shows, with the browser's clock
+	eval[bool](t, br, fmt.Sprintf(`(() => {
+		window.__states = [];
+		const seen = () => {
+			const m = document.querySelector('#graph g.replica[data-container=%q]');
+			const s = m ? m.getAttribute("data-state") : "gone";
+			const last = window.__states[window.__states.length - 1];
+			if (!last || last.s !== s) window.__states.push({s, at: Date.now()});
+		};
+		seen();
+		new MutationObserver(seen).observe(document.getElementById("graph"), {subtree: true, childList: true, attributes: true});
+		return true;
+	})()`, web1))
+
+	events := p.Record()
+	killed := time.Now()
+	kill(t, p, p.IDs()[web1])
+	type seenState struct {
+		S  string `json:"s"`
+		At int64  `json:"at"`
+	}
+	var states []seenState
+	eventually(t, 30*time.Second, "the mark going down and coming back", func() bool {
+		states = eval[[]seenState](t, br, `window.__states`)
+		down := false
+		for _, s := range states {
+			down = down || s.S == "exited" || s.S == "restarting"
+			if down && s.S == "running" {
+				return true
+			}
+		}
+		return false
+	})
+	if die, ok := events.First(web1, "die"); ok {
+		for _, s := range states {
+			if s.S != "running" {
+				t.Logf("engine's die event -> the mark changed in the browser: %d ms (states %+v)", s.At-die.UnixMilli(), states)
+				break
+			}
+		}
+	}
+	eventually(t, 15*time.Second, "the restart in the timeline", func() bool {
+		return eval[int](t, br, fmt.Sprintf(`document.querySelectorAll('#timeline li.record[data-container=%q][data-reason="Started"]').length`, web1)) > 0
+	})
+	entry := eval[string](t, br, fmt.Sprintf(`document.querySelector('#timeline li.record[data-container=%q][data-reason="Started"]').textContent`, web1))
+	t.Logf("timeline: %s (%s after the kill)", entry, time.Since(killed).Round(time.Millisecond))
+	br.screenshot(t, "2-after-kill.png")
+
+	// the daemon restarts: the page reconnects by itself
+	updates := eval[int](t, br, `window.__reconcileUpdates`)
+	d.Signal(syscall.SIGTERM)
+	if code := d.Wait(30 * time.Second); code != 0 {
+		t.Fatalf("daemon exit %d on SIGTERM", code)
+	}
+	startDaemon(t, p, nil, "--listen", addr)
+	eventually(t, 30*time.Second, "the page live again after the daemon's restart", func() bool {
+		now := eval[int](t, br, `window.__reconcileUpdates`)
+		conn := eval[string](t, br, `document.getElementById("connection").textContent`)
+		return now > updates && conn == "live"
+	})
+
+	br.mu.Lock()
+	defer br.mu.Unlock()
+	if len(br.console) > 0 {
+		t.Errorf("console errors: %q", br.console)
+	}
+	for _, r := range br.requests {
+		if !strings.HasPrefix(r, "GET ") {
+			t.Errorf("the page made a request that is not a read: %s", r)
+		}
+	}
+	if len(br.requests) == 0 {
+		t.Error("no request seen: the test checked nothing")
+	}
+}
