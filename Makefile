@@ -5,7 +5,7 @@ GO      ?= go
 BIN     := bin/reconcile
 EXAMPLE := examples/quickstart/compose.yaml
 
-.PHONY: all build engine images example-images compose-cli demo demo-down test unit bench clean
+.PHONY: all build engine browser images example-images compose-cli demo demo-down test unit bench clean
 
 all: build
 
@@ -15,12 +15,20 @@ build:
 engine:
 	./scripts/ensure-engine.sh
 
+# chromium for the dashboard's browser test: installed under CI only
+browser:
+	./scripts/ensure-browser.sh
+
 images: engine
 	$(GO) run ./internal/testimage/mkimage
 
 # The production example's images (Debian-package postgres, redis, nginx and
 # the api): minutes on a cold machine, seconds once built.
-example-images: engine
+example-# chromium for the dashboard's browser test: installed under CI only
+browser:
+	./scripts/ensure-browser.sh
+
+images: engine
 	./examples/production/build.sh
 
 # The real compose CLI, at the SDK's version, for the parity tests: built
@@ -39,8 +47,10 @@ demo-down:
 # Engine tests fail, rather than skip, without an engine when CI=true. The
 # images are built first, so that building them does not compete for the CPU
 # with tests that measure how fast things recover.
-test: engine images example-images compose-cli
-	$(GO) test -count=1 -timeout 20m ./...
+# Screenshots and other test artifacts go to test-artifacts/.
+test: engine browser images example-images compose-cli
+	mkdir -p test-artifacts
+	$(GO) test -count=1 -timeout 20m -artifacts -outputdir $(CURDIR)/test-artifacts ./...
 
 unit:
 	$(GO) test -count=1 -short ./desired/ ./observed/ ./reconciler/ ./controllers/ ./internal/...

@@ -1,14 +1,19 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/docker/compose/v5/pkg/api"
+	"github.com/moby/moby/client"
+	"github.com/moby/term"
 	"github.com/spf13/cobra"
 
 	"github.com/reconcile-dev/reconcile/controllers/restarts"
@@ -20,10 +25,17 @@ import (
 
 func newStatusCommand(g *globals) *cobra.Command {
 	var output string
+	var watch bool
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show where each service stands: replicas, sync and health",
-		Args:  cobra.NoArgs,
+		Long: `status shows each service's replicas, sync and health, with the restart
+figures a daemon of the project keeps in its state file.
+
+With --watch it redraws the table as the project changes (on each engine event
+of the project, and every second for countdowns) until interrupted; with
+-o json it prints one JSON document per change instead.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "table" && output != "json" {
 				return withCode(exitInput, fmt.Errorf("-o %q: want table or json", output))
@@ -34,28 +46,131 @@ func newStatusCommand(g *globals) *cobra.Command {
 				return err
 			}
 			d, eng := sess.Desired, sess.Engine
-			if err := observed.Enrich(ctx, eng.Client, snap); err != nil {
-				return withCode(exitInternal, err)
-			}
-			st := plan.Status(d, snap, plan.Diff(d, snap, plan.Options{RemoveOrphans: g.removeOrphans}))
-			// what a daemon of this project knows of restarts, from its state file
-			if dir, err := g.stateDirectory(); err == nil {
-				if r, err := restarts.New(clock.Real{}, statedir.ReadOnly(statedir.StateFile(dir, d.Project.Name)), nil, nil); err == nil {
-					r.Annotate(&st, d, time.Now())
-					_ = r.Close() // read only: nothing is owed
+			look := func(snap *observed.Snapshot) (plan.ProjectStatus, error) {
+				if err := observed.Enrich(ctx, eng.Client, snap); err != nil {
+					return plan.ProjectStatus{}, withCode(exitInternal, err)
 				}
+				st := plan.Status(d, snap, plan.Diff(d, snap, plan.Options{RemoveOrphans: g.removeOrphans}))
+				// what a daemon of this project knows of restarts, from its state file
+				if dir, err := g.stateDirectory(); err == nil {
+					if r, err := restarts.New(clock.Real{}, statedir.ReadOnly(statedir.StateFile(dir, d.Project.Name)), nil, nil); err == nil {
+						r.Annotate(&st, d, time.Now())
+						_ = r.Close() // read only: nothing is owed
+					}
+				}
+				return st, nil
 			}
-			if output == "json" {
-				enc := json.NewEncoder(g.stdout)
-				enc.SetIndent("", "  ")
-				return withCode(exitInternal, enc.Encode(st))
+			render := func(st plan.ProjectStatus) string {
+				var b strings.Builder
+				if output == "json" {
+					_ = json.NewEncoder(&b).Encode(st)
+				} else {
+					printStatusTable(&b, st)
+				}
+				return b.String()
 			}
-			printStatusTable(g.stdout, st)
-			return nil
+			st, err := look(snap)
+			if err != nil {
+				return err
+			}
+			if !watch {
+				if output == "json" {
+					return withCode(exitInternal, writeJSON(g.stdout, st))
+				}
+				printStatusTable(g.stdout, st)
+				return nil
+			}
+			w := &statusWatch{out: g.stdout, tty: isTerminal(g.stdout) && output == "table"}
+			w.show(render(st), d.Project.Name)
+			changed := projectEvents(ctx, eng.Client, d.Project.Name)
+			tick := time.NewTicker(time.Second)
+			defer tick.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-changed:
+					time.Sleep(statusWatchDebounce) // a burst of events is one redraw
+				case <-tick.C:
+				}
+				snap, err := observer(eng, d.Project.Name)(ctx)
+				if err != nil {
+					if ctx.Err() != nil {
+						return nil
+					}
+					g.log.Warn("observing the project", "error", err)
+					continue
+				}
+				if st, err = look(snap); err != nil {
+					g.log.Warn("looking at the project", "error", err)
+					continue
+				}
+				w.show(render(st), d.Project.Name)
+			}
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "table or json")
+	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "redraw as the project changes, until interrupted")
 	return cmd
+}
+
+// statusWatchDebounce gathers a burst of engine events into one redraw.
+const statusWatchDebounce = 100 * time.Millisecond
+
+// statusWatch prints a status each time it differs from the last one: on a
+// terminal it redraws the screen, elsewhere it appends.
+type statusWatch struct {
+	out  io.Writer
+	tty  bool
+	last string
+}
+
+func (w *statusWatch) show(text, project string) {
+	if text == w.last {
+		return
+	}
+	w.last = text
+	if w.tty {
+		fmt.Fprintf(w.out, "\x1b[H\x1b[2J%s  %s\n\n%s", project, time.Now().Format("15:04:05"), text)
+		return
+	}
+	fmt.Fprint(w.out, text)
+	if !strings.HasSuffix(text, "}\n") {
+		fmt.Fprintln(w.out)
+	}
+}
+
+// projectEvents wakes the returned channel on each engine event of the
+// project's containers, until ctx ends. It is a hint to look again; a lost
+// event is made up for by the watch's one-second tick.
+func projectEvents(ctx context.Context, c client.APIClient, project string) <-chan struct{} {
+	wake := make(chan struct{}, 1)
+	res := c.Events(ctx, client.EventsListOptions{Filters: make(client.Filters).Add("label", api.ProjectLabel+"="+project)})
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case _, ok := <-res.Messages:
+				if !ok {
+					return
+				}
+				select {
+				case wake <- struct{}{}:
+				default:
+				}
+			case <-res.Err:
+				return // the tick goes on
+			}
+		}
+	}()
+	return wake
+}
+
+// isTerminal reports whether w is a terminal, for colour and redraws.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(f.Fd())
 }
 
 // printStatusTable prints one line per service.
