@@ -80,7 +80,6 @@ func (term *terminal) lastFrame() string {
 	return s
 }
 
-
 // TestStatusWatchAndEventsFollowInATerminal drives `status --watch` and
 // `events --follow` through a pseudo-terminal: the table is redrawn as a
 // replica is stopped and started, and the timeline follows, coloured.

@@ -35,11 +35,11 @@ type ServiceStatus struct {
 	// status from its state file): the most restarts any replica has used
 	// of those allowed (0: unlimited), the earliest next attempt, the
 	// latest exit and its cause.
-	RestartsUsed    int               `json:"restartsUsed"`
-	RestartsAllowed int               `json:"restartsAllowed"`
-	NextAttempt     *time.Time        `json:"nextAttempt,omitempty"`
-	LastExit        string            `json:"lastExit,omitempty"`
-	LastExitAt      time.Time         `json:"lastExitAt,omitzero"`
+	RestartsUsed    int        `json:"restartsUsed"`
+	RestartsAllowed int        `json:"restartsAllowed"`
+	NextAttempt     *time.Time `json:"nextAttempt,omitempty"`
+	LastExit        string     `json:"lastExit,omitempty"`
+	LastExitAt      time.Time  `json:"lastExitAt,omitzero"`
 	// DependsOn is the service's depends_on, for a picture of the project.
 	DependsOn  []DependencyStatus `json:"dependsOn"`
 	Containers []ContainerStatus  `json:"containers"`
