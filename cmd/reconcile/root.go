@@ -108,7 +108,7 @@ Compose SDK, in dependency order.
 	root.Flags().DurationVar(&df.shutdownTimeout, "shutdown-timeout", 30*time.Second, "daemon: on SIGTERM, how long an action in progress may go on")
 	root.Flags().StringVar(&df.lockDir, "lock-dir", statedir.RuntimeDir(), "daemon: directory of the per-engine project locks that keep a second reconciler of a project off it, whatever its --state-dir")
 
-	root.AddCommand(newDiffCommand(g), newStatusCommand(g), newEventsCommand(g), newVersionCommand(g))
+	root.AddCommand(newDiffCommand(g), newStatusCommand(g), newEventsCommand(g), newVerifyCommand(g), newVersionCommand(g))
 	return root
 }
 

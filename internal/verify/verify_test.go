@@ -1,0 +1,90 @@
+package verify
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/reconcile-dev/reconcile/desired"
+	"github.com/reconcile-dev/reconcile/internal/engine"
+)
+
+// loadProduction loads the course's production example, with override
+// (when not empty) as a last compose file.
+func loadProduction(t *testing.T, override string) *desired.State {
+	t.Helper()
+	dir, err := filepath.Abs("../../examples/production")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := []string{filepath.Join(dir, "docker-compose.yml"), filepath.Join(dir, "docker-compose.prod.yml")}
+	if override != "" {
+		f := filepath.Join(t.TempDir(), "broken.yml")
+		if err := os.WriteFile(f, []byte(override), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
+	}
+	loader, err := engine.Loader()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := desired.Load(context.Background(), loader, desired.Options{
+		Files: files, ProjectDir: dir, ProjectName: "verify",
+		EnvFiles: []string{filepath.Join(dir, "local-images.env")},
+	})
+	if err != nil {
+		t.Fatalf("loading the production example with %q: %v", override, err)
+	}
+	return d
+}
+
+// TestTheProductionExamplePasses: the course's production stack meets
+// every item of its checklist.
+func TestTheProductionExamplePasses(t *testing.T) {
+	for _, it := range Check(loadProduction(t, "")) {
+		if it.Result != Pass {
+			t.Errorf("%s: %s (%s)", it.ID, it.Result, it.Why)
+		}
+	}
+}
+
+// TestEachBrokenVariantFailsExactlyWhatItBreaks breaks the production
+// example one way at a time: each variant fails its item and no other.
+func TestEachBrokenVariantFailsExactlyWhatItBreaks(t *testing.T) {
+	tests := []struct {
+		fails    string
+		override string
+	}{
+		{"healthchecks", "services:\n  lb:\n    healthcheck: !reset {}\n"},
+		{"startup-order", "services:\n  api:\n    depends_on:\n      db: {condition: service_started}\n"},
+		{"restart-policies", "services:\n  frontend:\n    restart: \"no\"\n"},
+		{"limits", "services:\n  frontend:\n    deploy:\n      resources:\n        limits: !reset {}\n"},
+		{"reservations", "services:\n  cache:\n    deploy:\n      resources:\n        reservations: !reset {}\n"},
+		{"named-volume", "volumes:\n  db-data:\n    name: !reset \"\"\n"},
+		{"tmpfs", "services:\n  cache:\n    tmpfs: !reset []\n"},
+		{"isolation", "services:\n  db:\n    networks: [db-network, frontend-network]\n  cache:\n    networks: [cache-network, frontend-network]\n"},
+		{"published-ports", "services:\n  api:\n    ports: [\"127.0.0.1::3000\"]\n"},
+		{"load-balancing", "services:\n  api:\n    deploy:\n      replicas: 1\n"},
+		{"graceful-shutdown", "services:\n  cache:\n    stop_grace_period: !reset \"\"\n"},
+		{"logging", "services:\n  cache:\n    logging: !reset {}\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.fails, func(t *testing.T) {
+			if !slices.Contains(IDs(), tt.fails) {
+				t.Fatalf("no checklist item %q", tt.fails)
+			}
+			var failed []string
+			for _, it := range Check(loadProduction(t, tt.override)) {
+				if it.Result == Fail {
+					failed = append(failed, it.ID)
+				}
+			}
+			if !slices.Equal(failed, []string{tt.fails}) {
+				t.Errorf("failed %v, want exactly [%s]", failed, tt.fails)
+			}
+		})
+	}
+}
