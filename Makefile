@@ -24,11 +24,7 @@ images: engine
 
 # The production example's images (Debian-package postgres, redis, nginx and
 # the api): minutes on a cold machine, seconds once built.
-example-# chromium for the dashboard's browser test: installed under CI only
-browser:
-	./scripts/ensure-browser.sh
-
-images: engine
+example-images: engine
 	./examples/production/build.sh
 
 # The real compose CLI, at the SDK's version, for the parity tests: built
