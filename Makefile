@@ -5,12 +5,16 @@ GO      ?= go
 BIN     := bin/reconcile
 EXAMPLE := examples/quickstart/compose.yaml
 
-.PHONY: all build engine browser images example-images compose-cli demo demo-down test unit bench clean
+.PHONY: all build image engine browser images example-images compose-cli demo demo-down test unit bench clean
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/reconcile
+
+# reconcile's own container image, FROM scratch (deploy/image/Dockerfile)
+image: engine
+	$(GO) run ./deploy/image/mkimage
 
 engine:
 	./scripts/ensure-engine.sh

@@ -72,6 +72,8 @@ type daemon struct {
 	connected atomic.Bool
 	// changes wakes the live status stream (/status/stream) after events.
 	changes httpapi.Changes
+	// systemd is told when the daemon is ready, alive and stopping.
+	systemd systemd
 	synced  atomic.Bool
 	// saveFailed says a failed write of the restart state was recorded.
 	saveFailed atomic.Bool
@@ -114,7 +116,7 @@ func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", engine.ErrUnreachable, err)
 	}
-	dm := &daemon{g: g, f: f, log: log, opts: opts, loader: loader, eng: eng}
+	dm := &daemon{g: g, f: f, log: log, opts: opts, loader: loader, eng: eng, systemd: systemd{log: log}}
 	met := metrics.New(version(), runtime.Version())
 	dm.met = met
 	dm.records = record.New(log, clock.Real{}, record.DefaultKeep)
@@ -235,6 +237,7 @@ func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
 		dm.configs.Run(runCtx, func(changed []string) { dm.configChanged(runCtx, work, changed) })
 	})
 	wg.Go(func() { dm.resyncLoop(runCtx) })
+	wg.Go(func() { dm.systemd.Watchdog(runCtx) })
 	wg.Go(func() {
 		for {
 			select {
@@ -261,6 +264,7 @@ func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
 		}
 	}()
 	dm.ctrl.Run(runCtx, work)
+	dm.systemd.Stopping()
 	wg.Wait()
 	dm.reloading.Wait() // reloads under way finish, or are cancelled with work
 	cancelWork()
@@ -309,6 +313,7 @@ func (dm *daemon) watchEngine(ctx context.Context) {
 				dm.records.Event(record.EngineConnected, "", "", "connected to the engine at "+dm.eng.Client.DaemonHost()+"; relisted the project")
 			}
 			dm.synced.Store(true)
+			dm.systemd.Ready()
 			return nil
 		},
 		// Each event is noted and queued; nothing slow runs here.

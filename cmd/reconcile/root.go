@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -60,6 +61,9 @@ Compose SDK, in dependency order.
 		SilenceErrors: true,
 		Args:          cobra.NoArgs,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if err := flagsFromEnv(cmd.Flags(), os.LookupEnv); err != nil {
+				return withCode(exitInput, err)
+			}
 			log, err := logging.New(g.stderr, logging.Options{Format: g.logFormat, Level: g.logLevel})
 			if err != nil {
 				return withCode(exitInput, err)
@@ -108,7 +112,7 @@ Compose SDK, in dependency order.
 	root.Flags().DurationVar(&df.shutdownTimeout, "shutdown-timeout", 30*time.Second, "daemon: on SIGTERM, how long an action in progress may go on")
 	root.Flags().StringVar(&df.lockDir, "lock-dir", statedir.RuntimeDir(), "daemon: directory of the per-engine project locks that keep a second reconciler of a project off it, whatever its --state-dir")
 
-	root.AddCommand(newDiffCommand(g), newStatusCommand(g), newEventsCommand(g), newVerifyCommand(g), newVersionCommand(g))
+	root.AddCommand(newDiffCommand(g), newStatusCommand(g), newEventsCommand(g), newVerifyCommand(g), newHealthcheckCommand(g), newVersionCommand(g))
 	return root
 }
 
