@@ -30,6 +30,7 @@ import (
 	"github.com/reconcile-dev/reconcile/internal/filewatch"
 	"github.com/reconcile-dev/reconcile/internal/httpapi"
 	"github.com/reconcile-dev/reconcile/internal/metrics"
+	"github.com/reconcile-dev/reconcile/internal/notify"
 	"github.com/reconcile-dev/reconcile/internal/record"
 	"github.com/reconcile-dev/reconcile/internal/statedir"
 	"github.com/reconcile-dev/reconcile/observed"
@@ -45,6 +46,9 @@ type daemonFlags struct {
 	resync          time.Duration
 	workers         int
 	shutdownTimeout time.Duration
+	notify          []string
+	notifyFilter    []string
+	notifyWindow    time.Duration
 }
 
 // daemon is the running daemon's wiring: inputs (engine events, files,
@@ -101,6 +105,18 @@ func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
 	if err != nil {
 		return err
 	}
+	var notifier *notify.Notifier
+	if len(f.notify) > 0 {
+		senders, err := notify.NewSenders(f.notify)
+		if err != nil {
+			return withCode(exitInput, err)
+		}
+		filter, err := notify.ParseFilter(f.notifyFilter)
+		if err != nil {
+			return withCode(exitInput, err)
+		}
+		notifier = &notify.Notifier{Senders: senders, Filter: filter, Project: d.Project.Name, Window: f.notifyWindow, Clock: clock.Real{}}
+	}
 	log := g.log.With("project", d.Project.Name)
 	dir, err := g.stateDirectory()
 	if err != nil {
@@ -122,6 +138,14 @@ func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
 	dm.records = record.New(log, clock.Real{}, record.DefaultKeep)
 	met.CountEngineRequests(eng.Calls)
 	dm.records.Count = met.Record
+	if notifier != nil {
+		notifier.Log = log
+		recs, stopRecs := dm.records.Subscribe()
+		defer stopRecs()
+		notifyCtx, stopNotify := context.WithCancel(context.WithoutCancel(ctx))
+		defer stopNotify()
+		go notifier.Run(notifyCtx, recs)
+	}
 	project := d.Project.Name
 	dm.ctrl = &reconciler.Controller{
 		Observe: func(ctx context.Context) (*observed.Snapshot, error) {

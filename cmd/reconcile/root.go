@@ -15,6 +15,7 @@ import (
 	"github.com/reconcile-dev/reconcile/desired"
 	"github.com/reconcile-dev/reconcile/internal/engine"
 	"github.com/reconcile-dev/reconcile/internal/logging"
+	"github.com/reconcile-dev/reconcile/internal/notify"
 	"github.com/reconcile-dev/reconcile/internal/session"
 	"github.com/reconcile-dev/reconcile/internal/statedir"
 	"github.com/reconcile-dev/reconcile/observed"
@@ -109,6 +110,9 @@ Compose SDK, in dependency order.
 	root.Flags().StringVar(&df.listen, "listen", "", "daemon: serve /metrics, /healthz, /readyz, /status and /events on this address (e.g. 127.0.0.1:9090)")
 	root.Flags().DurationVar(&df.resync, "resync", time.Minute, "daemon: relist everything this often, in case the event stream lost something (0: never)")
 	root.Flags().IntVar(&df.workers, "workers", 4, "daemon: services reconciled at once")
+	root.Flags().StringArrayVar(&df.notify, "notify", nil, "daemon: send records to this notification URL (repeatable; shoutrrr's schemes: generic+https://..., ntfy://..., slack://..., discord://..., teams://..., smtp://...)")
+	root.Flags().StringArrayVar(&df.notifyFilter, "notify-filter", nil, "daemon: which records --notify sends: type=, reason= or project= with comma-separated values (repeatable; default type=Warning)")
+	root.Flags().DurationVar(&df.notifyWindow, "notify-window", notify.DefaultWindow, "daemon: one reason on one container is sent once per window, then summed up with a count")
 	root.Flags().DurationVar(&df.shutdownTimeout, "shutdown-timeout", 30*time.Second, "daemon: on SIGTERM, how long an action in progress may go on")
 	root.Flags().StringVar(&df.lockDir, "lock-dir", statedir.RuntimeDir(), "daemon: directory of the per-engine project locks that keep a second reconciler of a project off it, whatever its --state-dir")
 

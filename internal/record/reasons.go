@@ -189,6 +189,12 @@ var types = func() map[Reason]Type {
 	return m
 }()
 
+// Known reports whether the reason is in the catalogue.
+func (r Reason) Known() bool {
+	_, ok := types[r]
+	return ok
+}
+
 // Type is the reason's type from the catalogue; a reason missing from it
 // is a Warning, so that it is not overlooked.
 func (r Reason) Type() Type {
