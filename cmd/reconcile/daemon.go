@@ -128,9 +128,12 @@ func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
 	}
 	defer lock.Release()
 
-	eng, err := engine.Connect(ctx)
+	eng, err := engine.ConnectContext(ctx, g.dockerContext)
 	if err != nil {
 		return fmt.Errorf("%w: %w", engine.ErrUnreachable, err)
+	}
+	if err := localOnly(d, eng); err != nil {
+		return err
 	}
 	dm := &daemon{g: g, f: f, log: log, opts: opts, loader: loader, eng: eng, systemd: systemd{log: log}}
 	met := metrics.New(version(), runtime.Version())
@@ -415,6 +418,9 @@ func (dm *daemon) reload(why string) {
 // watchConfigs watches the configuration files and directories the
 // services mount.
 func (dm *daemon) watchConfigs(d *desired.State) {
+	if dm.eng.Remote() {
+		return // the mounts name the engine's files, not this machine's
+	}
 	if err := dm.configs.Set(slices.Collect(maps.Keys(reloads.ConfigSources(d)))); err != nil {
 		dm.log.Warn("some configuration mounts cannot be watched", "error", err)
 	}
@@ -512,4 +518,28 @@ func (dm *daemon) serve(addr string, met *metrics.Metrics) (*http.Server, error)
 	}()
 	dm.log.Info("serving HTTP", "listen", ln.Addr().String())
 	return srv, nil
+}
+
+// localOnly refuses, for an engine on another machine, what needs the
+// engine's own files: upstream files written for a load balancer's bind
+// mount, and reload actions on edits of bind-mounted files (the engine's
+// mounts name paths on its machine, not this one). One line, exit 2. The
+// default reload (a rolling restart on such an edit) is simply off there:
+// watchConfigs watches nothing.
+func localOnly(d *desired.State, eng *engine.Engine) error {
+	if !eng.Remote() {
+		return nil
+	}
+	for _, name := range d.Order {
+		s := d.Services[name]
+		switch {
+		case len(s.Policy.Upstreams) > 0:
+			return d.InputError(name, desired.ExtensionKey+".upstreams",
+				fmt.Errorf("needs the engine's files (the load balancer reads the file through a bind mount), and the engine at %s is remote", eng.Host))
+		case len(s.Policy.Reload.Check)+len(s.Policy.Reload.Exec) > 0 || s.Policy.Reload.Signal != "":
+			return d.InputError(name, desired.ExtensionKey+".reload",
+				fmt.Errorf("needs the engine's files (it follows edits of bind-mounted files), and the engine at %s is remote", eng.Host))
+		}
+	}
+	return nil
 }

@@ -35,6 +35,7 @@ type globals struct {
 	logFormat     string
 	logLevel      string
 	stateDir      string
+	dockerContext string
 
 	stdout, stderr io.Writer
 	log            *slog.Logger
@@ -100,6 +101,7 @@ Compose SDK, in dependency order.
 	pf.BoolVar(&g.removeOrphans, "remove-orphans", false, "remove containers of services no longer in the compose files")
 	pf.StringVar(&g.logFormat, "log-format", "", "text or json (default: text on a terminal, json otherwise)")
 	pf.StringVar(&g.logLevel, "log-level", "info", "debug, info, warn or error")
+	pf.StringVar(&g.dockerContext, "context", "", "docker CLI context to reach the engine through (default: DOCKER_HOST, DOCKER_CONTEXT, or the current context)")
 	pf.StringVar(&g.stateDir, "state-dir", "", "directory of the daemon's project lock and restart state (default $XDG_STATE_HOME/reconcile)")
 
 	root.Flags().BoolVar(&once, "once", false, "converge once, wait until converged, and exit")
@@ -162,7 +164,7 @@ func (g *globals) open(ctx context.Context) (*session.Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	return session.Open(ctx, session.Options{Load: opts, Loader: loader, Connect: connect})
+	return session.Open(ctx, session.Options{Load: opts, Loader: loader, Connect: g.connect})
 }
 
 // openObserved opens a session and returns it with a snapshot of the project:
@@ -182,9 +184,10 @@ func (g *globals) openObserved(ctx context.Context) (*session.Session, *observed
 	return sess, snap, nil
 }
 
-// connect opens the engine and checks it answers.
-func connect(ctx context.Context) (*engine.Engine, error) {
-	eng, err := engine.Connect(ctx)
+// connect opens the engine (through --context when given) and checks it
+// answers.
+func (g *globals) connect(ctx context.Context) (*engine.Engine, error) {
+	eng, err := engine.ConnectContext(ctx, g.dockerContext)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", engine.ErrUnreachable, err)
 	}

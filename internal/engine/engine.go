@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync/atomic"
 
 	"github.com/docker/cli/cli/command"
@@ -28,7 +29,17 @@ var ErrUnreachable = errors.New("docker engine unreachable")
 type Engine struct {
 	Client  client.APIClient
 	Compose api.Compose
-	calls   atomic.Int64
+	// Host is the engine's address (unix:///var/run/docker.sock,
+	// tcp://host:2376, ssh://user@host).
+	Host  string
+	calls atomic.Int64
+}
+
+// Remote reports whether the engine runs on another machine: its files and
+// bind mounts are not this machine's.
+func (e *Engine) Remote() bool {
+	scheme, _, _ := strings.Cut(e.Host, "://")
+	return scheme != "unix" && scheme != "npipe" && scheme != ""
 }
 
 // Calls returns how many HTTP requests were sent to the engine so far, by
@@ -38,7 +49,12 @@ func (e *Engine) Calls() int64 { return e.calls.Load() }
 // Connect builds the docker CLI's client from the environment, with a hook
 // that counts requests, and the Compose SDK service on top of it. Compose's
 // own progress output is discarded: reconcile reports through its logger.
-func Connect(ctx context.Context) (*Engine, error) {
+func Connect(ctx context.Context) (*Engine, error) { return ConnectContext(ctx, "") }
+
+// ConnectContext is Connect through the docker CLI context named
+// dockerContext ("": DOCKER_HOST, DOCKER_CONTEXT or the current context, as
+// the docker CLI chooses).
+func ConnectContext(ctx context.Context, dockerContext string) (*Engine, error) {
 	e := &Engine{}
 	cli, err := command.NewDockerCli(
 		command.WithBaseContext(ctx),
@@ -49,10 +65,13 @@ func Connect(ctx context.Context) (*Engine, error) {
 		return nil, fmt.Errorf("creating docker client: %w", err)
 	}
 	count := func(*http.Request) error { e.calls.Add(1); return nil }
-	if err := cli.Initialize(flags.NewClientOptions(), command.WithAPIClientOptions(client.WithHTTPRequestHook(count))); err != nil {
+	opts := flags.NewClientOptions()
+	opts.Context = dockerContext
+	if err := cli.Initialize(opts, command.WithAPIClientOptions(client.WithHTTPRequestHook(count))); err != nil {
 		return nil, fmt.Errorf("initializing docker client: %w", err)
 	}
 	e.Client = cli.Client()
+	e.Host = cli.DockerEndpoint().Host
 	e.Compose, err = compose.NewComposeService(cli,
 		compose.WithStreams(io.Discard, io.Discard, nil),
 		compose.WithPrompt(refuseDataLoss),
