@@ -9,6 +9,7 @@ import (
 	"net/http/httputil"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -38,6 +39,45 @@ type FaultProxy struct {
 	streams   map[*http.Request]context.CancelFunc
 	upSince   time.Time // when the engine came back (Up)
 	firstPing time.Time // the first ping answered since upSince
+	endpoints map[string]bool
+}
+
+// Endpoints lists the engine API endpoints called through the proxy, as
+// "METHOD /path" with the API version dropped and names and IDs written
+// {id} (containers, networks, volumes, execs) or {name} (images).
+func (p *FaultProxy) Endpoints() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]string, 0, len(p.endpoints))
+	for e := range p.endpoints {
+		out = append(out, e)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Endpoint writes a request's path as Endpoints lists it.
+func Endpoint(method, path string) string {
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	if len(parts) > 0 && strings.HasPrefix(parts[0], "v1.") {
+		parts = parts[1:]
+	}
+	fixed := map[string]bool{"json": true, "create": true, "prune": true, "load": true, "search": true}
+	if len(parts) >= 2 {
+		switch parts[0] {
+		case "containers", "networks", "volumes", "exec", "plugins":
+			if !fixed[parts[1]] {
+				parts[1] = "{id}"
+			}
+		case "images", "distribution":
+			if !fixed[parts[1]] && len(parts) >= 3 {
+				parts = append([]string{parts[0], "{name}"}, parts[len(parts)-1])
+			} else if !fixed[parts[1]] {
+				parts[1] = "{name}"
+			}
+		}
+	}
+	return method + " /" + strings.Join(parts, "/")
 }
 
 // NewFaultProxy fails rate (0..1) of the calls, drawn from a seeded
@@ -64,7 +104,7 @@ func StartFaultProxy(rate float64, seed uint64) (*FaultProxy, error) {
 		return nil, fmt.Errorf("creating the proxy's directory: %w", err)
 	}
 	p := &FaultProxy{Path: filepath.Join(dir, "docker.sock"), dir: dir, rate: rate,
-		rng: rand.New(rand.NewPCG(seed, seed)), streams: map[*http.Request]context.CancelFunc{}}
+		rng: rand.New(rand.NewPCG(seed, seed)), streams: map[*http.Request]context.CancelFunc{}, endpoints: map[string]bool{}}
 	ln, err := net.Listen("unix", p.Path)
 	if err != nil {
 		os.RemoveAll(dir)
@@ -81,6 +121,9 @@ func StartFaultProxy(rate float64, seed uint64) (*FaultProxy, error) {
 	}
 	p.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		events, ping := strings.HasSuffix(r.URL.Path, "/events"), strings.HasSuffix(r.URL.Path, "/_ping")
+		p.mu.Lock()
+		p.endpoints[Endpoint(r.Method, r.URL.Path)] = true
+		p.mu.Unlock()
 		if p.isDown() {
 			// what a client sees of an engine that went away: the
 			// connection closes with no answer
