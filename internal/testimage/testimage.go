@@ -4,23 +4,17 @@
 package testimage
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 
-	"github.com/moby/moby/api/types/build"
-	"github.com/moby/moby/api/types/jsonstream"
 	"github.com/moby/moby/client"
+
+	"github.com/reconcile-dev/reconcile/internal/imagebuild"
 )
 
 // Tag is the image tests use.
@@ -52,46 +46,10 @@ func Ensure(ctx context.Context, c Builder, tag string) error {
 	if img, err := c.ImageInspect(ctx, tag); err == nil && img.Config != nil && img.Config.Labels[sumLabel] == want {
 		return nil
 	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, f := range []struct {
-		name string
-		mode int64
-		data []byte
-	}{{"Dockerfile", 0o644, []byte(dockerfile)}, {"testapp", 0o755, bin}} {
-		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data))}); err != nil {
-			return fmt.Errorf("writing build context: %w", err)
-		}
-		if _, err := tw.Write(f.data); err != nil {
-			return fmt.Errorf("writing build context: %w", err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return fmt.Errorf("writing build context: %w", err)
-	}
-	res, err := c.ImageBuild(ctx, &buf, client.ImageBuildOptions{
-		Tags:        []string{tag},
-		Labels:      map[string]string{sumLabel: want},
-		Remove:      true,
-		ForceRemove: true,
-		Version:     build.BuilderV1,
-	})
-	if err != nil {
-		return fmt.Errorf("building image %s: %w", tag, err)
-	}
-	defer res.Body.Close()
-	dec := json.NewDecoder(res.Body)
-	for {
-		var msg jsonstream.Message
-		if err := dec.Decode(&msg); errors.Is(err, io.EOF) {
-			return nil
-		} else if err != nil {
-			return fmt.Errorf("reading build output of %s: %w", tag, err)
-		}
-		if msg.Error != nil {
-			return fmt.Errorf("building image %s: %s", tag, msg.Error.Message)
-		}
-	}
+	return imagebuild.Build(ctx, c, tag, map[string]string{sumLabel: want},
+		imagebuild.File{Name: "Dockerfile", Mode: 0o644, Data: []byte(dockerfile)},
+		imagebuild.File{Name: "testapp", Mode: 0o755, Data: bin},
+	)
 }
 
 // buildBinary compiles the testapp statically and returns it.
@@ -100,18 +58,5 @@ func buildBinary(ctx context.Context) ([]byte, error) {
 	if !ok {
 		return nil, errors.New("locating the testapp source")
 	}
-	src := filepath.Join(filepath.Dir(self), "..", "testapp")
-	dir, err := os.MkdirTemp("", "testapp-build")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-	out := filepath.Join(dir, "testapp")
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, ".")
-	cmd.Dir = src
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("building testapp: %w: %s", err, msg)
-	}
-	return os.ReadFile(out)
+	return imagebuild.CompileStatic(ctx, filepath.Join(filepath.Dir(self), "..", "testapp"), ".")
 }
