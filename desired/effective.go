@@ -61,12 +61,17 @@ func mapCondition(c string) RestartMode {
 // the service's own x-reconcile block.
 func effectivePolicy(svc types.ServiceConfig, project, service *rawPolicy) Policy {
 	mode, attempts, delay, window := composeRestart(svc)
+	engineRetries := 0 // what compose gives the engine's on-failure policy
+	if attempts != nil {
+		engineRetries = *attempts
+	}
 	p := Policy{
 		Restart: RestartPolicy{
-			Mode:       mode,
-			ResetAfter: DefaultResetAfter,
-			Delay:      DefaultRestartDelay,
-			MaxDelay:   DefaultRestartMaxDelay,
+			Mode:          mode,
+			EngineRetries: engineRetries,
+			ResetAfter:    DefaultResetAfter,
+			Delay:         DefaultRestartDelay,
+			MaxDelay:      DefaultRestartMaxDelay,
 			// restart: "no" means never restart, unless on_unhealthy says
 			// otherwise in so many words
 			OnUnhealthy: hasHealthcheck(svc) && mode != RestartNo,

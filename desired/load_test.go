@@ -213,8 +213,8 @@ services:
 		prune bool
 	}{
 		{"plain", RestartPolicy{Mode: RestartNo, MaxAttempts: 5, ResetAfter: 30 * time.Second, Delay: 2 * time.Second, MaxDelay: 60 * time.Second}, false},
-		{"onfail", RestartPolicy{Mode: RestartOnFailure, MaxAttempts: 3, ResetAfter: 30 * time.Second, Delay: 2 * time.Second, MaxDelay: 60 * time.Second}, false},
-		{"deployed", RestartPolicy{Mode: RestartOnFailure, MaxAttempts: 2, Window: 2 * time.Minute, ResetAfter: 30 * time.Second, Delay: 5 * time.Second, MaxDelay: 60 * time.Second}, false},
+		{"onfail", RestartPolicy{Mode: RestartOnFailure, EngineRetries: 3, MaxAttempts: 3, ResetAfter: 30 * time.Second, Delay: 2 * time.Second, MaxDelay: 60 * time.Second}, false},
+		{"deployed", RestartPolicy{Mode: RestartOnFailure, EngineRetries: 2, MaxAttempts: 2, Window: 2 * time.Minute, ResetAfter: 30 * time.Second, Delay: 5 * time.Second, MaxDelay: 60 * time.Second}, false},
 		{"refined", RestartPolicy{Mode: RestartUnlessStopped, MaxAttempts: 7, ResetAfter: 30 * time.Second, Delay: 2 * time.Second, MaxDelay: 10 * time.Second, OnUnhealthy: false}, true},
 		// on_unhealthy: on with a healthcheck, except with restart "no", unless said
 		{"checked", RestartPolicy{Mode: RestartAlways, MaxAttempts: 5, ResetAfter: 30 * time.Second, Delay: 2 * time.Second, MaxDelay: 60 * time.Second, OnUnhealthy: true}, false},

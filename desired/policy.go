@@ -46,6 +46,10 @@ const (
 // `x-reconcile.restart`.
 type RestartPolicy struct {
 	Mode RestartMode
+	// EngineRetries is the count compose gives the engine's on-failure
+	// policy (on-failure:N), whatever budget x-reconcile sets: what the
+	// container's own restart policy is restored to.
+	EngineRetries int
 	// MaxAttempts is the restart budget; 0 means unlimited.
 	MaxAttempts int
 	// Window, when set, counts restarts in a sliding window of this length;

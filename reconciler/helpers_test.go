@@ -271,6 +271,11 @@ func (f *fakeEngine) ContainerUnpause(_ context.Context, id string, _ client.Con
 	return client.ContainerUnpauseResult{}, nil
 }
 
+func (f *fakeEngine) ContainerUpdate(_ context.Context, id string, o client.ContainerUpdateOptions) (client.ContainerUpdateResult, error) {
+	f.record(fmt.Sprintf("update %s restart=%s", id, o.RestartPolicy.Name))
+	return client.ContainerUpdateResult{}, nil
+}
+
 func (f *fakeEngine) NetworkDisconnect(_ context.Context, network string, o client.NetworkDisconnectOptions) (client.NetworkDisconnectResult, error) {
 	f.record("disconnect " + o.Container + " from " + network)
 	return client.NetworkDisconnectResult{}, nil

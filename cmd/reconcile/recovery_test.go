@@ -324,7 +324,7 @@ services:
 		}
 		recs := records(t, base)
 		for _, name := range names {
-			if !hasRecord(recs, "Stopped", name) {
+			if !hasRecord(recs, "RestartBudgetExhausted", name) {
 				return false
 			}
 		}
@@ -341,6 +341,9 @@ services:
 		in := p.Inspect(p.IDs()[name])
 		if in.State.Running || in.State.Restarting || in.State.Status != "exited" {
 			t.Errorf("%s: state %s, want exited and left down", name, in.State.Status)
+		}
+		if rp := in.HostConfig.RestartPolicy.Name; rp != "no" {
+			t.Errorf("%s: restart policy %q while held down, want no", name, rp)
 		}
 		n := 0
 		for _, r := range recs {
@@ -366,6 +369,9 @@ services:
 	eventually(t, 30*time.Second, "the user's start followed by the engine's restarts", func() bool {
 		return events.Count(names[0], "start", restarted) >= 2
 	})
+	if rp := p.Inspect(p.IDs()[names[0]]).HostConfig.RestartPolicy.Name; rp != "always" {
+		t.Errorf("restart policy %q after the user's start, want the compose file's always back", rp)
+	}
 }
 
 // TestAnUnreadableStateFileDoesNotStopTheDaemon: garbage where the restart

@@ -3,6 +3,7 @@ package restarts
 import (
 	"time"
 
+	"github.com/reconcile-dev/reconcile/desired"
 	"github.com/reconcile-dev/reconcile/reconciler/plan"
 )
 
@@ -11,7 +12,7 @@ import (
 // that holds a replica with a spent budget down.
 func counted(op plan.Operation) bool {
 	switch op.Type {
-	case plan.OpStartContainer, plan.OpRestartContainer, plan.OpStopContainer:
+	case plan.OpStartContainer, plan.OpRestartContainer, plan.OpStopContainer, plan.OpSetRestartPolicy:
 		return op.Number > 0
 	}
 	return false
@@ -21,8 +22,8 @@ func counted(op plan.Operation) bool {
 // the reconciler's own, so that the stop, die and start events it causes are not
 // taken for the user's stop or the engine's restart. Nothing is counted yet.
 func (r *Restarts) Begin(op plan.Operation, at time.Time) {
-	if !counted(op) {
-		return
+	if !counted(op) || op.Type == plan.OpSetRestartPolicy {
+		return // an update causes no stop, die or start to tell apart
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -41,10 +42,18 @@ func (r *Restarts) Done(op plan.Operation, err error, at time.Time) {
 	defer r.mu.Unlock()
 	s := r.slot(op.Service, op.Number, op.ContainerID)
 	if err != nil {
-		s.ours = time.Time{}
+		if op.Type != plan.OpSetRestartPolicy {
+			s.ours = time.Time{}
+		}
 		return
 	}
 	switch {
+	case op.Type == plan.OpSetRestartPolicy:
+		s.EngineRestartsOff = op.RestartPolicy == string(desired.RestartNo)
+		s.EngineRestartsOffAt = time.Time{}
+		if s.EngineRestartsOff {
+			s.EngineRestartsOffAt = at
+		}
 	case op.Type == plan.OpStopContainer:
 		s.HeldDown, s.OverBudget = true, false
 	case op.Dependency != "":

@@ -105,7 +105,10 @@ func (r *Restarts) die(s *Slot, id string, code int, at time.Time, policy desire
 	if !s.isOurs(at) && killed && k.signal != 9 {
 		s.pendingDie = at // maybe `docker stop`: wait for its stop event
 	}
-	s.EngineRestarts = !killed && !s.isOurs(at) && engineRestarts(policy, code)
+	// with its restart policy off (since before this exit), the engine
+	// leaves the crash to the reconciler
+	off := s.EngineRestartsOff && !at.Before(s.EngineRestartsOffAt)
+	s.EngineRestarts = !killed && !s.isOurs(at) && !off && engineRestarts(policy, code)
 	s.NextAttempt = at.Add(backoff(s.used(at, policy), policy))
 }
 
@@ -114,9 +117,13 @@ func (r *Restarts) die(s *Slot, id string, code int, at time.Time, policy desire
 // against the budget); and queues `restart: true` dependents.
 func (r *Restarts) start(s *Slot, at time.Time, d *desired.State, service string, policy desired.RestartPolicy) {
 	switch {
+	case s.HeldDown:
+		// the reconciler never starts a replica it holds down: someone
+		// else did, whatever mark its hold-down stop left
+		s.HeldDown, s.OverBudget, s.Restarts, s.ours = false, false, nil, time.Time{}
 	case s.isOurs(at):
 		s.ours = time.Time{} // counted when the executor reported it done
-	case s.HeldDown, s.dieSeen() && !s.EngineRestarts && !s.StoppedByUser:
+	case s.dieSeen() && !s.EngineRestarts && !s.StoppedByUser:
 		// held down, or its last exit one the engine does not restart (a
 		// docker kill): neither the engine nor the reconciler started it,
 		// so the user did, and the replica gets a fresh budget

@@ -160,7 +160,18 @@ func (g *rig) snapshot() *observed.Snapshot {
 // It does what the controller does around a review: shows the policy the
 // fresh list, records the decision's reports, and reports each allowed
 // operation begun and done, as the executor would.
+//
+// The engine-policy switches (SetRestartPolicy) are applied but left out
+// of the string; reviewAll lists them too, for the tests about them.
 func (g *rig) review(s string) (string, time.Duration) {
+	return g.reviewOps(s, false)
+}
+
+func (g *rig) reviewAll(s string) (string, time.Duration) {
+	return g.reviewOps(s, true)
+}
+
+func (g *rig) reviewOps(s string, all bool) (string, time.Duration) {
 	snap := g.snapshot()
 	g.r.Listed(snap)
 	p := plan.Diff(g.d, snap, plan.Options{}).Plan.ForService(s)
@@ -173,6 +184,9 @@ func (g *rig) review(s string) (string, time.Duration) {
 	for _, n := range allowed.Nodes {
 		g.r.Begin(n.Op, g.clk.Now())
 		g.r.Done(n.Op, nil, g.clk.Now())
+		if n.Op.Type == plan.OpSetRestartPolicy && !all {
+			continue
+		}
 		ops = append(ops, n.Op.Type.String()+" "+n.Op.Service)
 	}
 	return strings.Join(ops, ","), dec.RequeueAfter
@@ -657,5 +671,70 @@ func TestAReplicaStoppedThenRemovedIsLeftAbsent(t *testing.T) {
 	g.d.Services["api"].Config.Environment = types.NewMappingWithEquals([]string{"NEW=1"})
 	if ops, _ := g.review("api"); ops != "CreateContainer api" {
 		t.Fatalf("%q: a changed definition is created", ops)
+	}
+}
+
+// TestTheLastRestartOfABudgetIsTakenFromTheEngine: once the engine's own
+// restarts leave one in the budget, the replica's restart policy is turned
+// off; the reconciler makes the last restart itself, the crash after it is
+// left down without a stop racing the engine, and a start by the user
+// brings the compose file's policy back.
+func TestTheLastRestartOfABudgetIsTakenFromTheEngine(t *testing.T) {
+	g := newRig(t, "services:\n  api:\n    image: a\n    restart: on-failure:5\n    x-reconcile: {restart: {max_attempts: 3}}\n")
+	g.started("api")
+	policyOps := func() []plan.Operation {
+		snap := g.snapshot()
+		p := plan.Diff(g.d, snap, plan.Options{}).Plan.ForService("api")
+		dec := g.r.Review(reconciler.Review{Desired: g.d, Snapshot: snap, Service: "api", Plan: p, Now: g.clk.Now()})
+		return dec.Add
+	}
+	for i := range 2 { // two crashes the engine restarts by itself
+		g.crash("api", 1)
+		g.set("api", "restarting", 1)
+		if ops, _ := g.review("api"); ops != "" {
+			t.Fatalf("crash %d: %q, want the engine left to restart it", i+1, ops)
+		}
+		g.started("api")
+	}
+	add := policyOps()
+	if len(add) != 1 || add[0].Type != plan.OpSetRestartPolicy || add[0].RestartPolicy != "no" {
+		t.Fatalf("one restart left: %+v, want the container's restart policy turned off", add)
+	}
+	if ops, _ := g.reviewAll("api"); ops != "SetRestartPolicy api" || !g.r.Slots()["api#1"].EngineRestartsOff {
+		t.Fatalf("%q, slot %+v", ops, g.r.Slots()["api#1"])
+	}
+	if ops, _ := g.reviewAll("api"); ops != "" {
+		t.Fatalf("set once: %q", ops)
+	}
+	// the third crash: the engine, told "no", leaves it; the reconciler
+	// makes the last restart after its backoff
+	g.crash("api", 1)
+	ops, after := g.review("api")
+	if ops != "" || after <= 0 {
+		t.Fatalf("the third crash: %q after %s, want the backoff waited", ops, after)
+	}
+	g.clk.Advance(after)
+	if ops, _ := g.review("api"); ops != "StartContainer api" {
+		t.Fatalf("the last restart: %q, want the reconciler to make it", ops)
+	}
+	g.started("api")
+	// the fourth crash: left down, no stop needed
+	g.crash("api", 1)
+	g.clk.Advance(time.Hour)
+	if ops, _ := g.review("api"); ops != "" {
+		t.Fatalf("budget spent: %q, want it left down", ops)
+	}
+	if n := strings.Count(strings.Join(g.rec.reasons, ","), "RestartBudgetExhausted"); n == 0 {
+		t.Error("no RestartBudgetExhausted record")
+	}
+	// the user starts it: a fresh budget and the compose file's policy
+	g.started("api")
+	add = policyOps()
+	if len(add) != 1 || add[0].RestartPolicy != "on-failure" || add[0].RestartRetries != 5 {
+		t.Fatalf("after the user's start: %+v, want on-failure:5 back", add)
+	}
+	g.review("api")
+	if g.r.Slots()["api#1"].EngineRestartsOff {
+		t.Error("the policy is still marked off after it was restored")
 	}
 }

@@ -55,6 +55,13 @@ type Slot struct {
 	// budget was spent: the engine restarts it no more. A start by anyone
 	// else ends it, with a fresh budget.
 	HeldDown bool `json:"heldDown,omitempty"`
+	// EngineRestartsOff is set while the container's own restart policy is
+	// "no": it runs the last restart its budget allows, and its next crash
+	// must leave it down, not race the engine's restart against our stop.
+	EngineRestartsOff bool `json:"engineRestartsOff,omitempty"`
+	// EngineRestartsOffAt is when the policy was turned off: an exit from
+	// before it was still the engine's to restart.
+	EngineRestartsOffAt time.Time `json:"engineRestartsOffAt,omitzero"`
 	// RemovedByUser is set when a container the user had stopped is then
 	// removed (`docker compose down`, or stop then rm): the replica stays
 	// absent until it is created again or its definition (RemovedHash, the
@@ -229,6 +236,8 @@ func (r *Restarts) slot(service string, number int, id string) *Slot {
 		if s.ContainerID != "" {
 			s.StoppedByUser, s.HeldDown, s.OverBudget, s.RemovedByUser = false, false, false, false
 			s.pendingDie = time.Time{}
+			// a new container has the compose file's restart policy
+			s.EngineRestartsOff, s.EngineRestartsOffAt = false, time.Time{}
 		}
 		s.ContainerID = id
 	}
@@ -246,6 +255,7 @@ func (r *Restarts) view(service string, number int, id string) Slot {
 	v := *s
 	if v.ContainerID != "" && v.ContainerID != id {
 		v.StoppedByUser, v.HeldDown, v.OverBudget, v.pendingDie = false, false, false, time.Time{}
+		v.EngineRestartsOff, v.EngineRestartsOffAt = false, time.Time{}
 	}
 	return v
 }

@@ -70,6 +70,8 @@ const (
 	ImageMissing           Reason = "ImageMissing"
 	ExternalMissing        Reason = "ExternalMissing"
 	HookFailed             Reason = "HookFailed"
+	RestartPolicySet       Reason = "RestartPolicySet"
+	FailedSetRestartPolicy Reason = "FailedSetRestartPolicy"
 	EngineRefused          Reason = "EngineRefused"
 	ReconcileFailed        Reason = "ReconcileFailed"
 	ReconcilePanic         Reason = "ReconcilePanic"
@@ -137,6 +139,7 @@ var Catalogue = []ReasonInfo{
 	{VolumeCreated, Normal, "a missing volume was created"},
 	{NetworkDisconnected, Normal, "a container was taken off a network its service does not name"},
 	{Stopped, Normal, "a replica whose restart budget is spent was stopped, ending the engine's own restart loop"},
+	{RestartPolicySet, Normal, "a replica's own restart policy was set: off while it runs the last restart its budget allows, the compose file's once the budget frees"},
 	{DependencyReady, Normal, "a dependency met its depends_on condition"},
 	{Synced, Normal, "the service matches its desired state again"},
 
@@ -150,6 +153,7 @@ var Catalogue = []ReasonInfo{
 	{FailedRemoveContainer, Warning, "removing a container failed"},
 	{FailedDisconnectNetwork, Warning, "taking a container off a network failed"},
 	{FailedStopContainer, Warning, "stopping a replica whose budget is spent failed"},
+	{FailedSetRestartPolicy, Warning, "setting a replica's own restart policy failed"},
 	{FailedWaitCondition, Warning, "a dependency failed its depends_on condition"},
 
 	{ImageMissing, Warning, "an image is neither present nor pullable nor buildable: waits for the next change"},

@@ -11,6 +11,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/compose/v5/pkg/api"
+	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
 	"github.com/reconcile-dev/reconcile/desired"
@@ -38,6 +39,7 @@ type ContainerEngine interface {
 	ContainerRemove(ctx context.Context, id string, options client.ContainerRemoveOptions) (client.ContainerRemoveResult, error)
 	ContainerUnpause(ctx context.Context, id string, options client.ContainerUnpauseOptions) (client.ContainerUnpauseResult, error)
 	NetworkDisconnect(ctx context.Context, network string, options client.NetworkDisconnectOptions) (client.NetworkDisconnectResult, error)
+	ContainerUpdate(ctx context.Context, id string, options client.ContainerUpdateOptions) (client.ContainerUpdateResult, error)
 }
 
 // SnapshotFunc takes a fresh snapshot; waits poll it.
@@ -243,6 +245,11 @@ func (e *Executor) act(ctx context.Context, nodes []*plan.Node) error {
 		t := seconds(op.StopTimeout)
 		_, err := e.Engine.ContainerStop(ctx, op.ContainerID, client.ContainerStopOptions{Timeout: &t})
 		return wrap(err, "stopping container %s", op.Container)
+	case plan.OpSetRestartPolicy:
+		_, err := e.Engine.ContainerUpdate(ctx, op.ContainerID, client.ContainerUpdateOptions{
+			RestartPolicy: &container.RestartPolicy{Name: container.RestartPolicyMode(op.RestartPolicy), MaximumRetryCount: op.RestartRetries},
+		})
+		return wrap(err, "setting the restart policy of container %s to %s", op.Container, op.RestartPolicy)
 	case plan.OpDisconnectNetwork:
 		_, err := e.Engine.NetworkDisconnect(ctx, op.Network, client.NetworkDisconnectOptions{Container: op.ContainerID})
 		return wrap(err, "disconnecting container %s from network %s", op.Container, op.Network)

@@ -35,7 +35,13 @@ const (
 	// it; the restart policy adds it to end the engine's own restart loop
 	// once a replica's budget is spent.
 	OpStopContainer OpType = 17
-	OpWaitCondition OpType = 20
+	// OpSetRestartPolicy sets the engine's own restart policy of one
+	// container (RestartPolicy): "no" while a replica runs the last restart
+	// its budget allows, so that the engine cannot restart its next crash
+	// before a stop reaches it; the compose file's again once the budget
+	// frees. No diff plans it; the restart policy adds it.
+	OpSetRestartPolicy OpType = 18
+	OpWaitCondition    OpType = 20
 )
 
 func (t OpType) String() string {
@@ -60,6 +66,8 @@ func (t OpType) String() string {
 		return "DisconnectNetwork"
 	case OpStopContainer:
 		return "StopContainer"
+	case OpSetRestartPolicy:
+		return "SetRestartPolicy"
 	case OpWaitCondition:
 		return "WaitCondition"
 	}
@@ -93,6 +101,9 @@ type Operation struct {
 	// Dependency names the `restart: true` dependency whose restart this
 	// restart follows (a cascade); empty otherwise.
 	Dependency string
+	// RestartPolicy and RestartRetries are what OpSetRestartPolicy sets.
+	RestartPolicy  string
+	RestartRetries int
 }
 
 // Node is an operation in the plan's graph.
@@ -259,6 +270,7 @@ var opReasons = map[OpType][2]record.Reason{
 	OpRemoveContainer:   {record.Removed, record.FailedRemoveContainer},
 	OpDisconnectNetwork: {record.NetworkDisconnected, record.FailedDisconnectNetwork},
 	OpStopContainer:     {record.Stopped, record.FailedStopContainer},
+	OpSetRestartPolicy:  {record.RestartPolicySet, record.FailedSetRestartPolicy},
 	OpWaitCondition:     {record.DependencyReady, record.FailedWaitCondition},
 }
 
