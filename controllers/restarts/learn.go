@@ -103,7 +103,12 @@ func (r *Restarts) die(s *Slot, id string, code int, at time.Time, policy desire
 	delete(r.kills, id)
 	delete(r.ooms, id)
 	if !s.isOurs(at) && killed && k.signal != 9 {
-		s.pendingDie = at // maybe `docker stop`: wait for its stop event
+		// maybe `docker stop`: wait for its stop event, from when the die
+		// was read (a loaded daemon reads it late; the stop is behind it)
+		s.pendingDie = at
+		if now := r.Clock.Now(); now.After(at) {
+			s.pendingDie = now
+		}
 	}
 	// with its restart policy off (since before this exit), the engine
 	// leaves the crash to the reconciler

@@ -18,8 +18,10 @@ import (
 
 // DefaultStopGrace is how long a die that followed a polite kill signal
 // waits for the engine's `stop` event before it is taken for a kill: the
-// engine sends `stop` right after `die` when `docker stop` ends.
-const DefaultStopGrace = time.Second
+// engine sends `stop` right after `die` when `docker stop` ends, but a
+// loaded engine was seen to take over a second (and the replica the user
+// stopped was started again).
+const DefaultStopGrace = 2 * time.Second
 
 // EventWait bounds how long an exit seen in a list waits for its `die`
 // event before its cause is taken as unknown.
