@@ -233,3 +233,21 @@ func WaitRunning(ctx context.Context, p *Project, want int, timeout time.Duratio
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// KillAll sends SIGKILL to every container at once, as `docker kill` run in
+// parallel, and returns when it started and the first error.
+func KillAll(ctx context.Context, p *Project, ids []string) (time.Time, error) {
+	t0 := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(ids))
+	for _, id := range ids {
+		wg.Go(func() {
+			if _, err := p.Engine.Client.ContainerKill(ctx, id, client.ContainerKillOptions{Signal: "KILL"}); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	return t0, <-errs
+}

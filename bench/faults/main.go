@@ -20,11 +20,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"sync"
 	"syscall"
 	"time"
-
-	"github.com/moby/moby/client"
 
 	"github.com/reconcile-dev/reconcile/bench/benchkit"
 	"github.com/reconcile-dev/reconcile/internal/enginetest"
@@ -78,21 +75,7 @@ func run(bin string, n int, outage time.Duration, outages int, rate float64, rou
 		return err
 	}
 
-	killAll := func() (time.Time, error) {
-		t0 := time.Now()
-		var wg sync.WaitGroup
-		errs := make(chan error, len(ids))
-		for _, id := range ids {
-			wg.Go(func() {
-				if _, err := p.Engine.Client.ContainerKill(ctx, id, client.ContainerKillOptions{Signal: "KILL"}); err != nil {
-					errs <- err
-				}
-			})
-		}
-		wg.Wait()
-		close(errs)
-		return t0, <-errs
-	}
+	killAll := func() (time.Time, error) { return benchkit.KillAll(ctx, p, ids) }
 	// allRunning waits until every replica started after t0, and returns
 	// the latest of those starts.
 	allRunning := func(t0 time.Time, timeout time.Duration) (time.Time, error) {

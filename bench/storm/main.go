@@ -68,21 +68,7 @@ func run(bin string, n, rounds int) error {
 	}
 	time.Sleep(2 * time.Second) // past reset_after: every replica's budget is whole
 
-	killAll := func() (time.Time, error) {
-		t0 := time.Now()
-		var wg sync.WaitGroup
-		errs := make(chan error, len(ids))
-		for _, id := range ids {
-			wg.Go(func() {
-				if _, err := eng.Client.ContainerKill(ctx, id, client.ContainerKillOptions{Signal: "KILL"}); err != nil {
-					errs <- err
-				}
-			})
-		}
-		wg.Wait()
-		close(errs)
-		return t0, <-errs
-	}
+	killAll := func() (time.Time, error) { return benchkit.KillAll(ctx, p, ids) }
 	waitStarts := func(t0 time.Time) (time.Duration, error) {
 		deadline := time.Now().Add(2 * time.Minute)
 		for time.Now().Before(deadline) {
