@@ -224,6 +224,19 @@ func (p *Project) down() {
 	if err != nil {
 		p.T.Logf("tearing down project %s: %v", p.Name, err)
 	}
+	// what compose's down leaves: a failed pre_start hook's runner, kept
+	// for inspection
+	left, err := p.Engine.Client.ContainerList(ctx, client.ContainerListOptions{All: true,
+		Filters: make(client.Filters).Add("label", api.ProjectLabel+"="+p.Name)})
+	if err != nil {
+		p.T.Logf("listing what is left of project %s: %v", p.Name, err)
+		return
+	}
+	for _, c := range left.Items {
+		if _, err := p.Engine.Client.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true}); err != nil {
+			p.T.Logf("removing %v of project %s: %v", c.Names, p.Name, err)
+		}
+	}
 }
 
 // Resources lists every container (with its ID and state), network and
