@@ -17,6 +17,8 @@ import (
 
 func newVerifyCommand(g *globals) *cobra.Command {
 	output := "table"
+	var live bool
+	var daemonAddr string
 	cmd := &cobra.Command{
 		Use:   "verify",
 		Short: "Grade the project against the course's production checklist",
@@ -24,6 +26,15 @@ func newVerifyCommand(g *globals) *cobra.Command {
 verification checklist of the course's exercise 07: each item passes, fails
 or does not apply, with why and the tasks behind it. It reads the files only:
 the engine is not needed and nothing is touched.
+
+With --live it also proves behaviour on the running stack, after saying what
+it will touch: isolation by connection attempts between the services'
+containers, by address, from inside their network namespaces; the memory
+limits as the kernel enforces them (the containers' cgroups); a graceful stop
+(one replica of a scaled service stopped and started again); a killed
+replica coming back (through the daemon at --listen); the load balancer
+spreading requests over the replicas. It leaves the stack as it found it, and
+needs root on the engine's machine.
 
 Exit code: 0 every item passes (or does not apply), 1 some fail, 2 bad input.`,
 		Args: cobra.NoArgs,
@@ -44,6 +55,21 @@ Exit code: 0 every item passes (or does not apply), 1 some fail, 2 bad input.`,
 				return err
 			}
 			items := verify.Check(d)
+			if live {
+				eng, err := g.connect(cmd.Context())
+				if err != nil {
+					return err
+				}
+				if eng.Remote() {
+					return withCode(exitInput, fmt.Errorf("--live: the engine at %s is remote; --live enters containers' namespaces and cgroups on the engine's machine", eng.Host))
+				}
+				l := &verify.Live{Engine: eng.Client, Daemon: daemonAddr, Say: func(line string) { fmt.Fprintln(g.stderr, line) }}
+				more, err := l.Check(cmd.Context(), d)
+				if err != nil {
+					return withCode(exitEngine, err)
+				}
+				items = append(items, more...)
+			}
 			switch output {
 			case "json":
 				err = writeJSON(g.stdout, struct {
@@ -66,6 +92,8 @@ Exit code: 0 every item passes (or does not apply), 1 some fail, 2 bad input.`,
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "table, json, or junit (for CI)")
+	cmd.Flags().BoolVar(&live, "live", false, "also prove behaviour on the running stack (says what it touches first)")
+	cmd.Flags().StringVar(&daemonAddr, "listen", "", "with --live: the address of the project's daemon (its --listen), for the recovery item")
 	return cmd
 }
 

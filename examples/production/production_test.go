@@ -476,6 +476,45 @@ func TestProductionChecklist(t *testing.T) {
 		})
 	})
 
+	t.Run("daemon: verify --live proves the checklist on the running stack", func(t *testing.T) {
+		eventually(t, 60*time.Second, "every api replica healthy before", func() bool { return len(s.upstreams(t)) == 3 })
+		r := s.reconcile(t, "verify", "--live", "--listen", strings.TrimPrefix(base, "http://"), "-o", "json")
+		var rep struct {
+			Passed bool `json:"passed"`
+			Items  []struct {
+				ID, Result, Why string
+			} `json:"items"`
+		}
+		if err := json.Unmarshal([]byte(r.Stdout), &rep); err != nil {
+			t.Fatalf("verify --live: %v\n%s", err, r)
+		}
+		live := 0
+		for _, it := range rep.Items {
+			if strings.HasPrefix(it.ID, "live-") {
+				live++
+			}
+			if it.Result != "pass" {
+				t.Errorf("%s: %s (%s)", it.ID, it.Result, it.Why)
+			} else if strings.HasPrefix(it.ID, "live-") {
+				t.Logf("%s: %s", it.ID, it.Why)
+			}
+		}
+		if r.Code != 0 || !rep.Passed || live != 5 {
+			t.Errorf("exit %d, passed %v, %d live items", r.Code, rep.Passed, live)
+		}
+		if !strings.Contains(r.Stderr, "verify --live will touch the running stack") || !strings.Contains(r.Stderr, "stop "+s.Name+"-api-3") {
+			t.Errorf("it did not say first what it would touch:\n%s", r.Stderr)
+		}
+		// as it found it: every service healthy again
+		eventually(t, 60*time.Second, "the stack as verify found it", func() bool {
+			var st plan.ProjectStatus
+			if err := getJSON(base+"/status", &st); err != nil {
+				return false
+			}
+			return st.Health == plan.Healthy && st.Sync == plan.Synced
+		})
+	})
+
 	d.Signal(syscall.SIGTERM)
 	if code := d.Wait(30 * time.Second); code != 0 {
 		t.Errorf("daemon exit %d on SIGTERM", code)
