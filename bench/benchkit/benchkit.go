@@ -251,3 +251,16 @@ func KillAll(ctx context.Context, p *Project, ids []string) (time.Time, error) {
 	close(errs)
 	return t0, <-errs
 }
+
+// AlwaysReplicas is a service of n replicas of the test image with
+// `restart: always`, whose restart budget is unlimited and whole again 1 s
+// after a start: each kill is a first failure, owing no backoff.
+func AlwaysReplicas(n int) string {
+	return fmt.Sprintf(`services:
+  app:
+    image: %%[1]s
+    restart: always
+    deploy: {replicas: %d}
+    x-reconcile: {restart: {max_attempts: 0, reset_after: 1s}}
+`, n)
+}

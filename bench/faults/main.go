@@ -40,13 +40,7 @@ func main() {
 
 func run(bin string, n int, outage time.Duration, outages int, rate float64, rounds int) error {
 	ctx := context.Background()
-	p, err := benchkit.NewProject(ctx, "bench-faults", "", fmt.Sprintf(`services:
-  app:
-    image: %%[1]s
-    restart: always
-    deploy: {replicas: %d}
-    x-reconcile: {restart: {max_attempts: 0, reset_after: 1s}}
-`, n))
+	p, err := benchkit.NewProject(ctx, "bench-faults", "", benchkit.AlwaysReplicas(n))
 	if err != nil {
 		return err
 	}

@@ -30,13 +30,7 @@ func main() {
 
 func run(bin string, n, rounds int) error {
 	ctx := context.Background()
-	p, err := benchkit.NewProject(ctx, "bench-storm", "", fmt.Sprintf(`services:
-  app:
-    image: %%[1]s
-    restart: always
-    deploy: {replicas: %d}
-    x-reconcile: {restart: {max_attempts: 0, reset_after: 1s}}
-`, n))
+	p, err := benchkit.NewProject(ctx, "bench-storm", "", benchkit.AlwaysReplicas(n))
 	if err != nil {
 		return err
 	}

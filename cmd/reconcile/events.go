@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/reconcile-dev/reconcile/internal/logging"
 	"github.com/reconcile-dev/reconcile/internal/record"
 )
 
@@ -39,7 +40,7 @@ reached (without --follow).`,
 			if typ != "" && typ != string(record.Normal) && typ != string(record.Warning) {
 				return withCode(exitInput, fmt.Errorf("--type %q: want Normal or Warning", typ))
 			}
-			p := &eventPrinter{w: g.stdout, color: isTerminal(g.stdout), service: service, typ: typ, seen: map[string]bool{}}
+			p := &eventPrinter{w: g.stdout, color: logging.IsTerminal(g.stdout), service: service, typ: typ, seen: map[string]bool{}}
 			base := "http://" + addr
 			if !follow {
 				return p.recent(cmd.Context(), base)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -13,11 +12,11 @@ import (
 
 	"github.com/docker/compose/v5/pkg/api"
 	"github.com/moby/moby/client"
-	"github.com/moby/term"
 	"github.com/spf13/cobra"
 
 	"github.com/reconcile-dev/reconcile/controllers/restarts"
 	"github.com/reconcile-dev/reconcile/internal/clock"
+	"github.com/reconcile-dev/reconcile/internal/logging"
 	"github.com/reconcile-dev/reconcile/internal/statedir"
 	"github.com/reconcile-dev/reconcile/observed"
 	"github.com/reconcile-dev/reconcile/reconciler/plan"
@@ -80,7 +79,7 @@ of the project, and every second for countdowns) until interrupted; with
 				printStatusTable(g.stdout, st)
 				return nil
 			}
-			w := &statusWatch{out: g.stdout, tty: isTerminal(g.stdout) && output == "table"}
+			w := &statusWatch{out: g.stdout, tty: logging.IsTerminal(g.stdout) && output == "table"}
 			w.show(render(st), d.Project.Name)
 			changed := projectEvents(ctx, eng.Client, d.Project.Name)
 			tick := time.NewTicker(time.Second)
@@ -165,12 +164,6 @@ func projectEvents(ctx context.Context, c client.APIClient, project string) <-ch
 		}
 	}()
 	return wake
-}
-
-// isTerminal reports whether w is a terminal, for colour and redraws.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	return ok && term.IsTerminal(f.Fd())
 }
 
 // printStatusTable prints one line per service.

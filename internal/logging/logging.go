@@ -29,7 +29,7 @@ func New(w io.Writer, opts Options) (*slog.Logger, error) {
 	if err := level.UnmarshalText([]byte(orDefault(opts.Level, "info"))); err != nil {
 		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", opts.Level)
 	}
-	tty := isTerminal(w)
+	tty := IsTerminal(w)
 	format := opts.Format
 	if format == "" {
 		format = "json"
@@ -54,7 +54,9 @@ func orDefault(s, d string) string {
 	return s
 }
 
-func isTerminal(w io.Writer) bool {
+// IsTerminal reports whether w is a terminal: colour and redraws are for
+// people, not for files and pipes.
+func IsTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(f.Fd())
 }

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/docker/compose/v5/pkg/api"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 	"golang.org/x/sys/unix"
@@ -103,14 +104,14 @@ const lbRequests = 30
 
 func (l *Live) running(ctx context.Context, d *desired.State) ([]*liveContainer, error) {
 	list, err := l.Engine.ContainerList(ctx, client.ContainerListOptions{
-		Filters: make(client.Filters).Add("label", "com.docker.compose.project="+d.Project.Name)})
+		Filters: make(client.Filters).Add("label", api.ProjectLabel+"="+d.Project.Name)})
 	if err != nil {
 		return nil, fmt.Errorf("listing the project's containers: %w", err)
 	}
 	var out []*liveContainer
 	for _, s := range list.Items {
-		svc := s.Labels["com.docker.compose.service"]
-		if _, ok := d.Services[svc]; !ok || s.Labels["com.docker.compose.oneoff"] == "True" {
+		svc := s.Labels[api.ServiceLabel]
+		if _, ok := d.Services[svc]; !ok || s.Labels[api.OneoffLabel] == "True" {
 			continue
 		}
 		in, err := l.Engine.ContainerInspect(ctx, s.ID, client.ContainerInspectOptions{})
@@ -118,7 +119,7 @@ func (l *Live) running(ctx context.Context, d *desired.State) ([]*liveContainer,
 			return nil, fmt.Errorf("inspecting %s: %w", s.ID, err)
 		}
 		c := &liveContainer{id: s.ID, name: strings.TrimPrefix(in.Container.Name, "/"), service: svc, inspect: in.Container}
-		c.number, _ = strconv.Atoi(s.Labels["com.docker.compose.container-number"])
+		c.number, _ = strconv.Atoi(s.Labels[api.ContainerNumberLabel])
 		if in.Container.State != nil {
 			c.pid = in.Container.State.Pid
 		}
