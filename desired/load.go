@@ -58,6 +58,10 @@ type State struct {
 	// Files are the absolute paths whose content shapes this state: compose
 	// files and env files. A daemon watches them.
 	Files []string
+	// Disabled says the project opted out of agents with
+	// `x-reconcile: {enabled: false}` at the top level; a daemon given the
+	// project by -f still reconciles it.
+	Disabled bool
 
 	loc *locator
 }
@@ -250,6 +254,7 @@ func load(ctx context.Context, loader ProjectLoader, opts Options) (*State, erro
 	if err != nil {
 		return nil, err
 	}
+	state.Disabled = projectRaw != nil && projectRaw.Enabled != nil && !*projectRaw.Enabled
 	for name, svc := range project.Services {
 		serviceRaw, err := parseExtension(svc.Extensions[ExtensionKey], "service", name, loc)
 		if err != nil {
@@ -430,7 +435,7 @@ func candidateFiles(opts Options) []string {
 		dir, _ = os.Getwd()
 	}
 	if len(files) == 0 {
-		for _, name := range []string{"compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml"} {
+		for _, name := range ComposeFileNames {
 			if p := filepath.Join(dir, name); fileExists(p) {
 				files = append(files, p)
 				break

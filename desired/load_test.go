@@ -299,6 +299,8 @@ func TestBadInput(t *testing.T) {
 		{name: "unknown signal", compose: "services:\n  a:\n    image: x\n    x-reconcile: {reload: {signal: SIGFOO}}\n", want: []string{"unknown signal"}, service: "a", key: "x-reconcile.reload.signal"},
 		{name: "string command", compose: "services:\n  a:\n    image: x\n    x-reconcile: {reload: {exec: nginx -s reload}}\n", want: []string{"exec form"}, service: "a", key: "x-reconcile.reload.exec"},
 		{name: "reload at project level", compose: "x-reconcile: {reload: {restart: true}}\nservices:\n  a: {image: x}\n", want: []string{"compose.yaml:1", "only allowed on a service"}, key: "x-reconcile.reload"},
+		{name: "enabled on a service", compose: "services:\n  a:\n    image: x\n    x-reconcile: {enabled: false}\n", want: []string{"compose.yaml:4", "only allowed at the top level"}, service: "a", key: "x-reconcile.enabled"},
+		{name: "enabled not a bool", compose: "x-reconcile: {enabled: nope}\nservices:\n  a: {image: x}\n", want: []string{"compose.yaml:1", "expected true or false"}, key: "x-reconcile.enabled"},
 		{name: "project unknown key", compose: "x-reconcile: {replicas: {prun: true}}\nservices:\n  a: {image: x}\n", want: []string{"unknown key"}, key: "x-reconcile.replicas.prun"},
 		{name: "upstream unknown service", compose: "services:\n  lb:\n    image: x\n    volumes: ['./u:/u']\n    x-reconcile:\n      upstreams:\n        - {name: b, service: nope, port: 80, file: ./u/b.conf}\n", want: []string{"no such service"}, service: "lb", key: "x-reconcile.upstreams.0.service"},
 		{name: "upstream missing port", compose: "services:\n  api: {image: x}\n  lb:\n    image: x\n    volumes: ['./u:/u']\n    x-reconcile:\n      upstreams:\n        - {name: b, service: api, file: ./u/b.conf}\n", want: []string{"is required"}, service: "lb", key: "x-reconcile.upstreams.0.port"},
@@ -405,6 +407,28 @@ func TestEnvFileInRawFormatIsReadAsComposeReadsIt(t *testing.T) {
 	for k, want := range map[string]string{"A": "1", "B": `"x y"`, "C": "${A}"} {
 		if got := env[k]; got == nil || *got != want {
 			t.Errorf("%s = %v, want %q taken as written", k, got, want)
+		}
+	}
+}
+
+func TestAProjectOptsOutOfAgentsAtTheTopLevel(t *testing.T) {
+	tests := []struct {
+		compose  string
+		disabled bool
+	}{
+		{"services:\n  a: {image: x}\n", false},
+		{"x-reconcile: {enabled: true}\nservices:\n  a: {image: x}\n", false},
+		{"x-reconcile: {enabled: false}\nservices:\n  a: {image: x}\n", true},
+	}
+	for _, tt := range tests {
+		clearComposeEnv(t)
+		dir := writeFiles(t, map[string]string{"compose.yaml": tt.compose})
+		d, err := Load(context.Background(), loader(t), Options{Files: []string{filepath.Join(dir, "compose.yaml")}, ProjectName: "p"})
+		if err != nil {
+			t.Fatalf("%q: %v", tt.compose, err)
+		}
+		if d.Disabled != tt.disabled {
+			t.Errorf("%q: Disabled = %v, want %v", tt.compose, d.Disabled, tt.disabled)
 		}
 	}
 }

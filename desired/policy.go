@@ -180,6 +180,9 @@ type rawPolicy struct {
 	Prune       *bool
 	Reload      *ReloadAction
 	Upstreams   []Upstream
+	// Enabled, at the top level only, opts a project out of an agent
+	// (--projects, --discover) when false.
+	Enabled *bool
 }
 
 // fieldError is a schema violation at a dotted key below x-reconcile.
@@ -245,11 +248,20 @@ func parseBlock(v any, scope string) (*rawPolicy, *fieldError) {
 				return nil, err
 			}
 			p.Upstreams = ups
+		case "enabled":
+			if scope == "service" {
+				return nil, fieldErr(key, "only allowed at the top level (it opts the whole project out of an agent)")
+			}
+			b, err := asBool(val, key)
+			if err != nil {
+				return nil, err
+			}
+			p.Enabled = &b
 		default:
 			if scope == "service" {
 				return nil, unknownKey(key, "restart", "replicas", "reload", "upstreams")
 			}
-			return nil, unknownKey(key, "restart", "replicas")
+			return nil, unknownKey(key, "enabled", "restart", "replicas")
 		}
 	}
 	return p, nil

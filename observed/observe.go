@@ -3,7 +3,9 @@ package observed
 import (
 	"context"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,9 +39,56 @@ type Lister interface {
 // Networks and volumes are listed whatever their labels: compose matches them
 // by name, and so reuses one that exists without its labels.
 func Observe(ctx context.Context, c Lister, project string, now time.Time) (*Snapshot, error) {
-	filter := make(client.Filters).Add("label", api.ProjectLabel+"="+project)
-	snap := &Snapshot{Project: project, Images: map[string]string{}, TakenAt: now}
+	all, err := list(ctx, c, project, now)
+	if err != nil {
+		return nil, err
+	}
+	return all.Of(project), nil
+}
 
+// ObserveAll lists every compose project on the engine with the same four
+// calls as one project's Observe: an agent's periodic relist costs what one
+// project's does, whatever the number of projects. Of cuts a project's
+// snapshot out of it.
+func ObserveAll(ctx context.Context, c Lister, now time.Time) (*Listing, error) {
+	return list(ctx, c, "", now)
+}
+
+// Projects names the compose projects that have containers, sorted.
+func (l *Listing) Projects() []string {
+	seen := map[string]bool{}
+	for _, s := range l.containers {
+		seen[s.Labels[api.ProjectLabel]] = true
+	}
+	return slices.Sorted(maps.Keys(seen))
+}
+
+// Of is project's snapshot (one with no container when it has none); it
+// shares nothing with other projects' snapshots, which are patched and
+// sorted in place.
+func (l *Listing) Of(project string) *Snapshot {
+	snap := l.of(project)
+	snap.sort()
+	return snap
+}
+
+// Listing is what the four list calls returned.
+type Listing struct {
+	now        time.Time
+	containers []container.Summary
+	networks   []Network
+	volumes    []Volume
+	images     map[string]string
+}
+
+// list makes the four calls; project "" lists every compose project's
+// containers.
+func list(ctx context.Context, c Lister, project string, now time.Time) (*Listing, error) {
+	label := api.ProjectLabel
+	if project != "" {
+		label += "=" + project
+	}
+	filter := make(client.Filters).Add("label", label)
 	var (
 		wg                     sync.WaitGroup
 		containers             client.ContainerListResult
@@ -48,27 +97,18 @@ func Observe(ctx context.Context, c Lister, project string, now time.Time) (*Sna
 		images                 client.ImageListResult
 		cErr, nErr, vErr, iErr error
 	)
-	wg.Add(4)
-	go func() {
-		defer wg.Done()
+	wg.Go(func() {
 		containers, cErr = c.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: filter})
-	}()
-	go func() {
-		defer wg.Done()
-		networks, nErr = c.NetworkList(ctx, client.NetworkListOptions{})
-	}()
-	go func() {
-		defer wg.Done()
-		volumes, vErr = c.VolumeList(ctx, client.VolumeListOptions{})
-	}()
-	go func() {
-		defer wg.Done()
-		images, iErr = c.ImageList(ctx, client.ImageListOptions{})
-	}()
+	})
+	wg.Go(func() { networks, nErr = c.NetworkList(ctx, client.NetworkListOptions{}) })
+	wg.Go(func() { volumes, vErr = c.VolumeList(ctx, client.VolumeListOptions{}) })
+	wg.Go(func() { images, iErr = c.ImageList(ctx, client.ImageListOptions{}) })
 	wg.Wait()
 	switch {
-	case cErr != nil:
+	case cErr != nil && project != "":
 		return nil, fmt.Errorf("listing containers of project %s: %w", project, cErr)
+	case cErr != nil:
+		return nil, fmt.Errorf("listing the compose projects' containers: %w", cErr)
 	case nErr != nil:
 		return nil, fmt.Errorf("listing networks: %w", nErr)
 	case vErr != nil:
@@ -76,30 +116,40 @@ func Observe(ctx context.Context, c Lister, project string, now time.Time) (*Sna
 	case iErr != nil:
 		return nil, fmt.Errorf("listing images: %w", iErr)
 	}
+	l := &Listing{now: now, containers: containers.Items, images: map[string]string{}}
+	for _, n := range networks.Items {
+		l.networks = append(l.networks, Network{ID: n.ID, Name: n.Name, Key: n.Labels[api.NetworkLabel]})
+	}
+	for _, v := range volumes.Items {
+		l.volumes = append(l.volumes, Volume{Name: v.Name, Key: v.Labels[api.VolumeLabel]})
+	}
+	for _, img := range images.Items {
+		l.images[img.ID] = img.ID
+		for _, ref := range img.RepoTags {
+			l.images[ref] = img.ID
+		}
+		for _, ref := range img.RepoDigests {
+			l.images[ref] = img.ID
+		}
+	}
+	return l, nil
+}
 
-	for _, s := range containers.Items {
-		if s.Labels[api.OneoffLabel] == oneOffTrue || s.Labels[api.HookLabel] != "" {
+func (l *Listing) of(project string) *Snapshot {
+	snap := &Snapshot{
+		Project:  project,
+		Networks: slices.Clone(l.networks),
+		Volumes:  slices.Clone(l.volumes),
+		Images:   maps.Clone(l.images),
+		TakenAt:  l.now,
+	}
+	for _, s := range l.containers {
+		if s.Labels[api.ProjectLabel] != project || s.Labels[api.OneoffLabel] == oneOffTrue || s.Labels[api.HookLabel] != "" {
 			continue
 		}
 		snap.Containers = append(snap.Containers, fromSummary(s))
 	}
-	for _, n := range networks.Items {
-		snap.Networks = append(snap.Networks, Network{ID: n.ID, Name: n.Name, Key: n.Labels[api.NetworkLabel]})
-	}
-	for _, v := range volumes.Items {
-		snap.Volumes = append(snap.Volumes, Volume{Name: v.Name, Key: v.Labels[api.VolumeLabel]})
-	}
-	for _, img := range images.Items {
-		snap.Images[img.ID] = img.ID
-		for _, ref := range img.RepoTags {
-			snap.Images[ref] = img.ID
-		}
-		for _, ref := range img.RepoDigests {
-			snap.Images[ref] = img.ID
-		}
-	}
-	snap.sort()
-	return snap, nil
+	return snap
 }
 
 func fromSummary(s container.Summary) Container {
@@ -194,4 +244,50 @@ func detailsOf(in container.InspectResponse) *Details {
 
 func isNotFound(err error) bool {
 	return cerrdefs.IsNotFound(err)
+}
+
+// Origin is where compose says a project on the engine came from: the
+// labels `docker compose up` puts on every container. An agent with
+// --discover loads the project from there.
+type Origin struct {
+	Project    string
+	WorkingDir string
+	// ConfigFiles and EnvFiles are absolute paths on the engine's machine.
+	ConfigFiles []string
+	EnvFiles    []string
+}
+
+// Origins lists the origin of every project with containers, sorted by
+// project; a project whose containers carry no config files label (not made
+// by compose) has none.
+func (l *Listing) Origins() []Origin {
+	seen := map[string]Origin{}
+	for _, s := range l.containers {
+		p := s.Labels[api.ProjectLabel]
+		if _, ok := seen[p]; ok || s.Labels[api.ConfigFilesLabel] == "" {
+			continue
+		}
+		seen[p] = Origin{
+			Project:     p,
+			WorkingDir:  s.Labels[api.WorkingDirLabel],
+			ConfigFiles: splitComma(s.Labels[api.ConfigFilesLabel]),
+			EnvFiles:    splitComma(s.Labels[api.EnvironmentFileLabel]),
+		}
+	}
+	out := make([]Origin, 0, len(seen))
+	for _, p := range slices.Sorted(maps.Keys(seen)) {
+		out = append(out, seen[p])
+	}
+	return out
+}
+
+// splitComma splits a compose label that joins paths with commas.
+func splitComma(s string) []string {
+	var out []string
+	for part := range strings.SplitSeq(s, ",") {
+		if part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
 }

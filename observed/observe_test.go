@@ -3,6 +3,7 @@ package observed
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -170,5 +171,90 @@ func TestObserveWrapsErrors(t *testing.T) {
 	_, err := Observe(context.Background(), f, "p", time.Now())
 	if err == nil || err.Error() != "listing containers of project p: boom" {
 		t.Errorf("err = %v", err)
+	}
+}
+
+func TestObserveAllCutsEveryProjectOutOfOneListing(t *testing.T) {
+	inProject := func(c container.Summary, p string) container.Summary {
+		c.Labels[api.ProjectLabel] = p
+		return c
+	}
+	f := &fakeLister{
+		containers: []container.Summary{
+			summary("p-web-1", "web", "1", "running", "Up 1 second", nil),
+			inProject(summary("q-db-1", "db", "1", "exited", "Exited (1) 2 seconds ago", nil), "q"),
+			inProject(summary("q-api-1", "api", "1", "running", "Up 1 second", nil), "q"),
+		},
+		images: []image.Summary{{ID: "sha256:abc", RepoTags: []string{"app:1"}}},
+	}
+	all, err := ObserveAll(context.Background(), f, time.Unix(100, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.calls != ListCallsPerPass {
+		t.Errorf("ObserveAll made %d calls, want %d whatever the number of projects", f.calls, ListCallsPerPass)
+	}
+	if got := f.filters[0]["label"]; !got[api.ProjectLabel] || len(got) != 1 {
+		t.Errorf("containers not filtered by the project label's presence: %v", f.filters[0])
+	}
+	if got := all.Projects(); !slices.Equal(got, []string{"p", "q"}) {
+		t.Errorf("Projects() = %v", got)
+	}
+	tests := []struct {
+		project string
+		want    []string
+	}{
+		{"p", []string{"p-web-1"}},
+		{"q", []string{"q-api-1", "q-db-1"}},
+		{"empty", nil},
+	}
+	for _, tt := range tests {
+		snap := all.Of(tt.project)
+		var names []string
+		for _, c := range snap.Containers {
+			names = append(names, c.Name)
+		}
+		if snap.Project != tt.project || !slices.Equal(names, tt.want) {
+			t.Errorf("Of(%q) = %s %v, want %v", tt.project, snap.Project, names, tt.want)
+		}
+		if snap.Images["app:1"] != "sha256:abc" {
+			t.Errorf("Of(%q) lost the images", tt.project)
+		}
+	}
+	// a project's snapshot is its own: patching one leaves the other alone
+	p, q := all.Of("p"), all.Of("p")
+	p.Images["app:1"] = "changed"
+	p.Containers[0].State = StateExited
+	if q.Images["app:1"] != "sha256:abc" || q.Containers[0].State != StateRunning {
+		t.Error("two snapshots of one listing share state")
+	}
+}
+
+func TestOriginsComeFromComposesLabels(t *testing.T) {
+	withOrigin := func(c container.Summary, p, dir, files, env string) container.Summary {
+		c.Labels[api.ProjectLabel] = p
+		c.Labels[api.WorkingDirLabel] = dir
+		c.Labels[api.ConfigFilesLabel] = files
+		if env != "" {
+			c.Labels[api.EnvironmentFileLabel] = env
+		}
+		return c
+	}
+	f := &fakeLister{containers: []container.Summary{
+		withOrigin(summary("shop-web-1", "web", "1", "running", "Up", nil), "shop", "/srv/shop", "/srv/shop/compose.yaml,/srv/shop/prod.yaml", "/srv/shop/.env"),
+		withOrigin(summary("shop-web-2", "web", "2", "running", "Up", nil), "shop", "/srv/shop", "/srv/shop/compose.yaml,/srv/shop/prod.yaml", "/srv/shop/.env"),
+		withOrigin(summary("blog-db-1", "db", "1", "running", "Up", nil), "blog", "/srv/blog", "/srv/blog/compose.yaml", ""),
+		withOrigin(summary("handmade-1", "x", "1", "running", "Up", nil), "handmade", "", "", ""),
+	}}
+	all, err := ObserveAll(context.Background(), f, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Origin{
+		{Project: "blog", WorkingDir: "/srv/blog", ConfigFiles: []string{"/srv/blog/compose.yaml"}},
+		{Project: "shop", WorkingDir: "/srv/shop", ConfigFiles: []string{"/srv/shop/compose.yaml", "/srv/shop/prod.yaml"}, EnvFiles: []string{"/srv/shop/.env"}},
+	}
+	if got := all.Origins(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Origins() = %+v\nwant %+v", got, want)
 	}
 }

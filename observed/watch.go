@@ -38,7 +38,8 @@ const (
 	MaxRelistRetry = 2 * time.Second
 )
 
-// Watcher follows the engine's events for one project. The engine keeps
+// Watcher follows the engine's events for one project, or for every compose
+// project when Project is empty (an agent's one stream for all). The engine keeps
 // only 256 events and drops a subscriber that lags 100 ms, so the stream is
 // a hint, not the truth: on every connect and reconnect OnConnect relists,
 // and the caller resyncs periodically as well.
@@ -113,9 +114,13 @@ func (w *Watcher) session(ctx context.Context) (connected bool, err error) {
 	for i, a := range WatchedActions {
 		actions[i] = string(a)
 	}
+	label := api.ProjectLabel // any compose project
+	if w.Project != "" {
+		label += "=" + w.Project
+	}
 	filters := client.Filters{}.
 		Add("type", string(events.ContainerEventType)).
-		Add("label", api.ProjectLabel+"="+w.Project).
+		Add("label", label).
 		Add("event", actions...)
 	stream := w.Source.Events(sctx, client.EventsListOptions{Filters: filters})
 

@@ -139,6 +139,22 @@ func (c *Controller) Resync(ctx context.Context, seen func(*observed.Snapshot)) 
 	if err != nil {
 		return err
 	}
+	c.resync(snap, seen)
+	return nil
+}
+
+// ResyncWith is Resync from a snapshot listed by the caller, at the
+// generation Mark returned before the list was taken: an agent lists every
+// project once and hands each its part.
+func (c *Controller) ResyncWith(snap *observed.Snapshot, mark uint64, seen func(*observed.Snapshot)) {
+	c.snapshots.mu.Lock()
+	c.adopt(snap, mark)
+	c.snapshots.mu.Unlock()
+	c.resync(snap, seen)
+}
+
+// resync shows seen the fresh snapshot and queues every service.
+func (c *Controller) resync(snap *observed.Snapshot, seen func(*observed.Snapshot)) {
 	if seen != nil {
 		seen(snap)
 	}
@@ -156,7 +172,6 @@ func (c *Controller) Resync(ctx context.Context, seen func(*observed.Snapshot)) 
 		c.queue().Add(k)
 	}
 	c.depth()
-	return nil
 }
 
 // Run processes the queue with Workers workers until ctx ends, then waits

@@ -119,6 +119,39 @@ func TestControllerUsesTheCachedSnapshotUntilInvalidated(t *testing.T) {
 	}
 }
 
+func TestResyncWithAdoptsTheCallersSnapshot(t *testing.T) {
+	w := newWorld(load(t, "services:\n  app: {image: a}\n")).running("app")
+	f := &fakeEngine{w: w}
+	tests := []struct {
+		name       string
+		eventAfter bool // an engine event between Mark and ResyncWith
+		want       int32
+	}{
+		{"nothing happened since the list: the listing is used", false, 0},
+		{"an event came while listing: the next reconcile lists afresh", true, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, _, observes := newController(w, f)
+			mark := c.Mark()
+			snap, _ := f.observe(context.Background())
+			if tt.eventAfter {
+				c.Observed(observed.Event{Action: observed.ActionDie, Service: "app"})
+			}
+			c.ResyncWith(snap, mark, nil)
+			if n := c.queue().Len(); n != 1 {
+				t.Errorf("queued %d services, want app", n)
+			}
+			if _, err := c.Reconcile(context.Background(), "app"); err != nil {
+				t.Fatal(err)
+			}
+			if got := observes.Load(); got != tt.want {
+				t.Errorf("%d observations, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestControllerDryRunReportsAndDoesNotAct(t *testing.T) {
 	w := newWorld(load(t, "services:\n  app: {image: a}\n"))
 	f := &fakeEngine{w: w}

@@ -79,6 +79,20 @@ func (c *Controller) Snapshot(ctx context.Context) (*observed.Snapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("observing the project: %w", err)
 	}
+	c.adopt(snap, g)
+	return snap, nil
+}
+
+// Mark invalidates the cached snapshot and returns the generation a list
+// about to be taken by someone else (an agent's one listing of every
+// project) stands for: what ResyncWith is given with it.
+func (c *Controller) Mark() uint64 { return c.snapshots.gen.Add(1) }
+
+// adopt makes snap, listed at generation g, the cached snapshot: patched
+// with recent events' facts and shown to the policies that learn from
+// lists. The caller holds s.mu.
+func (c *Controller) adopt(snap *observed.Snapshot, g uint64) {
+	s := &c.snapshots
 	s.patch(snap, g, c.clock().Now())
 	s.snap, s.at, s.has = snap, g, true
 	for _, p := range c.Guards {
@@ -86,7 +100,6 @@ func (c *Controller) Snapshot(ctx context.Context) (*observed.Snapshot, error) {
 			l.Listed(snap)
 		}
 	}
-	return snap, nil
 }
 
 // patch brings snap, listed at generation g, in line with the facts of

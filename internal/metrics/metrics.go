@@ -17,9 +17,9 @@ type Metrics struct {
 	Registry *prometheus.Registry
 
 	reconciles *prometheus.CounterVec
-	errors     prometheus.Counter
-	duration   prometheus.Histogram
-	queueDepth prometheus.Gauge
+	errors     *prometheus.CounterVec
+	duration   *prometheus.HistogramVec
+	queueDepth *prometheus.GaugeVec
 	actions    *prometheus.CounterVec
 	drift      *prometheus.GaugeVec
 	records    *prometheus.CounterVec
@@ -28,8 +28,12 @@ type Metrics struct {
 	// subscriber that lags 100 ms, so the worst case is the figure to watch.
 	onReader   prometheus.Histogram
 	readerMax  atomic.Int64
-	saveErrors prometheus.Counter
+	saveErrors *prometheus.CounterVec
 }
+
+// ProjectLabel is the label every per-project metric carries: an agent
+// reconciles many projects, and a daemon of one project says which.
+const ProjectLabel = "project"
 
 // New registers every metric; version and goVersion label reconcile_build_info.
 func New(version, goVersion string) *Metrics {
@@ -38,27 +42,28 @@ func New(version, goVersion string) *Metrics {
 		Registry: reg,
 		reconciles: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "reconcile_total", Help: "Reconciles of one service, by result (success, error, requeue).",
-		}, []string{"result"}),
-		errors: prometheus.NewCounter(prometheus.CounterOpts{
+		}, []string{ProjectLabel, "result"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "reconcile_errors_total", Help: "Reconciles that failed, panics included.",
-		}),
-		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+		}, []string{ProjectLabel}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "reconcile_duration_seconds", Help: "Time one reconcile of one service took.",
 			Buckets: []float64{.001, .005, .01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
-		}),
-		queueDepth: prometheus.NewGauge(prometheus.GaugeOpts{
+		}, []string{ProjectLabel}),
+		queueDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "reconcile_queue_depth", Help: "Services waiting to be reconciled.",
-		}),
+		}, []string{ProjectLabel}),
 		actions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "reconcile_actions_total", Help: "Operations carried out, by action.",
-		}, []string{"action"}),
+		}, []string{ProjectLabel, "action"}),
 		drift: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "reconcile_drift", Help: "Drift items seen in the last diff, by service and kind.",
-		}, []string{"service", "kind"}),
+		}, []string{ProjectLabel, "service", "kind"}),
 	}
+	// records about the engine connection, not a project, have project=""
 	m.records = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "reconcile_events_total", Help: "Event records, by type and reason (RestartBudgetExhausted, ReloadRejected, ...).",
-	}, []string{"type", "reason"})
+	}, []string{ProjectLabel, "type", "reason"})
 	m.onReader = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "reconcile_event_reader_seconds", Help: "Time one engine event spent on the event stream's reader (the engine drops a reader that lags 100 ms).",
 		Buckets: []float64{.00001, .00005, .0001, .0005, .001, .005, .01, .05, .1},
@@ -66,9 +71,9 @@ func New(version, goVersion string) *Metrics {
 	readerMax := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "reconcile_event_reader_max_seconds", Help: "The longest time one engine event spent on the event stream's reader since start.",
 	}, func() float64 { return float64(m.readerMax.Load()) / float64(time.Second) })
-	m.saveErrors = prometheus.NewCounter(prometheus.CounterOpts{
+	m.saveErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "reconcile_state_save_errors_total", Help: "Writes of the restart state file that failed (each is retried).",
-	})
+	}, []string{ProjectLabel})
 	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "reconcile_build_info", Help: "Always 1; labels say which build runs.",
 	}, []string{"version", "goversion"})
@@ -86,18 +91,9 @@ func (m *Metrics) CountEngineRequests(calls func() int64) {
 	}, func() float64 { return float64(calls()) }))
 }
 
-// Reconciled counts one reconcile and its duration.
-func (m *Metrics) Reconciled(result string, took time.Duration, failed bool) {
-	m.reconciles.WithLabelValues(result).Inc()
-	m.duration.Observe(took.Seconds())
-	if failed {
-		m.errors.Inc()
-	}
-}
-
-// Record counts one event record.
-func (m *Metrics) Record(typ record.Type, reason record.Reason) {
-	m.records.WithLabelValues(string(typ), string(reason)).Inc()
+// Record counts one event record of project ("" for the agent's own).
+func (m *Metrics) Record(typ record.Type, reason record.Reason, project string) {
+	m.records.WithLabelValues(project, string(typ), string(reason)).Inc()
 }
 
 // EventHandled observes how long one engine event held the reader.
@@ -111,19 +107,47 @@ func (m *Metrics) EventHandled(took time.Duration) {
 	}
 }
 
+// Project counts what one project's reconciler does, under its label.
+type Project struct {
+	m    *Metrics
+	name string
+}
+
+// For returns the metrics of one project.
+func (m *Metrics) For(project string) *Project { return &Project{m: m, name: project} }
+
+// Forget drops the project's series, once an agent has let it go.
+func (m *Metrics) Forget(project string) {
+	l := prometheus.Labels{ProjectLabel: project}
+	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
+		m.reconciles, m.errors, m.duration, m.queueDepth, m.actions, m.drift, m.records, m.saveErrors,
+	} {
+		v.DeletePartialMatch(l)
+	}
+}
+
+// Reconciled counts one reconcile and its duration.
+func (p *Project) Reconciled(result string, took time.Duration, failed bool) {
+	p.m.reconciles.WithLabelValues(p.name, result).Inc()
+	p.m.duration.WithLabelValues(p.name).Observe(took.Seconds())
+	if failed {
+		p.m.errors.WithLabelValues(p.name).Inc()
+	}
+}
+
 // StateSaveFailed counts a failed write of the restart state.
-func (m *Metrics) StateSaveFailed() { m.saveErrors.Inc() }
+func (p *Project) StateSaveFailed() { p.m.saveErrors.WithLabelValues(p.name).Inc() }
 
 // QueueDepth sets the queue gauge.
-func (m *Metrics) QueueDepth(n int) { m.queueDepth.Set(float64(n)) }
+func (p *Project) QueueDepth(n int) { p.m.queueDepth.WithLabelValues(p.name).Set(float64(n)) }
 
 // Action counts one operation carried out.
-func (m *Metrics) Action(action string) { m.actions.WithLabelValues(action).Inc() }
+func (p *Project) Action(action string) { p.m.actions.WithLabelValues(p.name, action).Inc() }
 
-// Drift replaces the drift gauges with counts per service and kind.
-func (m *Metrics) Drift(counts map[[2]string]int) {
-	m.drift.Reset()
+// Drift replaces the project's drift gauges with counts per service and kind.
+func (p *Project) Drift(counts map[[2]string]int) {
+	p.m.drift.DeletePartialMatch(prometheus.Labels{ProjectLabel: p.name})
 	for k, n := range counts {
-		m.drift.WithLabelValues(k[0], k[1]).Set(float64(n))
+		p.m.drift.WithLabelValues(p.name, k[0], k[1]).Set(float64(n))
 	}
 }

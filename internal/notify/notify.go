@@ -107,17 +107,16 @@ func ParseFilter(specs []string) (Filter, error) {
 	return f, nil
 }
 
-func (f Filter) allows(project string, r record.Record) bool {
+func (f Filter) allows(r record.Record) bool {
 	return (len(f.Types) == 0 || slices.Contains(f.Types, r.Type)) &&
 		(len(f.Reasons) == 0 || slices.Contains(f.Reasons, r.Reason)) &&
-		(len(f.Projects) == 0 || slices.Contains(f.Projects, project))
+		(len(f.Projects) == 0 || slices.Contains(f.Projects, r.Project))
 }
 
 // Notifier turns records into messages, sent to each of Senders.
 type Notifier struct {
 	Senders []Sender
 	Filter  Filter
-	Project string
 	// Window is how long one reason on one container is not sent again
 	// (DefaultWindow when zero).
 	Window time.Duration
@@ -198,12 +197,12 @@ func (n *Notifier) Run(ctx context.Context, records <-chan record.Record) {
 			if !ok {
 				return
 			}
-			if !n.Filter.allows(n.Project, r) {
+			if !n.Filter.allows(r) {
 				continue
 			}
 			now := clk.Now()
 			flush(now)
-			key := string(r.Reason) + "|" + r.Service + "|" + r.Container
+			key := r.Project + "|" + string(r.Reason) + "|" + r.Service + "|" + r.Container
 			if b, ok := bursts[key]; ok {
 				b.more++
 				b.last = r
@@ -246,12 +245,20 @@ func (n *Notifier) send(ctx context.Context, clk clock.Clock, s Sender, msg stri
 // message says one record: built from the record's fields only, which
 // never hold a secret value.
 func (n *Notifier) message(r record.Record) string {
-	return fmt.Sprintf("reconcile %s: %s %s on %s: %s", n.Project, r.Type, r.Reason, subject(r), r.Message)
+	return fmt.Sprintf("reconcile %s: %s %s on %s: %s", origin(r), r.Type, r.Reason, subject(r), r.Message)
 }
 
 func (n *Notifier) summary(b *burst, window time.Duration) string {
 	return fmt.Sprintf("reconcile %s: %s %s on %s: %d more time(s) in %s; the last: %s",
-		n.Project, b.first.Type, b.first.Reason, subject(b.first), b.more, window, b.last.Message)
+		origin(b.first), b.first.Type, b.first.Reason, subject(b.first), b.more, window, b.last.Message)
+}
+
+// origin names the project a record is about, or the agent itself.
+func origin(r record.Record) string {
+	if r.Project == "" {
+		return "agent"
+	}
+	return r.Project
 }
 
 func subject(r record.Record) string {

@@ -49,7 +49,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func rec(reason record.Reason, container, msg string) record.Record {
-	return record.Record{Type: reason.Type(), Reason: reason, Service: "api", Container: container, Message: msg}
+	return record.Record{Type: reason.Type(), Reason: reason, Project: "shop", Service: "api", Container: container, Message: msg}
 }
 
 // TestAStormIsOneMessageAndASummary: a hundred exits of one replica in a
@@ -58,7 +58,7 @@ func rec(reason record.Reason, container, msg string) record.Record {
 func TestAStormIsOneMessageAndASummary(t *testing.T) {
 	clk := clock.NewFake(time.Unix(0, 0))
 	s := &fakeSender{}
-	n := &Notifier{Senders: []Sender{s}, Filter: DefaultFilter, Project: "shop", Window: time.Minute, Clock: clk}
+	n := &Notifier{Senders: []Sender{s}, Filter: DefaultFilter, Window: time.Minute, Clock: clk}
 	records := make(chan record.Record)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -76,7 +76,7 @@ func TestAStormIsOneMessageAndASummary(t *testing.T) {
 	cancel()
 	<-done
 	msgs := s.messages()
-	if !strings.Contains(msgs[0], "Warning ContainerExited on shop-api-1: exited (code 1)") || !strings.Contains(msgs[2], "99 more time(s)") {
+	if !strings.Contains(msgs[0], "reconcile shop: Warning ContainerExited on shop-api-1: exited (code 1)") || !strings.Contains(msgs[2], "99 more time(s)") {
 		t.Errorf("messages %q", msgs)
 	}
 	for _, m := range msgs {
@@ -92,7 +92,7 @@ func TestAStormIsOneMessageAndASummary(t *testing.T) {
 func TestAReceiverThatHangsNeverBlocksTheDaemon(t *testing.T) {
 	s := &fakeSender{block: make(chan struct{})}
 	ok := &fakeSender{}
-	n := &Notifier{Senders: []Sender{s, ok}, Filter: Filter{}, Project: "shop", Window: time.Hour}
+	n := &Notifier{Senders: []Sender{s, ok}, Filter: Filter{}, Window: time.Hour}
 	records := make(chan record.Record)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -146,12 +146,12 @@ func TestParseFilter(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, r := range tt.allow {
-			if !f.allows("shop", r) {
+			if !f.allows(r) {
 				t.Errorf("%q denies %s", tt.specs, r.Reason)
 			}
 		}
 		for _, r := range tt.deny {
-			if f.allows("shop", r) {
+			if f.allows(r) {
 				t.Errorf("%q allows %s", tt.specs, r.Reason)
 			}
 		}

@@ -16,9 +16,12 @@ import (
 // (ContainerMissing, Recreated, RestartBudgetExhausted...), Message the
 // sentence a person reads.
 type Record struct {
-	Time      time.Time `json:"time"`
-	Type      Type      `json:"type"`
-	Reason    Reason    `json:"reason"`
+	Time   time.Time `json:"time"`
+	Type   Type      `json:"type"`
+	Reason Reason    `json:"reason"`
+	// Project is the compose project the record is about; empty for what
+	// concerns the whole agent (the engine connection).
+	Project   string `json:"project,omitempty"`
 	Service   string    `json:"service,omitempty"`
 	Container string    `json:"container,omitempty"`
 	Message   string    `json:"message"`
@@ -28,19 +31,22 @@ type Record struct {
 const DefaultKeep = 1000
 
 // Recorder logs records and keeps the recent ones for readers and live
-// subscribers. It is safe for concurrent use.
+// subscribers. Recorders made by For share one history, stamping their
+// project on what they record. It is safe for concurrent use.
 type Recorder struct {
-	log   *slog.Logger
-	clock clock.Clock
-	keep  int
+	log     *slog.Logger
+	clock   clock.Clock
+	project string
+	h       *history
+}
 
+// history is what the recorders of one daemon share.
+type history struct {
+	keep   int
 	mu     sync.Mutex
 	recent []Record
 	subs   map[chan Record]struct{}
-
-	// Count, when set, is told the type and reason of every record, for
-	// metrics.
-	Count func(typ Type, reason Reason)
+	count  func(typ Type, reason Reason, project string)
 }
 
 // New returns a recorder that logs through log and keeps keep records.
@@ -48,13 +54,30 @@ func New(log *slog.Logger, clk clock.Clock, keep int) *Recorder {
 	if keep <= 0 {
 		keep = DefaultKeep
 	}
-	return &Recorder{log: log, clock: clk, keep: keep, subs: map[chan Record]struct{}{}}
+	return &Recorder{log: log, clock: clk, h: &history{keep: keep, subs: map[chan Record]struct{}{}}}
+}
+
+// For returns a recorder for one project's records, sharing r's history,
+// subscribers and count; log, when set, is the project's logger.
+func (r *Recorder) For(project string, log *slog.Logger) *Recorder {
+	if log == nil {
+		log = r.log.With("project", project)
+	}
+	return &Recorder{log: log, clock: r.clock, project: project, h: r.h}
+}
+
+// SetCount makes count be told the type, reason and project of every
+// record from now on, for metrics.
+func (r *Recorder) SetCount(count func(typ Type, reason Reason, project string)) {
+	r.h.mu.Lock()
+	defer r.h.mu.Unlock()
+	r.h.count = count
 }
 
 // Event records one event; its type is the reason's, from the catalogue.
 func (r *Recorder) Event(reason Reason, service, container, message string) {
 	typ := reason.Type()
-	rec := Record{Time: r.clock.Now(), Type: typ, Reason: reason, Service: service, Container: container, Message: message}
+	rec := Record{Time: r.clock.Now(), Type: typ, Reason: reason, Project: r.project, Service: service, Container: container, Message: message}
 	level := slog.LevelInfo
 	if typ == Warning {
 		level = slog.LevelWarn
@@ -67,17 +90,17 @@ func (r *Recorder) Event(reason Reason, service, container, message string) {
 		attrs = append(attrs, "container", container)
 	}
 	r.log.Log(context.Background(), level, message, attrs...)
-	if r.Count != nil {
-		r.Count(typ, reason)
+	h := r.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.count != nil {
+		h.count(typ, reason, r.project)
 	}
-
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.recent = append(r.recent, rec)
-	if over := len(r.recent) - r.keep; over > 0 {
-		r.recent = append(r.recent[:0:0], r.recent[over:]...)
+	h.recent = append(h.recent, rec)
+	if over := len(h.recent) - h.keep; over > 0 {
+		h.recent = append(h.recent[:0:0], h.recent[over:]...)
 	}
-	for ch := range r.subs {
+	for ch := range h.subs {
 		select {
 		case ch <- rec:
 		default: // a slow reader misses records rather than stalling the daemon
@@ -87,23 +110,23 @@ func (r *Recorder) Event(reason Reason, service, container, message string) {
 
 // Recent returns the kept records, oldest first.
 func (r *Recorder) Recent() []Record {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]Record(nil), r.recent...)
+	r.h.mu.Lock()
+	defer r.h.mu.Unlock()
+	return append([]Record(nil), r.h.recent...)
 }
 
 // Subscribe returns a channel of the records from now on, and a function
 // that ends the subscription.
 func (r *Recorder) Subscribe() (<-chan Record, func()) {
 	ch := make(chan Record, 64)
-	r.mu.Lock()
-	r.subs[ch] = struct{}{}
-	r.mu.Unlock()
+	r.h.mu.Lock()
+	r.h.subs[ch] = struct{}{}
+	r.h.mu.Unlock()
 	return ch, func() {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		if _, ok := r.subs[ch]; ok {
-			delete(r.subs, ch)
+		r.h.mu.Lock()
+		defer r.h.mu.Unlock()
+		if _, ok := r.h.subs[ch]; ok {
+			delete(r.h.subs, ch)
 			close(ch)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -69,4 +70,33 @@ func TestSlowSubscriberDoesNotBlock(t *testing.T) {
 	}
 	cancel()
 	cancel() // twice is harmless
+}
+
+func TestProjectRecordersShareOneHistory(t *testing.T) {
+	var logs bytes.Buffer
+	root := New(slog.New(slog.NewJSONHandler(&logs, nil)), clock.Real{}, 10)
+	counted := map[string]int{}
+	root.SetCount(func(_ Type, reason Reason, project string) { counted[project+"/"+string(reason)]++ })
+	ch, stop := root.Subscribe()
+	defer stop()
+	shop, blog := root.For("shop", nil), root.For("blog", nil)
+	root.Event(EngineConnected, "", "", "connected")
+	shop.Event(ContainerExited, "api", "shop-api-1", "exited")
+	blog.Event(ContainerExited, "db", "blog-db-1", "exited")
+	var got []string
+	for _, r := range root.Recent() {
+		got = append(got, r.Project+"/"+r.Container)
+	}
+	if want := []string{"/", "shop/shop-api-1", "blog/blog-db-1"}; !slices.Equal(got, want) {
+		t.Errorf("history %v, want %v", got, want)
+	}
+	if r := <-ch; r.Project != "" || (<-ch).Project != "shop" || (<-ch).Project != "blog" {
+		t.Error("subscribers do not get every project's records in order")
+	}
+	if counted["shop/ContainerExited"] != 1 || counted["blog/ContainerExited"] != 1 || counted["/EngineConnected"] != 1 {
+		t.Errorf("counts %v", counted)
+	}
+	if !strings.Contains(logs.String(), `"project":"shop"`) {
+		t.Errorf("a project's log lines do not name it: %s", logs.String())
+	}
 }
