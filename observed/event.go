@@ -46,7 +46,10 @@ type Event struct {
 	ContainerID string
 	// Container is the container's name.
 	Container string
-	Service   string
+	// Project is the compose project the container belongs to: an agent's
+	// one stream carries every project's events.
+	Project string
+	Service string
 	// Number is the replica number compose gave the container (0 when the
 	// container carries none).
 	Number int
@@ -74,6 +77,7 @@ func Decode(m events.Message, received time.Time) Event {
 	e := Event{
 		ContainerID: m.Actor.ID,
 		Container:   attrs["name"],
+		Project:     attrs[api.ProjectLabel],
 		Service:     attrs[api.ServiceLabel],
 		OneOff:      attrs[api.OneoffLabel] == oneOffTrue,
 		ConfigHash:  attrs[api.ConfigHashLabel],

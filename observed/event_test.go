@@ -36,7 +36,7 @@ func TestFactOfAnEvent(t *testing.T) {
 func TestDecodeReadsEveryAttributeOnce(t *testing.T) {
 	at := time.Unix(1_700_000_000, 5)
 	received := time.Unix(1, 0)
-	replica := map[string]string{"name": "p-api-2", api.ServiceLabel: "api", api.ContainerNumberLabel: "2", api.OneoffLabel: "False"}
+	replica := map[string]string{"name": "p-api-2", api.ProjectLabel: "p", api.ServiceLabel: "api", api.ContainerNumberLabel: "2", api.OneoffLabel: "False"}
 	with := func(extra ...string) map[string]string {
 		m := map[string]string{}
 		for k, v := range replica {
@@ -53,11 +53,11 @@ func TestDecodeReadsEveryAttributeOnce(t *testing.T) {
 		want Event
 	}{
 		{"die", events.Message{Action: "die", TimeNano: at.UnixNano(), Actor: events.Actor{ID: "c1", Attributes: with("exitCode", "137")}},
-			Event{ContainerID: "c1", Container: "p-api-2", Service: "api", Number: 2, Action: ActionDie, ExitCode: 137, Time: at}},
+			Event{ContainerID: "c1", Container: "p-api-2", Project: "p", Service: "api", Number: 2, Action: ActionDie, ExitCode: 137, Time: at}},
 		{"kill", events.Message{Action: "kill", TimeNano: at.UnixNano(), Actor: events.Actor{ID: "c1", Attributes: with("signal", "15")}},
-			Event{ContainerID: "c1", Container: "p-api-2", Service: "api", Number: 2, Action: ActionKill, Signal: 15, Time: at}},
+			Event{ContainerID: "c1", Container: "p-api-2", Project: "p", Service: "api", Number: 2, Action: ActionKill, Signal: 15, Time: at}},
 		{"health", events.Message{Action: "health_status: unhealthy", Actor: events.Actor{ID: "c1", Attributes: with()}},
-			Event{ContainerID: "c1", Container: "p-api-2", Service: "api", Number: 2, Action: ActionHealthStatus, Health: HealthUnhealthy, Time: received}},
+			Event{ContainerID: "c1", Container: "p-api-2", Project: "p", Service: "api", Number: 2, Action: ActionHealthStatus, Health: HealthUnhealthy, Time: received}},
 		{"one-off", events.Message{Action: "start", TimeNano: at.UnixNano(), Actor: events.Actor{ID: "c2", Attributes: map[string]string{api.ServiceLabel: "api", api.OneoffLabel: "True"}}},
 			Event{ContainerID: "c2", Service: "api", OneOff: true, Action: ActionStart, Time: at}},
 	}

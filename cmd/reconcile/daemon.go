@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -20,21 +19,17 @@ import (
 	"time"
 
 	"github.com/moby/moby/client"
-	"github.com/reconcile-dev/reconcile/controllers/reloads"
-	"github.com/reconcile-dev/reconcile/controllers/restarts"
-	"github.com/reconcile-dev/reconcile/controllers/upstreams"
+
 	"github.com/reconcile-dev/reconcile/desired"
 	"github.com/reconcile-dev/reconcile/internal/clock"
 	"github.com/reconcile-dev/reconcile/internal/dashboard"
 	"github.com/reconcile-dev/reconcile/internal/engine"
-	"github.com/reconcile-dev/reconcile/internal/filewatch"
 	"github.com/reconcile-dev/reconcile/internal/httpapi"
 	"github.com/reconcile-dev/reconcile/internal/metrics"
 	"github.com/reconcile-dev/reconcile/internal/notify"
 	"github.com/reconcile-dev/reconcile/internal/record"
 	"github.com/reconcile-dev/reconcile/internal/statedir"
 	"github.com/reconcile-dev/reconcile/observed"
-	"github.com/reconcile-dev/reconcile/reconciler"
 	"github.com/reconcile-dev/reconcile/reconciler/plan"
 )
 
@@ -51,36 +46,40 @@ type daemonFlags struct {
 	notifyWindow    time.Duration
 }
 
-// daemon is the running daemon's wiring: inputs (engine events, files,
-// signals, a resync ticker) only enqueue work; the controller does it.
-type daemon struct {
+// host is what a daemon has once, whatever the number of projects it
+// reconciles: the engine connection and its one event stream, the HTTP
+// endpoints, the metrics registry, the records' history, signals and
+// systemd. Each project is a *project of its own; inputs only enqueue.
+type host struct {
 	g        *globals
 	f        daemonFlags
 	log      *slog.Logger
-	opts     desired.Options
 	loader   desired.ProjectLoader
 	eng      *engine.Engine
 	met      *metrics.Metrics
-	ctrl     *reconciler.Controller
 	records  *record.Recorder
-	files    *filewatch.Watcher
-	restarts *restarts.Restarts
-	reloads  *reloads.Reloads
-	// configs watches what services mount as configuration.
-	configs *filewatch.Watcher
+	stateDir string
+	engineID string
 
-	reloadMu sync.Mutex
-	// reloading tracks the config reloads under way: shutdown waits for
-	// them, for at most --shutdown-timeout.
-	reloading sync.WaitGroup
+	// agent finds projects (--projects, --discover); nil for a daemon of
+	// one project (-f).
+	agent *agent
+
+	// projects holds the running projects by name, replaced whole on a
+	// change so that the events reader looks one up without a lock.
+	projects atomic.Pointer[map[string]*project]
+	mu       sync.Mutex // serialises changes of projects
+
+	// run ends at shutdown; work bounds the reconciles in progress then.
+	run, work context.Context
+	runners   sync.WaitGroup
+
 	connected atomic.Bool
 	// changes wakes the live status stream (/status/stream) after events.
 	changes httpapi.Changes
 	// systemd is told when the daemon is ready, alive and stopping.
 	systemd systemd
 	synced  atomic.Bool
-	// saveFailed says a failed write of the restart state was recorded.
-	saveFailed atomic.Bool
 }
 
 // runDaemon runs until SIGTERM or SIGINT (ctx), then lets the reconciles in
@@ -92,18 +91,32 @@ func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(50)
 	}
-	opts, err := g.options()
-	if err != nil {
-		return err
-	}
 	loader, err := engine.Loader()
 	if err != nil {
 		return err
 	}
-	// Bad input at start is exit 2, before any lock or engine call.
-	d, err := desired.Load(ctx, loader, opts)
-	if err != nil {
-		return err
+	h := &host{g: g, f: f, log: g.log, loader: loader}
+	agentMode := g.projectsDir != "" || g.discover
+	// The project named by -f (or found in the working directory, without
+	// an agent's flags): bad input at start is exit 2, before any lock or
+	// engine call.
+	var first *desired.State
+	var firstOpts desired.Options
+	if !agentMode || len(g.files) > 0 {
+		if firstOpts, err = g.options(); err != nil {
+			return err
+		}
+		if first, err = desired.Load(ctx, loader, firstOpts); err != nil {
+			return err
+		}
+		if !agentMode {
+			h.log = g.log.With("project", first.Project.Name)
+		}
+	}
+	if agentMode && g.projectsDir != "" {
+		if _, err := desired.ProjectDirs(g.projectsDir); err != nil {
+			return withCode(exitInput, fmt.Errorf("--projects %s: %w", g.projectsDir, err))
+		}
 	}
 	var notifier *notify.Notifier
 	if len(f.notify) > 0 {
@@ -115,109 +128,45 @@ func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
 		if err != nil {
 			return withCode(exitInput, err)
 		}
-		notifier = &notify.Notifier{Senders: senders, Filter: filter, Project: d.Project.Name, Window: f.notifyWindow, Clock: clock.Real{}}
+		notifier = &notify.Notifier{Senders: senders, Filter: filter, Window: f.notifyWindow, Clock: clock.Real{}, Log: h.log}
 	}
-	log := g.log.With("project", d.Project.Name)
-	dir, err := g.stateDirectory()
-	if err != nil {
+	if h.stateDir, err = g.stateDirectory(); err != nil {
 		return withCode(exitInput, err)
 	}
-	lock, err := statedir.Acquire(dir, d.Project.Name)
-	if err != nil {
-		return withCode(exitInput, err)
+	var firstLocks []*statedir.Lock
+	if first != nil {
+		if firstLocks, err = lockProject(h.stateDir, "", "", first.Project.Name); err != nil {
+			return withCode(exitInput, err)
+		}
 	}
-	defer lock.Release()
-
-	eng, err := engine.ConnectContext(ctx, g.dockerContext)
-	if err != nil {
+	release := func() {
+		for _, l := range firstLocks {
+			_ = l.Release()
+		}
+	}
+	if h.eng, err = engine.ConnectContext(ctx, g.dockerContext); err != nil {
+		release()
 		return fmt.Errorf("%w: %w", engine.ErrUnreachable, err)
 	}
-	if err := localOnly(d, eng); err != nil {
-		return err
+	if first != nil {
+		if err := localOnly(first, h.eng); err != nil {
+			release()
+			return err
+		}
 	}
-	dm := &daemon{g: g, f: f, log: log, opts: opts, loader: loader, eng: eng, systemd: systemd{log: log}}
-	met := metrics.New(version(), runtime.Version())
-	dm.met = met
-	dm.records = record.New(log, clock.Real{}, record.DefaultKeep)
-	met.CountEngineRequests(eng.Calls)
-	dm.records.Count = met.Record
+	h.met = metrics.New(version(), runtime.Version())
+	h.met.CountEngineRequests(h.eng.Calls)
+	h.records = record.New(h.log, clock.Real{}, record.DefaultKeep)
+	h.records.SetCount(h.met.Record)
 	if notifier != nil {
-		notifier.Log = log
-		recs, stopRecs := dm.records.Subscribe()
+		recs, stopRecs := h.records.Subscribe()
 		defer stopRecs()
 		notifyCtx, stopNotify := context.WithCancel(context.WithoutCancel(ctx))
 		defer stopNotify()
 		go notifier.Run(notifyCtx, recs)
 	}
-	project := d.Project.Name
-	dm.ctrl = &reconciler.Controller{
-		Observe: func(ctx context.Context) (*observed.Snapshot, error) {
-			return observed.Observe(ctx, eng.Client, project, time.Now())
-		},
-		Compose: eng.Compose,
-		Engine:  eng.Client,
-		Exec:    eng.Client,
-		Images:  eng.Compose,
-		Options: plan.Options{RemoveOrphans: g.removeOrphans},
-		DryRun:  f.dryRun,
-		Log:     log,
-		Clock:   clock.Real{},
-		Records: dm.records,
-		Metrics: met,
-		Workers: f.workers,
-		Offline: func() bool { return !dm.connected.Load() },
-	}
-	rs, err := restarts.New(clock.Real{}, statedir.StateFile(dir, d.Project.Name), log, func(err error) {
-		met.StateSaveFailed()
-		if !dm.saveFailed.Swap(true) {
-			dm.records.Event(record.StateNotSaved, "", "", fmt.Sprintf("writing the restart state: %v; retrying every %s", err, statedir.SaveRetry))
-		}
-	})
-	if err != nil {
-		return withCode(exitInternal, err)
-	}
-	defer rs.Close() // writes what is owed
-	if rs.Discarded != "" {
-		dm.records.Event(record.StateDiscarded, "", "", fmt.Sprintf("the restart state could not be read (%v): moved to %s; restart counts start anew", rs.DiscardedBecause, rs.Discarded))
-	}
-	dm.restarts = rs
-	dm.reloads = &reloads.Reloads{
-		Engine:    eng.Client,
-		Observe:   dm.ctrl.Snapshot,
-		Records:   dm.records,
-		Log:       log,
-		Clock:     clock.Real{},
-		OnRestart: rs.MarkOurs,
-	}
-	if dm.configs, err = filewatch.New(clock.Real{}, log); err != nil {
-		return withCode(exitInternal, err)
-	}
-	defer dm.configs.Close()
-	ups := &upstreams.Upstreams{
-		Reloader: dm.reloads,
-		Records:  dm.records,
-		Pending:  dm.ctrl.Pending,
-		Enqueue:  dm.ctrl.Enqueue,
-		Clock:    clock.Real{},
-		Written:  dm.configs.Accept,
-		Log:      log,
-	}
-	dm.reloads.BeforeRestart = ups.Drain
-	// Upstreams reviews first: a replica must leave the load balancer's
-	// file before a restart of it may run.
-	dm.ctrl.Guards = []reconciler.Guard{ups, rs}
-	dm.ctrl.Syncers = []reconciler.Syncer{ups}
-	dm.watchConfigs(d)
-	dm.ctrl.SetDesired(d)
-
-	dm.files, err = filewatch.New(clock.Real{}, log)
-	if err != nil {
-		return withCode(exitInternal, err)
-	}
-	defer dm.files.Close()
-	if err := dm.files.Set(d.Files); err != nil {
-		log.Warn("some compose files cannot be watched", "error", err)
-	}
+	empty := map[string]*project{}
+	h.projects.Store(&empty)
 
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -225,10 +174,12 @@ func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
 	// shutdown timeout, so that an action is not cut half-way.
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
+	h.run, h.work = runCtx, work
 
 	if f.listen != "" {
-		srv, err := dm.serve(f.listen, met)
+		srv, err := h.serve(f.listen)
 		if err != nil {
+			release()
 			return withCode(exitInput, err)
 		}
 		defer srv.Close()
@@ -238,40 +189,57 @@ func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
 	// directory: a second lock, in the runtime directory under the engine's
 	// ID, which needs the engine to answer first. Until then /healthz
 	// answers and /readyz says the engine is not connected; nothing acts.
-	engineID, err := waitForEngine(ctx, eng, log)
-	if err != nil {
-		return err
+	if h.engineID, err = waitForEngine(ctx, h.eng, h.log); err != nil || h.engineID == "" {
+		release()
+		return err // "" : stopped while waiting for the engine
 	}
-	if engineID == "" {
-		return nil // stopped while waiting for the engine
+	if first != nil {
+		elock, err := statedir.Acquire(statedir.EngineLockDir(f.lockDir, h.engineID), first.Project.Name)
+		if err != nil {
+			release()
+			return withCode(exitInput, err)
+		}
+		firstLocks = append(firstLocks, elock)
+		p, err := newProject(h, first, firstOpts, firstLocks)
+		if err != nil {
+			release()
+			return err
+		}
+		h.start(p)
 	}
-	elock, err := statedir.Acquire(statedir.EngineLockDir(f.lockDir, engineID), d.Project.Name)
-	if err != nil {
-		return withCode(exitInput, err)
+	if agentMode {
+		if h.agent, err = newAgent(h, first); err != nil {
+			stop()
+			h.runners.Wait()
+			return withCode(exitInternal, err)
+		}
+		defer h.agent.close()
+		h.agent.scan(ctx, nil) // the directory's projects, before the first relist
 	}
-	defer elock.Release()
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
 	var wg sync.WaitGroup
-	wg.Go(func() { dm.watchEngine(runCtx) })
-	wg.Go(func() {
-		dm.files.Run(runCtx, func(changed []string) { dm.reload("changed: " + strings.Join(changed, ", ")) })
-	})
-	wg.Go(func() {
-		dm.configs.Run(runCtx, func(changed []string) { dm.configChanged(runCtx, work, changed) })
-	})
-	wg.Go(func() { dm.resyncLoop(runCtx) })
-	wg.Go(func() { dm.systemd.Watchdog(runCtx) })
+	wg.Go(func() { h.watchEngine(runCtx) })
+	wg.Go(func() { h.resyncLoop(runCtx) })
+	wg.Go(func() { h.systemd.Watchdog(runCtx) })
+	if h.agent != nil {
+		wg.Go(func() { h.agent.run(runCtx) })
+	}
 	wg.Go(func() {
 		for {
 			select {
 			case <-runCtx.Done():
 				return
 			case <-hup:
-				dm.reload("SIGHUP")
+				for _, p := range h.list() {
+					p.reload("SIGHUP")
+				}
+				if h.agent != nil {
+					h.agent.retryAll()
+				}
 			}
 		}
 	})
@@ -279,23 +247,30 @@ func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
 	if f.dryRun {
 		mode = "dry run: reporting only"
 	}
-	log.Info("daemon started", "mode", mode, "files", strings.Join(d.Files, ","), "lock", lock.Path, "pid", os.Getpid())
+	attrs := []any{"mode", mode, "pid", os.Getpid()}
+	if first != nil {
+		attrs = append(attrs, "files", strings.Join(first.Files, ","), "lock", firstLocks[0].Path)
+	}
+	if h.agent != nil {
+		attrs = append(attrs, "projects", g.projectsDir, "discover", g.discover)
+	}
+	h.log.Info("daemon started", attrs...)
 
 	go func() {
 		<-runCtx.Done()
 		select {
 		case <-time.After(f.shutdownTimeout):
-			log.Warn("shutdown timeout reached, cancelling the reconciles in progress")
+			h.log.Warn("shutdown timeout reached, cancelling the reconciles in progress")
 			cancelWork()
 		case <-work.Done():
 		}
 	}()
-	dm.ctrl.Run(runCtx, work)
-	dm.systemd.Stopping()
+	<-runCtx.Done()
+	h.systemd.Stopping()
 	wg.Wait()
-	dm.reloading.Wait() // reloads under way finish, or are cancelled with work
+	h.runners.Wait() // each project's reconciles and reloads end, or are cancelled with work
 	cancelWork()
-	log.Info("daemon stopped")
+	h.log.Info("daemon stopped")
 	return nil
 }
 
@@ -323,223 +298,251 @@ func waitForEngine(ctx context.Context, eng *engine.Engine, log *slog.Logger) (s
 	}
 }
 
-// watchEngine follows the engine's events; every (re)connect relists.
-func (dm *daemon) watchEngine(ctx context.Context) {
+// start runs p until the daemon stops or the agent lets it go.
+func (h *host) start(p *project) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	next := map[string]*project{}
+	for k, v := range *h.projects.Load() {
+		next[k] = v
+	}
+	next[p.name] = p
+	ctx, cancel := context.WithCancel(h.run)
+	p.stop = cancel
+	h.projects.Store(&next)
+	h.runners.Go(func() { p.run(ctx, h.work) })
+}
+
+// release stops reconciling p, leaving its containers as they are, and
+// waits until it has let go of its locks and state.
+func (h *host) release(p *project, why string) {
+	h.mu.Lock()
+	cur := *h.projects.Load()
+	if cur[p.name] != p {
+		h.mu.Unlock()
+		return
+	}
+	next := map[string]*project{}
+	for k, v := range cur {
+		if k != p.name {
+			next[k] = v
+		}
+	}
+	h.projects.Store(&next)
+	h.mu.Unlock()
+	p.stop()
+	<-p.done
+	h.met.Forget(p.name)
+	p.records.Event(record.ProjectReleased, "", "", "let go: "+why+"; its containers are left as they are")
+	h.changes.Notify()
+}
+
+// optedOut is told that a running project's files now say
+// x-reconcile.enabled: false; an agent lets it go, a daemon given the
+// project by -f keeps it.
+func (h *host) optedOut(p *project) {
+	if h.agent != nil {
+		go h.agent.optedOut(p)
+	}
+}
+
+// lookup returns the running project of that name, or nil.
+func (h *host) lookup(name string) *project { return (*h.projects.Load())[name] }
+
+// list returns the running projects, by name.
+func (h *host) list() []*project {
+	m := *h.projects.Load()
+	out := make([]*project, 0, len(m))
+	for _, name := range slices.Sorted(func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}) {
+		out = append(out, m[name])
+	}
+	return out
+}
+
+// watchEngine follows the engine's events, one stream for every project;
+// every (re)connect relists.
+func (h *host) watchEngine(ctx context.Context) {
 	w := &observed.Watcher{
-		Source:  dm.eng.Client,
-		Project: dm.ctrl.Desired().Project.Name,
-		Clock:   clock.Real{},
-		Log:     dm.log,
+		Source: h.eng.Client,
+		Clock:  clock.Real{},
+		Log:    h.log,
 		OnConnect: func(ctx context.Context) error {
 			// exits found now happened while nobody watched (or their
 			// events were lost with the connection)
-			if err := dm.ctrl.Resync(ctx, dm.restarts.Relisted); err != nil {
+			if err := h.relist(ctx); err != nil {
 				return err
 			}
-			if !dm.connected.Swap(true) {
-				dm.records.Event(record.EngineConnected, "", "", "connected to the engine at "+dm.eng.Client.DaemonHost()+"; relisted the project")
+			if !h.connected.Swap(true) {
+				h.records.Event(record.EngineConnected, "", "", "connected to the engine at "+h.eng.Client.DaemonHost()+"; relisted "+h.what())
 			}
-			dm.synced.Store(true)
-			dm.systemd.Ready()
+			h.synced.Store(true)
+			h.systemd.Ready()
 			return nil
 		},
 		// Each event is noted and queued; nothing slow runs here.
 		OnEvent: func(ev observed.Event) {
-			dm.log.Debug("engine event", "action", string(ev.Action), "service", ev.Service, "container", ev.Container)
-			dm.restarts.Event(ev, dm.ctrl.Desired())
-			dm.ctrl.Observed(ev)
-			if ev.Service != "" {
-				dm.ctrl.Enqueue(ev.Service)
+			h.log.Debug("engine event", "action", string(ev.Action), "project", ev.Project, "service", ev.Service, "container", ev.Container)
+			if p := h.lookup(ev.Project); p != nil {
+				p.event(ev)
+			} else if h.agent != nil && ev.Action == observed.ActionCreate {
+				h.agent.kickEngine() // a project the agent may discover
 			}
-			dm.changes.Notify() // wakes a dashboard, if one is open
+			h.changes.Notify() // wakes a dashboard, if one is open
 		},
 		OnPanic: func(ev observed.Event, r any) {
-			dm.records.Event(record.EventPanic, ev.Service, ev.Container, fmt.Sprintf("handling %s panicked: %v; dropped, the next relist repairs it", ev.Action, r))
+			h.records.Event(record.EventPanic, ev.Service, ev.Container, fmt.Sprintf("handling %s panicked: %v; dropped, the next relist repairs it", ev.Action, r))
 		},
-		Handled: dm.met.EventHandled,
+		Handled: h.met.EventHandled,
 		OnDisconnect: func(err error) {
-			if dm.connected.Swap(false) {
-				dm.records.Event(record.EngineDisconnected, "", "", fmt.Sprintf("lost the engine's event stream: %v; reconnecting", err))
-			} else if !dm.synced.Load() {
-				dm.log.Warn("engine not reachable yet, retrying", "error", err)
+			if h.connected.Swap(false) {
+				h.records.Event(record.EngineDisconnected, "", "", fmt.Sprintf("lost the engine's event stream: %v; reconnecting", err))
+			} else if !h.synced.Load() {
+				h.log.Warn("engine not reachable yet, retrying", "error", err)
 			}
 		},
+	}
+	if h.agent == nil {
+		if ps := h.list(); len(ps) == 1 {
+			w.Project = ps[0].name // one project: the engine filters for it
+		}
 	}
 	_ = w.Run(ctx)
 }
 
+// what says what a relist covers, for the record.
+func (h *host) what() string {
+	if h.agent == nil {
+		return "the project"
+	}
+	return fmt.Sprintf("%d project(s)", len(h.list()))
+}
+
+// relist lists everything afresh and queues every service: on connect, on
+// reconnect and periodically. A daemon of one project lists it; an agent
+// lists every compose project at once (four calls, whatever their number),
+// hands each project its part and discovers from it.
+func (h *host) relist(ctx context.Context) error {
+	ps := h.list()
+	if h.agent == nil {
+		for _, p := range ps {
+			if err := p.ctrl.Resync(ctx, p.restarts.Relisted); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	marks := make([]uint64, len(ps))
+	for i, p := range ps {
+		marks[i] = p.ctrl.Mark()
+	}
+	all, err := observed.ObserveAll(ctx, h.eng.Client, time.Now())
+	if err != nil {
+		return err
+	}
+	for i, p := range ps {
+		p.ctrl.ResyncWith(all.Of(p.name), marks[i], p.restarts.Relisted)
+	}
+	h.agent.listed(all)
+	return nil
+}
+
 // resyncLoop relists everything periodically: the event stream can lose
 // events, and a full list costs a fixed number of calls.
-func (dm *daemon) resyncLoop(ctx context.Context) {
-	if dm.f.resync <= 0 {
+func (h *host) resyncLoop(ctx context.Context) {
+	if h.f.resync <= 0 {
 		return
 	}
-	t := time.NewTicker(dm.f.resync)
+	t := time.NewTicker(h.f.resync)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if !dm.connected.Load() {
+			if !h.connected.Load() {
 				continue // the watcher relists when it reconnects
 			}
-			if err := dm.ctrl.Resync(ctx, nil); err != nil && ctx.Err() == nil {
-				dm.log.Warn("periodic resync failed", "error", err)
+			if err := h.relist(ctx); err != nil && ctx.Err() == nil {
+				h.log.Warn("periodic resync failed", "error", err)
 			}
 		}
 	}
 }
 
-// reload re-reads the compose files. An invalid edit is reported and the
-// last good desired state stays in force: nothing is torn down.
-func (dm *daemon) reload(why string) {
-	dm.reloadMu.Lock()
-	defer dm.reloadMu.Unlock()
-	d, err := desired.Load(context.Background(), dm.loader, dm.opts)
-	if err != nil {
-		service := ""
-		var ie *desired.InputError
-		if errors.As(err, &ie) {
-			service = ie.Service
-		}
-		dm.records.Event(record.InvalidConfig, service, "", desired.OneLine(err.Error())+"; keeping the last good configuration")
-		return
-	}
-	if err := dm.files.Set(d.Files); err != nil {
-		dm.log.Warn("some compose files cannot be watched", "error", err)
-	}
-	dm.watchConfigs(d)
-	old := dm.ctrl.Desired()
-	dm.records.Event(record.ConfigReloaded, "", "", fmt.Sprintf("desired state reloaded (%s): %s", why, changedServices(old, d)))
-	dm.ctrl.SetDesired(d)
+// agentStatus is /status of an agent: every project's status, and the
+// projects it found but does not reconcile, with why.
+type agentStatus struct {
+	Projects []plan.ProjectStatus `json:"projects"`
+	Problems []projectProblem     `json:"problems,omitempty"`
 }
 
-// watchConfigs watches the configuration files and directories the
-// services mount.
-func (dm *daemon) watchConfigs(d *desired.State) {
-	if dm.eng.Remote() {
-		return // the mounts name the engine's files, not this machine's
-	}
-	if err := dm.configs.Set(slices.Collect(maps.Keys(reloads.ConfigSources(d)))); err != nil {
-		dm.log.Warn("some configuration mounts cannot be watched", "error", err)
-	}
-}
-
-// configChanged runs the reload action of each service that mounts a
-// changed path, services side by side, each reload on its own. Reloads run
-// under work, so that shutdown lets them finish within its timeout.
-func (dm *daemon) configChanged(run, work context.Context, changed []string) {
-	d := dm.ctrl.Desired()
-	sources := reloads.ConfigSources(d)
-	why := map[string][]string{}
-	for _, p := range changed {
-		for _, svc := range sources[p] {
-			why[svc] = append(why[svc], p)
+// status is /status (inspect set) and /status/stream (nil: what the daemon
+// knows, without asking the engine) of one project, or of all.
+func (h *host) status(ctx context.Context, name string, inspect observed.Inspector) (any, error) {
+	if name != "" || h.agent == nil {
+		ps := h.list()
+		if name == "" && len(ps) == 1 {
+			return ps[0].ctrl.Status(ctx, inspect)
 		}
-	}
-	for svc, paths := range why {
-		if dm.f.dryRun {
-			dm.records.Event(record.ReloadSkipped, svc, "", "changed: "+strings.Join(paths, ", ")+" (dry run: not reloading)")
-			continue
+		p := h.lookup(name)
+		if p == nil {
+			return nil, fmt.Errorf("%w: %s", httpapi.ErrNoProject, name)
 		}
-		if run.Err() != nil {
-			return // shutting down: no new reload
-		}
-		dm.reloading.Go(func() {
-			if err := dm.reloads.Reload(work, d, svc, "changed: "+strings.Join(paths, ", ")); err != nil {
-				dm.log.Warn("reload failed", "service", svc, "error", err)
-			}
-		})
+		return p.ctrl.Status(ctx, inspect)
 	}
-}
-
-// changedServices says which services a reload changed, for the record.
-func changedServices(old, d *desired.State) string {
-	var changed []string
-	for _, name := range d.Order {
-		o, ok := old.Services[name]
-		if !ok {
-			changed = append(changed, name+" (added)")
-			continue
+	st := agentStatus{Projects: []plan.ProjectStatus{}, Problems: h.agent.problems()}
+	for _, p := range h.list() {
+		ps, err := p.ctrl.Status(ctx, inspect)
+		if err != nil {
+			return nil, fmt.Errorf("status of project %s: %w", p.name, err)
 		}
-		if plan.ExpectedHash(o.Config, nil) != plan.ExpectedHash(d.Services[name].Config, nil) {
-			changed = append(changed, name)
-		} else if o.Replicas != d.Services[name].Replicas {
-			changed = append(changed, fmt.Sprintf("%s (replicas %d -> %d)", name, o.Replicas, d.Services[name].Replicas))
-		}
+		st.Projects = append(st.Projects, ps)
 	}
-	for _, name := range old.Order {
-		if _, ok := d.Services[name]; !ok {
-			changed = append(changed, name+" (removed)")
-		}
-	}
-	if len(changed) == 0 {
-		return "no service definition changed"
-	}
-	return "services changed: " + strings.Join(changed, ", ")
+	return st, nil
 }
 
 // serve starts the HTTP endpoints on addr.
-func (dm *daemon) serve(addr string, met *metrics.Metrics) (*http.Server, error) {
+func (h *host) serve(addr string) (*http.Server, error) {
 	if !httpapi.Loopback(addr) {
-		dm.log.Warn("HTTP endpoints bound beyond loopback: they have no authentication", "listen", addr)
+		h.log.Warn("HTTP endpoints bound beyond loopback: they have no authentication", "listen", addr)
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("--listen %s: %w", addr, err)
 	}
 	api := &httpapi.Server{
-		Registry: met.Registry,
-		Records:  dm.records,
-		Status: func(ctx context.Context) (any, error) {
-			return dm.ctrl.Status(ctx, dm.eng.Client)
+		Registry: h.met.Registry,
+		Records:  h.records,
+		Status: func(ctx context.Context, project string) (any, error) {
+			return h.status(ctx, project, h.eng.Client)
 		},
 		Ready: func() (bool, string) {
 			switch {
-			case !dm.connected.Load():
+			case !h.connected.Load():
 				return false, "engine not connected"
-			case !dm.synced.Load():
+			case !h.synced.Load():
 				return false, "first sync not done"
 			}
 			return true, ""
 		},
-		LiveStatus: func(ctx context.Context) (any, error) {
-			return dm.ctrl.Status(ctx, nil)
+		LiveStatus: func(ctx context.Context, project string) (any, error) {
+			return h.status(ctx, project, nil)
 		},
-		Changes: &dm.changes,
+		Changes: &h.changes,
 		Page:    dashboard.Handler(),
 	}
 	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			dm.log.Error("HTTP server stopped", "error", err)
+			h.log.Error("HTTP server stopped", "error", err)
 		}
 	}()
-	dm.log.Info("serving HTTP", "listen", ln.Addr().String())
+	h.log.Info("serving HTTP", "listen", ln.Addr().String())
 	return srv, nil
-}
-
-// localOnly refuses, for an engine on another machine, what needs the
-// engine's own files: upstream files written for a load balancer's bind
-// mount, and reload actions on edits of bind-mounted files (the engine's
-// mounts name paths on its machine, not this one). One line, exit 2. The
-// default reload (a rolling restart on such an edit) is simply off there:
-// watchConfigs watches nothing.
-func localOnly(d *desired.State, eng *engine.Engine) error {
-	if !eng.Remote() {
-		return nil
-	}
-	for _, name := range d.Order {
-		s := d.Services[name]
-		switch {
-		case len(s.Policy.Upstreams) > 0:
-			return d.InputError(name, desired.ExtensionKey+".upstreams",
-				fmt.Errorf("needs the engine's files (the load balancer reads the file through a bind mount), and the engine at %s is remote", eng.Host))
-		case len(s.Policy.Reload.Check)+len(s.Policy.Reload.Exec) > 0 || s.Policy.Reload.Signal != "":
-			return d.InputError(name, desired.ExtensionKey+".reload",
-				fmt.Errorf("needs the engine's files (it follows edits of bind-mounted files), and the engine at %s is remote", eng.Host))
-		}
-	}
-	return nil
 }

@@ -169,7 +169,7 @@ func TestDaemonRecreatesARemovedReplicaAndReportsIt(t *testing.T) {
 		t.Errorf("records lack ContainerMissing and Created %s: %+v", recreated, recs)
 	}
 	metrics := httpGet(t, base+"/metrics")
-	for _, want := range []string{`reconcile_actions_total{action="CreateContainer"}`, `reconcile_total{result="success"}`, "reconcile_queue_depth", "reconcile_build_info{", "reconcile_duration_seconds_bucket", "reconcile_errors_total"} {
+	for _, want := range []string{`reconcile_actions_total{action="CreateContainer",project="` + p.Name + `"}`, `reconcile_total{project="` + p.Name + `",result="success"}`, "reconcile_queue_depth", "reconcile_build_info{", "reconcile_duration_seconds_bucket", "reconcile_errors_total"} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}

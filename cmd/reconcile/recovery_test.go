@@ -196,7 +196,7 @@ func TestOnFailure3KilledFourTimesRestartsExactlyThree(t *testing.T) {
 	if !hasRecord(records(t, base), "RestartBudgetExhausted", name) {
 		t.Error("no RestartBudgetExhausted record")
 	}
-	if m := httpGet(t, base+"/metrics"); !strings.Contains(m, `reconcile_events_total{reason="RestartBudgetExhausted",type="Warning"} 1`) {
+	if m := httpGet(t, base+"/metrics"); !strings.Contains(m, `reconcile_events_total{project="`+p.Name+`",reason="RestartBudgetExhausted",type="Warning"} 1`) {
 		t.Error("/metrics does not count the RestartBudgetExhausted record")
 	}
 	st := statusJSON(t, base)
@@ -469,7 +469,7 @@ func TestAStateDirectoryThatCannotBeWrittenDoesNotStopReconciling(t *testing.T) 
 			if n != 1 {
 				t.Errorf("%d StateNotSaved records, want 1", n)
 			}
-			if m := metricValue(t, base, "reconcile_state_save_errors_total"); m < 1 {
+			if m := metricValue(t, base, `reconcile_state_save_errors_total{project="`+p.Name+`"}`); m < 1 {
 				t.Errorf("reconcile_state_save_errors_total = %v, want at least 1", m)
 			}
 

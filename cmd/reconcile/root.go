@@ -36,6 +36,9 @@ type globals struct {
 	logLevel      string
 	stateDir      string
 	dockerContext string
+	// projectsDir and discover make the daemon an agent of many projects.
+	projectsDir string
+	discover    bool
 
 	stdout, stderr io.Writer
 	log            *slog.Logger
@@ -101,6 +104,8 @@ Compose SDK, in dependency order.
 	pf.BoolVar(&g.removeOrphans, "remove-orphans", false, "remove containers of services no longer in the compose files")
 	pf.StringVar(&g.logFormat, "log-format", "", "text or json (default: text on a terminal, json otherwise)")
 	pf.StringVar(&g.logLevel, "log-level", "info", "debug, info, warn or error")
+	pf.StringVar(&g.projectsDir, "projects", "", "agent: reconcile every project under this directory (each subdirectory with a compose file), picking up new ones and letting removed ones go")
+	pf.BoolVar(&g.discover, "discover", false, "agent: also reconcile the compose projects found on the engine, from compose's labels (working dir, config files)")
 	pf.StringVar(&g.dockerContext, "context", "", "docker CLI context to reach the engine through (default: DOCKER_HOST, DOCKER_CONTEXT, or the current context)")
 	pf.StringVar(&g.stateDir, "state-dir", "", "directory of the daemon's project lock and restart state (default $XDG_STATE_HOME/reconcile)")
 

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -15,7 +16,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/reconcile-dev/reconcile/controllers/restarts"
+	"github.com/reconcile-dev/reconcile/desired"
 	"github.com/reconcile-dev/reconcile/internal/clock"
+	"github.com/reconcile-dev/reconcile/internal/engine"
 	"github.com/reconcile-dev/reconcile/internal/logging"
 	"github.com/reconcile-dev/reconcile/internal/statedir"
 	"github.com/reconcile-dev/reconcile/observed"
@@ -40,24 +43,19 @@ of the project, and every second for countdowns) until interrupted; with
 				return withCode(exitInput, fmt.Errorf("-o %q: want table or json", output))
 			}
 			ctx := cmd.Context()
+			if g.projectsDir != "" || g.discover {
+				if watch {
+					return withCode(exitInput, errors.New("--watch shows one project: with --projects or --discover, run it per project (-p NAME), or open an agent's dashboard"))
+				}
+				return statusOfProjects(ctx, g, output)
+			}
 			sess, snap, err := g.openObserved(ctx)
 			if err != nil {
 				return err
 			}
 			d, eng := sess.Desired, sess.Engine
 			look := func(snap *observed.Snapshot) (plan.ProjectStatus, error) {
-				if err := observed.Enrich(ctx, eng.Client, snap); err != nil {
-					return plan.ProjectStatus{}, withCode(exitInternal, err)
-				}
-				st := plan.Status(d, snap, plan.Diff(d, snap, plan.Options{RemoveOrphans: g.removeOrphans}))
-				// what a daemon of this project knows of restarts, from its state file
-				if dir, err := g.stateDirectory(); err == nil {
-					if r, err := restarts.New(clock.Real{}, statedir.ReadOnly(statedir.StateFile(dir, d.Project.Name)), nil, nil); err == nil {
-						r.Annotate(&st, d, time.Now())
-						_ = r.Close() // read only: nothing is owed
-					}
-				}
-				return st, nil
+				return lookAt(ctx, g, d, eng, snap)
 			}
 			render := func(st plan.ProjectStatus) string {
 				var b strings.Builder
@@ -111,6 +109,22 @@ of the project, and every second for countdowns) until interrupted; with
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "table or json")
 	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "redraw as the project changes, until interrupted")
 	return cmd
+}
+
+// lookAt is a project's status from a snapshot, with the restart figures a
+// daemon of the project keeps in its state file.
+func lookAt(ctx context.Context, g *globals, d *desired.State, eng *engine.Engine, snap *observed.Snapshot) (plan.ProjectStatus, error) {
+	if err := observed.Enrich(ctx, eng.Client, snap); err != nil {
+		return plan.ProjectStatus{}, withCode(exitInternal, err)
+	}
+	st := plan.Status(d, snap, plan.Diff(d, snap, plan.Options{RemoveOrphans: g.removeOrphans}))
+	if dir, err := g.stateDirectory(); err == nil {
+		if r, err := restarts.New(clock.Real{}, statedir.ReadOnly(statedir.StateFile(dir, d.Project.Name)), nil, nil); err == nil {
+			r.Annotate(&st, d, time.Now())
+			_ = r.Close() // read only: nothing is owed
+		}
+	}
+	return st, nil
 }
 
 // statusWatchDebounce gathers a burst of engine events into one redraw.

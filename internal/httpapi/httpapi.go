@@ -6,6 +6,7 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -28,20 +29,26 @@ type Records interface {
 type Server struct {
 	Registry *prometheus.Registry
 	Records  Records
-	// Status returns what `reconcile status -o json` prints.
-	Status func(ctx context.Context) (any, error)
+	// Status returns what `reconcile status -o json` prints: of project
+	// (?project=), or of every project the daemon reconciles when project
+	// is "". An error wrapping ErrNoProject is a 404.
+	Status func(ctx context.Context, project string) (any, error)
 	// Ready reports whether the daemon is connected and has synced once,
 	// and if not, why.
 	Ready func() (bool, string)
 	// LiveStatus, when set, is what /status/stream sends: a status from
 	// what the daemon already knows, without asking the engine (an inspect
 	// waits while the engine starts that container). Status otherwise.
-	LiveStatus func(ctx context.Context) (any, error)
+	LiveStatus func(ctx context.Context, project string) (any, error)
 	// Changes, when set, wakes /status/stream; records wake it too.
 	Changes *Changes
 	// Page, when set, is served at / (the dashboard).
 	Page http.Handler
 }
+
+// ErrNoProject is what Status wraps for a ?project= the daemon does not
+// reconcile.
+var ErrNoProject = errors.New("no such project")
 
 // Pacing of the live streams: a burst of changes is one status sent, at
 // most every statusDebounce; statusRefresh re-sends it regardless, for
@@ -68,7 +75,11 @@ func (s *Server) Handler() http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
-		st, err := s.Status(r.Context())
+		st, err := s.Status(r.Context(), r.URL.Query().Get("project"))
+		if errors.Is(err, ErrNoProject) {
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		}
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
@@ -117,9 +128,10 @@ func (s *Server) statusStream(w http.ResponseWriter, r *http.Request) {
 	if s.LiveStatus != nil {
 		status = s.LiveStatus
 	}
+	project := r.URL.Query().Get("project")
 	var last []byte
 	send := func(force bool) error {
-		st, err := status(r.Context())
+		st, err := status(r.Context(), project)
 		if err != nil {
 			_, err = fmt.Fprintf(w, "event: unavailable\ndata: %s\n\n", strings.ReplaceAll(err.Error(), "\n", " "))
 			flusher.Flush()
@@ -173,11 +185,15 @@ func (s *Server) statusStream(w http.ResponseWriter, r *http.Request) {
 // accepts text/event-stream, the recent ones and then each new one as it
 // happens.
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+	project := r.URL.Query().Get("project")
+	wanted := func(rec record.Record) bool { return project == "" || rec.Project == project }
 	if !strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		enc := json.NewEncoder(w)
 		for _, rec := range s.Records.Recent() {
-			_ = enc.Encode(rec)
+			if wanted(rec) {
+				_ = enc.Encode(rec)
+			}
 		}
 		return
 	}
@@ -195,6 +211,9 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	// the record's reason
 	named := r.URL.Query().Get("as") != "record"
 	send := func(rec record.Record) error {
+		if !wanted(rec) {
+			return nil
+		}
 		b, _ := json.Marshal(rec)
 		name := "record"
 		if named {

@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -28,8 +30,12 @@ func newServer(t *testing.T, ready bool, statusErr error) (*httptest.Server, *re
 	s := &Server{
 		Registry: reg,
 		Records:  rec,
-		Status: func(context.Context) (any, error) {
-			return map[string]string{"project": "shop"}, statusErr
+		Status: func(_ context.Context, project string) (any, error) {
+			switch project {
+			case "", "shop":
+				return map[string]string{"project": "shop"}, statusErr
+			}
+			return nil, fmt.Errorf("%w: %s", ErrNoProject, project)
 		},
 		Ready: func() (bool, string) { return ready, "engine not connected" },
 	}
@@ -67,6 +73,8 @@ func TestEndpoints(t *testing.T) {
 		{"ready", true, nil, "/readyz", 200, "ok"},
 		{"not ready", false, nil, "/readyz", 503, "engine not connected"},
 		{"status", true, nil, "/status", 200, `"project": "shop"`},
+		{"status of a project", true, nil, "/status?project=shop", 200, `"project": "shop"`},
+		{"status of a project not reconciled", true, nil, "/status?project=blog", 404, "no such project: blog"},
 		{"status without engine", true, errors.New("engine down"), "/status", 503, "engine down"},
 		{"unknown", true, nil, "/nope", 404, ""},
 	}
@@ -131,6 +139,38 @@ func TestLoopback(t *testing.T) {
 	} {
 		if got := Loopback(addr); got != want {
 			t.Errorf("Loopback(%q) = %v, want %v", addr, got, want)
+		}
+	}
+}
+
+func TestEventsOfOneProject(t *testing.T) {
+	srv, rec := newServer(t, true, nil)
+	rec.Event("EngineConnected", "", "", "connected")
+	rec.For("shop", nil).Event("ContainerExited", "api", "shop-api-1", "exited")
+	rec.For("blog", nil).Event("ContainerExited", "db", "blog-db-1", "exited")
+	tests := []struct {
+		query string
+		want  []string
+	}{
+		{"", []string{"", "shop", "blog"}},
+		{"?project=shop", []string{"shop"}},
+		{"?project=none", nil},
+	}
+	for _, tt := range tests {
+		_, body := get(t, srv.URL+"/events"+tt.query, "")
+		var got []string
+		for line := range strings.SplitSeq(strings.TrimSpace(body), "\n") {
+			if line == "" {
+				continue
+			}
+			var r record.Record
+			if err := json.Unmarshal([]byte(line), &r); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, r.Project)
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("/events%s: projects %q, want %q", tt.query, got, tt.want)
 		}
 	}
 }

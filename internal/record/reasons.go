@@ -104,6 +104,15 @@ const (
 	NoHealthyUpstream Reason = "NoHealthyUpstream"
 )
 
+// An agent's projects (--projects, --discover).
+const (
+	ProjectAdded    Reason = "ProjectAdded"
+	ProjectReleased Reason = "ProjectReleased"
+	ProjectDisabled Reason = "ProjectDisabled"
+	ProjectSkipped  Reason = "ProjectSkipped"
+	ProjectInvalid  Reason = "ProjectInvalid"
+)
+
 // ReasonInfo is one row of the catalogue.
 type ReasonInfo struct {
 	Reason  Reason `json:"reason"`
@@ -183,6 +192,12 @@ var Catalogue = []ReasonInfo{
 	{ReloadRejected, Warning, "a reload's check failed; nothing was reloaded"},
 	{ReloadFailed, Warning, "a reload action failed"},
 	{NoHealthyUpstream, Warning, "no replica of an upstream is running and healthy; the last list is kept"},
+
+	{ProjectAdded, Normal, "an agent took a project on (a new directory, a project found on the engine)"},
+	{ProjectReleased, Normal, "an agent let a project go (its directory removed, its containers gone, or it opted out); its containers are left as they are"},
+	{ProjectDisabled, Normal, "a project opts out of agents with x-reconcile.enabled: false; looked at again when its files change"},
+	{ProjectSkipped, Warning, "a project is already reconciled by another reconcile (or under another directory): left to it; tried again at each rescan"},
+	{ProjectInvalid, Warning, "a project's compose files cannot be loaded at all: reported, the other projects go on; tried again when its files change"},
 }
 
 var types = func() map[Reason]Type {
