@@ -64,6 +64,7 @@ bench: build images
 	./bench/hostile.sh
 	./bench/faults.sh
 	./bench/dashboard.sh
+	./bench/agent.sh
 
 clean:
 	rm -rf bin

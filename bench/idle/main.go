@@ -20,7 +20,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -95,12 +94,12 @@ func run(bin string, services, replicas int, duration time.Duration, withPage bo
 	}
 
 	pid := cmd.Process.Pid
-	startPeak, _ := procStatus(pid, "VmHWM:")
+	startPeak, _ := benchkit.ProcStatus(pid, "VmHWM:")
 	// reset the peak, so that VmHWM below is the idle window's own
 	if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0); err != nil {
 		return fmt.Errorf("resetting the peak RSS: %w", err)
 	}
-	cpu0, err := cpuSeconds(pid)
+	cpu0, err := benchkit.CPUSeconds(pid)
 	if err != nil {
 		return err
 	}
@@ -111,13 +110,13 @@ func run(bin string, services, replicas int, duration time.Duration, withPage bo
 	t0 := time.Now()
 	time.Sleep(duration)
 	elapsed := time.Since(t0)
-	cpu1, _ := cpuSeconds(pid)
+	cpu1, _ := benchkit.CPUSeconds(pid)
 	calls1, _ := benchkit.Metric(base, "reconcile_engine_requests_total")
-	rss, err := procStatus(pid, "VmHWM:")
+	rss, err := benchkit.ProcStatus(pid, "VmHWM:")
 	if err != nil {
 		return err
 	}
-	cur, _ := procStatus(pid, "VmRSS:")
+	cur, _ := benchkit.ProcStatus(pid, "VmRSS:")
 	// the scrapes above are themselves no engine calls; calls counts the
 	// daemon's own requests only
 	cpu := cpu1 - cpu0
@@ -144,31 +143,4 @@ func getJSON(url string, v any) error {
 		return fmt.Errorf("%s: %s", url, resp.Status)
 	}
 	return json.NewDecoder(resp.Body).Decode(v)
-}
-
-// cpuSeconds is the process's user+system time, from /proc/PID/stat.
-func cpuSeconds(pid int) (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	s := string(b)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	utime, _ := strconv.ParseFloat(fields[11], 64)
-	stime, _ := strconv.ParseFloat(fields[12], 64)
-	return (utime + stime) / 100, nil // USER_HZ is 100 on Linux
-}
-
-// procStatus reads a KiB figure (VmHWM:, VmRSS:) of /proc/PID/status.
-func procStatus(pid int, key string) (int, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, key); ok {
-			return strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
-		}
-	}
-	return 0, errors.New(key + " not found")
 }

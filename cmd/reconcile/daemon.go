@@ -113,6 +113,7 @@ func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
 			h.log = g.log.With("project", first.Project.Name)
 		}
 	}
+	h.systemd = systemd{log: h.log}
 	if agentMode && g.projectsDir != "" {
 		if _, err := desired.ProjectDirs(g.projectsDir); err != nil {
 			return withCode(exitInput, fmt.Errorf("--projects %s: %w", g.projectsDir, err))

@@ -225,3 +225,48 @@ services:
 		t.Error("no request seen: the test checked nothing")
 	}
 }
+
+// TestAnAgentsDashboardListsItsProjects: an agent's page lists its
+// projects, each a link to its own page, and the projects it does not
+// reconcile with why; a project's page draws that project.
+func TestAnAgentsDashboardListsItsProjects(t *testing.T) {
+	root := t.TempDir()
+	shop := agentProject(t, root, "shop", "services:\n  api:\n    image: {{.Image}}\n    restart: always\n")
+	blog := agentProject(t, root, "blog", "services:\n  web:\n    image: {{.Image}}\n    restart: always\n")
+	if err := os.MkdirAll(filepath.Join(root, "broken"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "broken", "compose.yaml"), []byte("services: ["), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, base := startAgent(t, root)
+	eventually(t, 60*time.Second, "both converged", func() bool {
+		return converged(shop, map[string]int{"api": 1})() && converged(blog, map[string]int{"web": 1})()
+	})
+	br := openBrowser(t)
+	ctx, cancel := context.WithTimeout(br.ctx, 30*time.Second)
+	defer cancel()
+	link := func(p *enginetest.Project) string {
+		return fmt.Sprintf(`#projects a[href=%q]`, "?project="+p.Name)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS(link(shop))), chromedp.WaitVisible(chromedp.CSS(link(blog))),
+		chromedp.WaitVisible(chromedp.CSS(`#projects li.problem`))); err != nil {
+		t.Fatalf("the agent's page does not list its projects: %v", err)
+	}
+	if got := eval[string](t, br, `document.querySelector("#projects li.problem").textContent`); !strings.Contains(got, "ProjectInvalid") {
+		t.Errorf("the problem listed is %q, want the invalid project", got)
+	}
+	br.screenshot(t, "agent-projects.png")
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(link(shop))),
+		chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`#graph g.replica[data-container=%q][data-state="running"]`, shop.Name+"-api-1")))); err != nil {
+		t.Fatalf("a project's page does not draw it: %v", err)
+	}
+	if n := eval[int](t, br, `document.querySelectorAll("#graph g.replica").length`); n != 1 {
+		t.Errorf("the project's page draws %d replicas, want shop's one", n)
+	}
+	br.mu.Lock()
+	defer br.mu.Unlock()
+	if len(br.console) > 0 {
+		t.Errorf("console: %v", br.console)
+	}
+}

@@ -113,8 +113,14 @@ type Project struct {
 	name string
 }
 
-// For returns the metrics of one project.
-func (m *Metrics) For(project string) *Project { return &Project{m: m, name: project} }
+// For returns the metrics of one project. Its error and queue series
+// exist from then on, at 0, so that an alert on them has a series to read.
+func (m *Metrics) For(project string) *Project {
+	m.errors.WithLabelValues(project)
+	m.queueDepth.WithLabelValues(project)
+	m.saveErrors.WithLabelValues(project)
+	return &Project{m: m, name: project}
+}
 
 // Forget drops the project's series, once an agent has let it go.
 func (m *Metrics) Forget(project string) {

@@ -24,6 +24,7 @@ func TestMetricsExposeWhatTheDaemonCounts(t *testing.T) {
 	other.Action("StartContainer")
 	m.Record("Normal", "Started", "blog")
 	m.Forget("blog")
+	m.For("quiet") // a project with nothing counted yet still has its error series
 	calls := int64(7)
 	m.CountEngineRequests(func() int64 { return calls })
 
@@ -36,12 +37,14 @@ reconcile_drift{kind="Exited",project="shop",service="web"} 1
 reconcile_engine_requests_total 7
 # HELP reconcile_errors_total Reconciles that failed, panics included.
 # TYPE reconcile_errors_total counter
+reconcile_errors_total{project="quiet"} 0
 reconcile_errors_total{project="shop"} 1
 # HELP reconcile_events_total Event records, by type and reason (RestartBudgetExhausted, ReloadRejected, ...).
 # TYPE reconcile_events_total counter
 reconcile_events_total{project="shop",reason="RestartBudgetExhausted",type="Warning"} 1
 # HELP reconcile_queue_depth Services waiting to be reconciled.
 # TYPE reconcile_queue_depth gauge
+reconcile_queue_depth{project="quiet"} 0
 reconcile_queue_depth{project="shop"} 3
 # HELP reconcile_total Reconciles of one service, by result (success, error, requeue).
 # TYPE reconcile_total counter

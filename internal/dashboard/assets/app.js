@@ -8,6 +8,10 @@ const BOX_W = 250, COL_GAP = 90, ROW_GAP = 24, MARK = 40, MARK_W = 76, PER_ROW =
 const MAX_RECORDS = 500;
 
 let status = null;       // the last status
+// ?project=NAME: one project of an agent; without it an agent's page lists
+// its projects, each a link to its own page
+const chosen = new URLSearchParams(location.search).get("project") || "";
+const only = chosen ? "project=" + encodeURIComponent(chosen) : "";
 let projectPrefix = "";  // "project-", stripped from container names
 let meanings = {};       // reason -> its meaning, from /reasons
 const userStopped = new Set(); // containers the user stopped (StoppedByUser)
@@ -174,6 +178,33 @@ function updateSummary() {
   }
 }
 
+// drawProjects lists an agent's projects, linked to their pages, and those
+// it does not reconcile, with why.
+function drawProjects(all) {
+  const nav = document.getElementById("projects");
+  nav.replaceChildren();
+  const bad = all.projects.filter(p => p.health !== "Healthy" || p.sync !== "Synced");
+  document.getElementById("summary").textContent =
+    `${all.projects.length} project(s)` + (bad.length ? ` — ${bad.length} not healthy and in sync` : ", all healthy and in sync") +
+    ((all.problems || []).length ? `; ${all.problems.length} not reconciled` : "");
+  const list = document.createElement("ul");
+  for (const p of all.projects) {
+    const li = document.createElement("li");
+    const a = document.createElement("a");
+    a.href = "?project=" + encodeURIComponent(p.project);
+    a.textContent = p.project;
+    li.append(a, `: ${p.health}, ${p.sync}`);
+    list.appendChild(li);
+  }
+  for (const p of all.problems || []) {
+    const li = document.createElement("li");
+    li.className = "problem";
+    li.textContent = `${p.project || "?"} (${p.source}): ${p.reason}: ${p.message}`;
+    list.appendChild(li);
+  }
+  nav.appendChild(list);
+}
+
 function tick() {
   for (const t of document.querySelectorAll("#graph .countdown")) t.textContent = countdown(t.getAttribute("data-at"));
 }
@@ -228,9 +259,15 @@ function start() {
   fetch("reasons").then(r => r.json()).then(list => {
     for (const x of list) meanings[x.reason] = x.meaning;
   }).catch(() => {});
-  const st = new EventSource("status/stream");
+  const st = new EventSource("status/stream" + (only ? "?" + only : ""));
   st.addEventListener("status", e => {
     status = JSON.parse(e.data);
+    if (status.projects) { // an agent's overview
+      drawProjects(status);
+      status = null;
+      drawGraph();
+      return;
+    }
     window.__reconcileUpdates = (window.__reconcileUpdates || 0) + 1;
     updateSummary();
     drawGraph();
@@ -242,7 +279,7 @@ function start() {
 
   let seen = new Set();
   // ?as=record names every record "record" (by default the name is its reason)
-  const ev = new EventSource("events?as=record");
+  const ev = new EventSource("events?as=record" + (only ? "&" + only : ""));
   ev.onopen = () => {
     // a reconnect replays the recent records: start the list anew
     document.getElementById("timeline").replaceChildren();

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# agent.sh: one agent over 10 projects x 10 services x 2 replicas (200
+# containers, healthchecks every 2 s): idle CPU, engine requests and RSS
+# over 60 s, then detect-to-act latency against this program's own floor.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/ensure-engine.sh
+go build -o bin/reconcile ./cmd/reconcile
+go run ./bench/agent -bin bin/reconcile "$@"

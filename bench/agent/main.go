@@ -1,0 +1,313 @@
+// Command agent measures one agent over a directory of -projects projects
+// of -services services × -replicas replicas (each with a healthcheck, all
+// `restart: always`): what it costs while nothing happens (CPU, engine
+// requests, peak RSS over -duration), then its detect-to-act latency with
+// every container running: -n times a replica of another project is killed
+// with `docker kill`, and the time from the engine's `die` to the agent's
+// start call is set against the floor, this program starting a control
+// container the moment its own `die` arrives.
+//
+//	go run ./bench/agent -bin bin/reconcile [-projects 10] [-services 10] [-replicas 2] [-duration 60s] [-n 25]
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/docker/compose/v5/pkg/api"
+	"github.com/moby/moby/api/types/events"
+	"github.com/moby/moby/client"
+
+	"github.com/reconcile-dev/reconcile/bench/benchkit"
+)
+
+func main() {
+	bin := flag.String("bin", "bin/reconcile", "the reconcile binary")
+	projects := flag.Int("projects", 10, "projects in the agent's directory")
+	services := flag.Int("services", 10, "services per project")
+	replicas := flag.Int("replicas", 2, "replicas per service")
+	duration := flag.Duration("duration", 60*time.Second, "how long to measure the idle agent")
+	n := flag.Int("n", 25, "kills for the detect-to-act latency")
+	flag.Parse()
+	benchkit.Exit(run(*bin, *projects, *services, *replicas, *duration, *n))
+}
+
+// agentStatus is the part of an agent's /status this program reads.
+type agentStatus struct {
+	Projects []struct {
+		Project string `json:"project"`
+		Sync    string `json:"sync"`
+		Health  string `json:"health"`
+	} `json:"projects"`
+}
+
+func run(bin string, nProjects, services, replicas int, duration time.Duration, n int) error {
+	ctx := context.Background()
+	root, err := os.MkdirTemp("", "bench-agent")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(root)
+	var ps []*benchkit.Project
+	defer func() {
+		for _, p := range ps {
+			p.Close()
+		}
+	}()
+	for i := range nProjects {
+		compose := "services:\n"
+		for s := range services {
+			compose += fmt.Sprintf("  svc%02d:\n    image: %%[1]s\n    restart: always\n    deploy: {replicas: %d}\n", s, replicas)
+			compose += "    healthcheck: {test: [\"CMD\", \"/testapp\", \"health\"], interval: 2s}\n"
+			compose += "    x-reconcile: {restart: {max_attempts: 0, reset_after: 1s}}\n"
+		}
+		if i == 0 {
+			compose += "  control:\n    image: %[1]s\n    restart: \"no\"\n" // the floor's container: the agent leaves it down
+		}
+		p, err := benchkit.NewProject(ctx, fmt.Sprintf("bench-agent%02d", i), "", compose)
+		if err != nil {
+			return err
+		}
+		ps = append(ps, p)
+		// the agent's directory holds each project, named by its file
+		dir := filepath.Join(root, fmt.Sprintf("p%02d", i))
+		b, err := os.ReadFile(p.File)
+		if err != nil {
+			return err
+		}
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "compose.yaml"), append([]byte("name: "+p.Name+"\n"), b...), 0o644); err != nil {
+			return err
+		}
+	}
+	eng := ps[0].Engine
+	total := nProjects*services*replicas + 1
+
+	evCtx, stopEvents := context.WithCancel(ctx)
+	defer stopEvents()
+	st := &stream{}
+	res := eng.Client.Events(evCtx, client.EventsListOptions{Filters: make(client.Filters).Add("label", api.ProjectLabel).Add("type", "container").Add("event", "die", "start")})
+	go func() {
+		for m := range res.Messages {
+			st.add(m)
+		}
+	}()
+
+	port, err := benchkit.FreePort()
+	if err != nil {
+		return err
+	}
+	base := "http://127.0.0.1:" + port
+	cmd := exec.Command(bin, "--projects", root, "--state-dir", root, "--listen", "127.0.0.1:"+port, "--log-level", "debug", "--log-format", "json")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	cmd.Stderr = cmd.Stdout
+	calls := &startCalls{}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}()
+	kinds := map[string][]string{}
+	var victims []string
+	for i, p := range ps {
+		v := fmt.Sprintf("%s-svc%02d-1", p.Name, i%services)
+		victims = append(victims, v)
+		kinds[v] = []string{`"operation start"`, `"StartContainer"`, `"container":"` + v + `"`}
+	}
+	go benchkit.ReadLog(out, kinds, calls.add)
+
+	start := time.Now()
+	for {
+		if time.Since(start) > 10*time.Minute {
+			return errors.New("the projects did not converge in 10 minutes")
+		}
+		var as agentStatus
+		if err := getJSON(base+"/status", &as); err == nil && len(as.Projects) == nProjects && allSynced(as) {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	fmt.Printf("converged %d projects, %d containers in %s\n", nProjects, total, time.Since(start).Round(time.Millisecond))
+	time.Sleep(10 * time.Second) // the start-up's last events and health changes pass
+
+	pid := cmd.Process.Pid
+	startPeak, _ := benchkit.ProcStatus(pid, "VmHWM:")
+	if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0); err != nil {
+		return fmt.Errorf("resetting the peak RSS: %w", err)
+	}
+	cpu0, err := benchkit.CPUSeconds(pid)
+	if err != nil {
+		return err
+	}
+	req0, err := benchkit.Metric(base, "reconcile_engine_requests_total")
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	time.Sleep(duration)
+	elapsed := time.Since(t0)
+	cpu1, _ := benchkit.CPUSeconds(pid)
+	req1, _ := benchkit.Metric(base, "reconcile_engine_requests_total")
+	rss, err := benchkit.ProcStatus(pid, "VmHWM:")
+	if err != nil {
+		return err
+	}
+	cpu, reqs := cpu1-cpu0, req1-req0
+	fmt.Printf("idle for %s, one agent, %d projects, %d containers:\n", elapsed.Round(time.Millisecond), nProjects, total)
+	fmt.Printf("  cpu        %.3f s  = %.3f%% of one core   (target < 0.5%%)\n", cpu, 100*cpu/elapsed.Seconds())
+	fmt.Printf("  engine     %.0f requests = %.3f/s             (target < 0.2/s)\n", reqs, reqs/elapsed.Seconds())
+	fmt.Printf("  peak RSS   %.1f MiB while idle              (target < 60 MiB)\n", float64(rss)/1024)
+	fmt.Printf("  peak RSS   %.1f MiB during start-up and convergence\n", float64(startPeak)/1024)
+
+	control := ps[0].Name + "-control-1"
+	var toCall, floorCall []time.Duration
+	for i := range n {
+		// the floor: this program reacting to the control's die
+		mark := time.Now()
+		reacted := make(chan error, 1)
+		go func() {
+			die, err := st.wait(control, "die", mark, 10*time.Second)
+			if err != nil {
+				reacted <- err
+				return
+			}
+			floorCall = append(floorCall, time.Since(die))
+			_, err = eng.Client.ContainerStart(ctx, control, client.ContainerStartOptions{})
+			reacted <- err
+		}()
+		if _, err := eng.Client.ContainerKill(ctx, control, client.ContainerKillOptions{Signal: "KILL"}); err != nil {
+			return err
+		}
+		if err := <-reacted; err != nil {
+			return err
+		}
+		if _, err := st.wait(control, "start", mark, 10*time.Second); err != nil {
+			return err
+		}
+
+		// the agent reacting to a replica's die, in project i of 10
+		victim := victims[i%len(victims)]
+		mark = time.Now()
+		if _, err := eng.Client.ContainerKill(ctx, victim, client.ContainerKillOptions{Signal: "KILL"}); err != nil {
+			return err
+		}
+		die, err := st.wait(victim, "die", mark, 10*time.Second)
+		if err != nil {
+			return err
+		}
+		call, err := calls.after(victim, die, 10*time.Second)
+		if err != nil {
+			return fmt.Errorf("iteration %d: %w", i, err)
+		}
+		if _, err := st.wait(victim, "start", die, 10*time.Second); err != nil {
+			return err
+		}
+		toCall = append(toCall, call.Sub(die))
+		time.Sleep(1200 * time.Millisecond) // past reset_after: no backoff owed
+	}
+	fmt.Printf("%d kills, one replica in each project in turn, all %d containers running:\n", n, total)
+	benchkit.Report("die -> start call (agent)", toCall)
+	benchkit.Report("die -> start call (floor: this program)", floorCall)
+	fmt.Printf("  overhead beyond the floor, die -> start call:     p50 %7.1fms  p99 %7.1fms   (targets p50 < 20ms, p99 < 100ms)\n",
+		benchkit.MS(benchkit.Pct(toCall, 0.5)-benchkit.Pct(floorCall, 0.5)), benchkit.MS(benchkit.Pct(toCall, 0.99)-benchkit.Pct(floorCall, 0.99)))
+	return nil
+}
+
+func allSynced(as agentStatus) bool {
+	for _, p := range as.Projects {
+		if p.Sync != "Synced" || p.Health != "Healthy" {
+			return false
+		}
+	}
+	return true
+}
+
+func getJSON(url string, v any) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// stream keeps the engine's container events.
+type stream struct {
+	mu  sync.Mutex
+	evs []events.Message
+}
+
+func (s *stream) add(m events.Message) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.evs = append(s.evs, m)
+}
+
+// wait returns the time of name's first action event after after.
+func (s *stream) wait(name, action string, after time.Time, timeout time.Duration) (time.Time, error) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		s.mu.Lock()
+		for _, m := range s.evs {
+			at := time.Unix(0, m.TimeNano)
+			if m.Actor.Attributes["name"] == name && string(m.Action) == action && at.After(after) {
+				s.mu.Unlock()
+				return at, nil
+			}
+		}
+		s.mu.Unlock()
+		time.Sleep(200 * time.Microsecond)
+	}
+	return time.Time{}, fmt.Errorf("no %s event for %s within %s", action, name, timeout)
+}
+
+// startCalls keeps the agent's logged start calls, per container.
+type startCalls struct {
+	mu    sync.Mutex
+	times map[string][]time.Time
+}
+
+func (c *startCalls) add(container string, at time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.times == nil {
+		c.times = map[string][]time.Time{}
+	}
+	c.times[container] = append(c.times[container], at)
+}
+
+func (c *startCalls) after(container string, t time.Time, timeout time.Duration) (time.Time, error) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		c.mu.Lock()
+		for _, at := range c.times[container] {
+			if at.After(t) {
+				c.mu.Unlock()
+				return at, nil
+			}
+		}
+		c.mu.Unlock()
+		time.Sleep(200 * time.Microsecond)
+	}
+	return time.Time{}, errors.New("the agent logged no start call for " + container)
+}
