@@ -95,6 +95,9 @@ type Service struct {
 	DependsOn       []Dependency
 	StopGracePeriod time.Duration
 	HasHealthcheck  bool
+	// Update is how a change of definition replaces the replicas;
+	// Rollback how a failed update goes back.
+	Update, Rollback UpdatePolicy
 }
 
 // Dependency is one depends_on entry.
@@ -270,6 +273,9 @@ func load(ctx context.Context, loader ProjectLoader, opts Options) (*State, erro
 		}
 		if svc.StopGracePeriod != nil {
 			s.StopGracePeriod = time.Duration(*svc.StopGracePeriod)
+		}
+		if s.Update, s.Rollback, err = updatePolicies(svc, s.Replicas, s.HasHealthcheck, loc); err != nil {
+			return nil, err
 		}
 		for _, dep := range slices.Sorted(maps.Keys(svc.DependsOn)) {
 			d := svc.DependsOn[dep]

@@ -1,6 +1,6 @@
 // Command agent measures one agent over a directory of -projects projects
 // of -services services × -replicas replicas (each with a healthcheck, all
-// `restart: always`): what it costs while nothing happens (CPU, engine
+// `restart: always`, probed every 30 s, Docker's default): what it costs while nothing happens (CPU, engine
 // requests, peak RSS over -duration), then its detect-to-act latency with
 // every container running: -n times a replica of another project is killed
 // with `docker kill`, and the time from the engine's `die` to the agent's
@@ -16,6 +16,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -38,9 +39,13 @@ func main() {
 	replicas := flag.Int("replicas", 2, "replicas per service")
 	duration := flag.Duration("duration", 60*time.Second, "how long to measure the idle agent")
 	n := flag.Int("n", 25, "kills for the detect-to-act latency")
+	flag.StringVar(&logFile, "log", "", "keep the agent's JSON log in this file")
 	flag.Parse()
 	benchkit.Exit(run(*bin, *projects, *services, *replicas, *duration, *n))
 }
+
+// logFile, when set, keeps the agent's log.
+var logFile string
 
 // agentStatus is the part of an agent's /status this program reads.
 type agentStatus struct {
@@ -68,7 +73,7 @@ func run(bin string, nProjects, services, replicas int, duration time.Duration, 
 		compose := "services:\n"
 		for s := range services {
 			compose += fmt.Sprintf("  svc%02d:\n    image: %%[1]s\n    restart: always\n    deploy: {replicas: %d}\n", s, replicas)
-			compose += "    healthcheck: {test: [\"CMD\", \"/testapp\", \"health\"], interval: 2s}\n"
+			compose += "    healthcheck: {test: [\"CMD\", \"/testapp\", \"health\"], interval: 30s}\n"
 			compose += "    x-reconcile: {restart: {max_attempts: 0, reset_after: 1s}}\n"
 		}
 		if i == 0 {
@@ -126,21 +131,35 @@ func run(bin string, nProjects, services, replicas int, duration time.Duration, 
 	}()
 	kinds := map[string][]string{}
 	var victims []string
-	for i, p := range ps {
-		v := fmt.Sprintf("%s-svc%02d-1", p.Name, i%services)
+	// a different replica each time, going round the projects: a replica
+	// killed twice would owe a backoff (its first probe comes 30 s after a
+	// start, so it has not been healthy for reset_after yet)
+	for i := range n {
+		p := ps[i%len(ps)]
+		v := fmt.Sprintf("%s-svc%02d-%d", p.Name, (i/len(ps))%services, 1+(i/(len(ps)*services))%replicas)
 		victims = append(victims, v)
 		kinds[v] = []string{`"operation start"`, `"StartContainer"`, `"container":"` + v + `"`}
 	}
-	go benchkit.ReadLog(out, kinds, calls.add)
+	var logTo io.Reader = out
+	if logFile != "" {
+		f, err := os.Create(logFile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		logTo = io.TeeReader(out, f)
+	}
+	go benchkit.ReadLog(logTo, kinds, calls.add)
 
 	start := time.Now()
 	for {
-		if time.Since(start) > 10*time.Minute {
-			return errors.New("the projects did not converge in 10 minutes")
-		}
 		var as agentStatus
-		if err := getJSON(base+"/status", &as); err == nil && len(as.Projects) == nProjects && allSynced(as) {
+		err := getJSON(base+"/status", &as)
+		if err == nil && len(as.Projects) == nProjects && allSynced(as) {
 			break
+		}
+		if time.Since(start) > 10*time.Minute {
+			return fmt.Errorf("the projects did not converge in 10 minutes: %d of %d projects reconciled, %v", len(as.Projects), nProjects, err)
 		}
 		time.Sleep(time.Second)
 	}
@@ -203,7 +222,7 @@ func run(bin string, nProjects, services, replicas int, duration time.Duration, 
 		}
 
 		// the agent reacting to a replica's die, in project i of 10
-		victim := victims[i%len(victims)]
+		victim := victims[i]
 		mark = time.Now()
 		if _, err := eng.Client.ContainerKill(ctx, victim, client.ContainerKillOptions{Signal: "KILL"}); err != nil {
 			return err

@@ -72,6 +72,8 @@ const (
 	HookFailed             Reason = "HookFailed"
 	RestartPolicySet       Reason = "RestartPolicySet"
 	FailedSetRestartPolicy Reason = "FailedSetRestartPolicy"
+	ReplicaAdded           Reason = "ReplicaAdded"
+	FailedAddReplica       Reason = "FailedAddReplica"
 	EngineRefused          Reason = "EngineRefused"
 	ReconcileFailed        Reason = "ReconcileFailed"
 	ReconcilePanic         Reason = "ReconcilePanic"
@@ -102,6 +104,17 @@ const (
 	ReloadRejected    Reason = "ReloadRejected"
 	ReloadFailed      Reason = "ReloadFailed"
 	NoHealthyUpstream Reason = "NoHealthyUpstream"
+)
+
+// Rolling updates (deploy.update_config).
+const (
+	RolloutStarted  Reason = "RolloutStarted"
+	RolloutStep     Reason = "RolloutStep"
+	RolloutComplete Reason = "RolloutComplete"
+	RolloutPaused   Reason = "RolloutPaused"
+	ReplicaFailed   Reason = "ReplicaFailed"
+	RollbackStarted Reason = "RollbackStarted"
+	RolledBack      Reason = "RolledBack"
 )
 
 // An agent's projects (--projects, --discover).
@@ -148,6 +161,7 @@ var Catalogue = []ReasonInfo{
 	{VolumeCreated, Normal, "a missing volume was created"},
 	{NetworkDisconnected, Normal, "a container was taken off a network its service does not name"},
 	{Stopped, Normal, "a replica whose restart budget is spent was stopped, ending the engine's own restart loop"},
+	{ReplicaAdded, Normal, "a rolling update (or its rollback) added a replica"},
 	{RestartPolicySet, Normal, "a replica's own restart policy was set: off while it runs the last restart its budget allows, the compose file's once the budget frees"},
 	{DependencyReady, Normal, "a dependency met its depends_on condition"},
 	{Synced, Normal, "the service matches its desired state again"},
@@ -163,6 +177,7 @@ var Catalogue = []ReasonInfo{
 	{FailedDisconnectNetwork, Warning, "taking a container off a network failed"},
 	{FailedStopContainer, Warning, "stopping a replica whose budget is spent failed"},
 	{FailedSetRestartPolicy, Warning, "setting a replica's own restart policy failed"},
+	{FailedAddReplica, Warning, "adding a replica in a rolling update or rollback failed"},
 	{FailedWaitCondition, Warning, "a dependency failed its depends_on condition"},
 
 	{ImageMissing, Warning, "an image is neither present nor pullable nor buildable: waits for the next change"},
@@ -192,6 +207,14 @@ var Catalogue = []ReasonInfo{
 	{ReloadRejected, Warning, "a reload's check failed; nothing was reloaded"},
 	{ReloadFailed, Warning, "a reload action failed"},
 	{NoHealthyUpstream, Warning, "no replica of an upstream is running and healthy; the last list is kept"},
+
+	{RolloutStarted, Normal, "a service's definition changed and its replicas are replaced in batches (deploy.update_config)"},
+	{RolloutStep, Normal, "a rolling update (or its rollback) replaces the next batch of replicas"},
+	{RolloutComplete, Normal, "every replica runs the new definition, healthy"},
+	{RolloutPaused, Warning, "a rolling update stopped on failed replicas (failure_action: pause): the rest keep the old definition until the failed ones turn healthy or the file changes"},
+	{ReplicaFailed, Warning, "a new replica of a rolling update exited or was not healthy within monitor"},
+	{RollbackStarted, Warning, "a rolling update failed (failure_action: rollback): the replaced replicas go back to the previous definition"},
+	{RolledBack, Warning, "a rolling update was rolled back: the service runs the previous definition, the new one stays reported as drift and is not tried again until the file changes"},
 
 	{ProjectAdded, Normal, "an agent took a project on (a new directory, a project found on the engine)"},
 	{ProjectReleased, Normal, "an agent let a project go (its directory removed, its containers gone, or it opted out); its containers are left as they are"},

@@ -255,6 +255,8 @@ func (e *Executor) act(ctx context.Context, nodes []*plan.Node) error {
 		return wrap(err, "disconnecting container %s from network %s", op.Container, op.Network)
 	case plan.OpWaitCondition:
 		return e.wait(ctx, op)
+	case plan.OpAddReplica:
+		return e.addReplicas(ctx, op)
 	}
 	return fmt.Errorf("no executor for operation %s", op.Type)
 }
@@ -293,6 +295,39 @@ func (e *Executor) upService(ctx context.Context, service string) error {
 		Start: api.StartOptions{Project: project, Services: []string{service}},
 	})
 	return wrap(err, "compose up of service %s", service)
+}
+
+// addReplicas runs compose's `up` of one service scaled to op.Replicas,
+// recreating none of the replicas there: compose creates the missing ones
+// (numbered after the highest, named, labelled and hashed as its own up
+// does) from the desired definition, or from op.Config (a rollback's
+// previous definition), and starts them.
+func (e *Executor) addReplicas(ctx context.Context, op plan.Operation) error {
+	project, err := e.Desired.Project.WithSelectedServices([]string{op.Service})
+	if err != nil {
+		return fmt.Errorf("narrowing project to service %s: %w", op.Service, err)
+	}
+	project = project.WithoutUnnecessaryResources()
+	svc := project.Services[op.Service]
+	if op.Config != nil {
+		svc = *op.Config
+	}
+	svc.SetScale(op.Replicas)
+	project.Services[op.Service] = svc
+	timeout := e.Desired.Services[op.Service].StopGracePeriod
+	err = e.Compose.Up(ctx, project, api.UpOptions{
+		Create: api.CreateOptions{
+			Services:             []string{op.Service},
+			Recreate:             api.RecreateNever,
+			RecreateDependencies: api.RecreateNever,
+			Inherit:              true,
+			IgnoreOrphans:        true,
+			QuietPull:            true,
+			Timeout:              &timeout,
+		},
+		Start: api.StartOptions{Project: project, Services: []string{op.Service}},
+	})
+	return wrap(err, "compose up of service %s scaled to %d", op.Service, op.Replicas)
 }
 
 // createResources has compose create one network or volume, from a project

@@ -183,7 +183,7 @@ func (p *planner) service(s *desired.Service) {
 		add := func(kind DriftKind, cause string, t OpType, grp string) {
 			p.drift(Drift{Kind: kind, Service: s.Name, Container: c.Name, ContainerID: c.ID, Number: c.Number, Cause: cause, Actionable: true})
 			op := base
-			op.Type, op.Cause = t, cause
+			op.Type, op.Cause, op.Kind = t, cause, kind
 			ops = append(ops, pending{op: op, group: grp, bringUp: true})
 		}
 		if cand.obsolete {

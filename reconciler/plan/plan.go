@@ -6,6 +6,7 @@ package plan
 
 import (
 	"fmt"
+	"github.com/compose-spec/compose-go/v2/types"
 	"slices"
 	"sort"
 	"strconv"
@@ -41,7 +42,13 @@ const (
 	// before a stop reaches it; the compose file's again once the budget
 	// frees. No diff plans it; the restart policy adds it.
 	OpSetRestartPolicy OpType = 18
-	OpWaitCondition    OpType = 20
+	// OpAddReplica has compose add replicas to a service (`up` with the
+	// service scaled to Replicas, never recreating the ones there): a
+	// rolling update's new replicas, or, with Config set, a rollback's
+	// replicas of the previous definition. No diff plans it; the rollout
+	// policy adds it.
+	OpAddReplica    OpType = 19
+	OpWaitCondition OpType = 20
 )
 
 func (t OpType) String() string {
@@ -68,6 +75,8 @@ func (t OpType) String() string {
 		return "StopContainer"
 	case OpSetRestartPolicy:
 		return "SetRestartPolicy"
+	case OpAddReplica:
+		return "AddReplica"
 	case OpWaitCondition:
 		return "WaitCondition"
 	}
@@ -104,7 +113,26 @@ type Operation struct {
 	// RestartPolicy and RestartRetries are what OpSetRestartPolicy sets.
 	RestartPolicy  string
 	RestartRetries int
+	// Kind is the drift a container operation repairs.
+	Kind DriftKind
+	// Replicas is the count OpAddReplica scales the service to.
+	Replicas int
+	// Config, when set, is the definition OpAddReplica creates replicas
+	// from (a rollback's previous one) instead of the desired one.
+	Config *types.ServiceConfig
+	// Rollout says which step of a rolling update an operation is
+	// (RolloutUpdate, RolloutRollback), so that the rollout policy learns
+	// what was done from the executor; RolloutFrom and RolloutTo are the
+	// config hashes replaced and replacing.
+	Rollout                string
+	RolloutFrom, RolloutTo string
 }
+
+// Rollout steps an operation can be.
+const (
+	RolloutUpdate   = "update"
+	RolloutRollback = "rollback"
+)
 
 // Node is an operation in the plan's graph.
 type Node struct {
@@ -215,7 +243,7 @@ func (p *Plan) BringsUp() bool {
 // starts a container.
 func (t OpType) BringsUp() bool {
 	switch t {
-	case OpCreateContainer, OpRecreateContainer, OpStartContainer, OpRestartContainer, OpUnpauseContainer:
+	case OpCreateContainer, OpRecreateContainer, OpStartContainer, OpRestartContainer, OpUnpauseContainer, OpAddReplica:
 		return true
 	}
 	return false
@@ -271,6 +299,7 @@ var opReasons = map[OpType][2]record.Reason{
 	OpDisconnectNetwork: {record.NetworkDisconnected, record.FailedDisconnectNetwork},
 	OpStopContainer:     {record.Stopped, record.FailedStopContainer},
 	OpSetRestartPolicy:  {record.RestartPolicySet, record.FailedSetRestartPolicy},
+	OpAddReplica:        {record.ReplicaAdded, record.FailedAddReplica},
 	OpWaitCondition:     {record.DependencyReady, record.FailedWaitCondition},
 }
 

@@ -27,6 +27,9 @@ type ServiceStatus struct {
 	Desired int    `json:"desired"`
 	Running int    `json:"running"`
 	Healthy int    `json:"healthy"`
+	// Updated counts the replicas that run the desired definition (as
+	// Kubernetes' updatedReplicas): below Desired while a change rolls.
+	Updated int    `json:"updated"`
 	Sync    string `json:"sync"`
 	Health  string `json:"health"`
 	// Reason is a few words on why the service is not Healthy and Synced.
@@ -115,7 +118,16 @@ func serviceStatus(s *desired.Service, containers []observed.Container, drift []
 	}
 	var done, progressing, bad int
 	var reasons []string
+	obsolete := map[string]bool{}
+	for _, d := range drift {
+		if d.Kind == DriftConfigDiverged || d.Kind == DriftImageChanged {
+			obsolete[d.ContainerID] = true
+		}
+	}
 	for _, c := range containers {
+		if !obsolete[c.ID] {
+			st.Updated++
+		}
 		cs := ContainerStatus{Name: c.Name, Number: c.Number, State: c.State, Health: c.Health}
 		if c.State == observed.StateExited || c.State == observed.StateRestarting || c.State == observed.StateDead {
 			code := c.ExitCode
