@@ -14,6 +14,7 @@ import (
 
 	"github.com/reconcile-dev/reconcile/controllers/reloads"
 	"github.com/reconcile-dev/reconcile/controllers/restarts"
+	"github.com/reconcile-dev/reconcile/controllers/rollouts"
 	"github.com/reconcile-dev/reconcile/controllers/upstreams"
 	"github.com/reconcile-dev/reconcile/desired"
 	"github.com/reconcile-dev/reconcile/internal/clock"
@@ -41,6 +42,7 @@ type project struct {
 	met      *metrics.Project
 	ctrl     *reconciler.Controller
 	restarts *restarts.Restarts
+	rollouts *rollouts.Rollouts
 	reloads  *reloads.Reloads
 	// files watches the compose files; configs what services mount as
 	// configuration.
@@ -146,9 +148,19 @@ func newProject(h *host, d *desired.State, opts desired.Options, locks []*stated
 		Log:      log,
 	}
 	p.reloads.BeforeRestart = ups.Drain
-	// Upstreams reviews first: a replica must leave the load balancer's
-	// file before a restart of it may run.
-	p.ctrl.Guards = []reconciler.Guard{ups, rs}
+	ro, err := rollouts.New(clock.Real{}, statedir.File{Path: statedir.RolloutFile(h.stateDir, name)}, log)
+	if err != nil {
+		_ = rs.Close()
+		p.configs.Close()
+		p.files.Close()
+		return nil, withCode(exitInternal, err)
+	}
+	ro.Remember(d)
+	p.rollouts = ro
+	// Rollouts reviews first (it replaces a changed service's replicas in
+	// batches), then upstreams: a replica must leave the load balancer's
+	// file before a restart or removal of it may run.
+	p.ctrl.Guards = []reconciler.Guard{ro, ups, rs}
 	p.ctrl.Syncers = []reconciler.Syncer{ups}
 	p.watchConfigs(d)
 	p.ctrl.SetDesired(d)
@@ -224,6 +236,7 @@ func (p *project) reload(why string) {
 		p.log.Warn("some compose files cannot be watched", "error", err)
 	}
 	p.watchConfigs(d)
+	p.rollouts.Remember(d)
 	old := p.ctrl.Desired()
 	p.records.Event(record.ConfigReloaded, "", "", fmt.Sprintf("desired state reloaded (%s): %s", why, changedServices(old, d)))
 	p.ctrl.SetDesired(d)

@@ -234,9 +234,16 @@ func (r *Rollouts) Review(in reconciler.Review) reconciler.Decision {
 	}
 	byService := in.Snapshot.ByService()
 	want := plan.ExpectedHash(s.Config, byService)
+	// obsolete: another definition, or the image behind the tag changed
+	// (which the plan alone can tell)
 	obsolete := map[string]bool{}
+	for _, c := range byService[in.Service] {
+		if c.ConfigHash != want {
+			obsolete[c.ID] = true
+		}
+	}
 	for _, n := range in.Plan.Nodes {
-		if n.Op.Service == in.Service && n.Op.Type == plan.OpRecreateContainer && (n.Op.Kind == plan.DriftConfigDiverged || n.Op.Kind == plan.DriftImageChanged) {
+		if n.Op.Service == in.Service && n.Op.Type == plan.OpRecreateContainer && n.Op.Kind == plan.DriftImageChanged {
 			obsolete[n.Op.ContainerID] = true
 		}
 	}
@@ -270,11 +277,27 @@ func (r *Rollouts) Review(in reconciler.Review) reconciler.Decision {
 			}
 		}
 	case len(obsolete) == 0:
-		if known && ro.Phase == PhaseUpdate && len(containers) == s.Replicas && allHealthy(s, containers) {
+		if !known || ro.Phase != PhaseUpdate {
+			return dec
+		}
+		if len(containers) == s.Replicas && allHealthy(s, containers) {
 			dec.Reports = append(dec.Reports, reconciler.Report{Reason: record.RolloutComplete, Occurrence: want,
 				Message: fmt.Sprintf("every replica (%d) runs the new definition, healthy", s.Replicas)})
+			return dec
 		}
-		return dec
+		// the last batch is still coming up (or was all at once); a replica
+		// that fails later, past the monitor of the newest, is the restart
+		// policy's, not the update's
+		var newest time.Time
+		for _, c := range containers {
+			if c.Created.After(newest) {
+				newest = c.Created
+			}
+		}
+		if len(containers) >= s.Replicas && in.Now.Sub(newest) > s.Update.Monitor {
+			return dec
+		}
+		v.from, v.cur = ro.From, containers
 	default:
 		for _, c := range containers {
 			if obsolete[c.ID] {
@@ -398,10 +421,16 @@ func (r *Rollouts) step(dec *reconciler.Decision, in reconciler.Review, v view) 
 }
 
 // holdRecreates holds the plan's own bring-up of the service by compose's
-// up, which would recreate every obsolete replica at once.
+// up, which would recreate every obsolete replica at once, and its removal
+// of replicas beyond the count, which would stop an old replica before its
+// successor is healthy: while a rollout runs, it alone adds and removes.
 func holdRecreates(dec *reconciler.Decision, in reconciler.Review) {
 	for _, n := range in.Plan.Nodes {
-		if n.Op.Service == in.Service && (n.Op.Type == plan.OpRecreateContainer || n.Op.Type == plan.OpCreateContainer) {
+		if n.Op.Service != in.Service || n.Op.Rollout != "" {
+			continue
+		}
+		switch n.Op.Type {
+		case plan.OpRecreateContainer, plan.OpCreateContainer, plan.OpRemoveContainer:
 			dec.Hold = append(dec.Hold, n)
 		}
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/reconcile-dev/reconcile/desired"
 	"github.com/reconcile-dev/reconcile/internal/engine"
 	"github.com/reconcile-dev/reconcile/internal/enginetest"
+	"github.com/reconcile-dev/reconcile/internal/record"
 )
 
 // buildImages runs build.sh: the Debian-package images and the api.
@@ -514,6 +515,94 @@ func TestProductionChecklist(t *testing.T) {
 			return st.Health == plan.Healthy && st.Sync == plan.Synced
 		})
 	})
+
+	// an api change rolls, one replica at a time, drained from nginx
+	// first and entering once healthy: no request through the lb fails;
+	// one whose replicas never turn healthy is rolled back the same way
+	override := filepath.Join(s.Dir, s.override)
+	prod, err := os.ReadFile(override)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiHashes := func() map[string]int {
+		out := map[string]int{}
+		for _, c := range s.Snapshot().Containers {
+			if c.Service == "api" && c.State == "running" && c.Health == "healthy" {
+				out[c.ConfigHash]++
+			}
+		}
+		return out
+	}
+	roll := func(t *testing.T, edit string, reason record.Reason, settled func(map[string]int) bool) {
+		t.Helper()
+		eventually(t, 60*time.Second, "every api replica in the pool before", func() bool { return len(s.upstreams(t)) == 3 })
+		stop := make(chan struct{})
+		done := make(chan [2]int)
+		go func() {
+			var sent, failed int
+			for {
+				select {
+				case <-stop:
+					done <- [2]int{sent, failed}
+					return
+				default:
+				}
+				sent++
+				if _, err := get(lb + "/api/"); err != nil {
+					failed++
+					t.Logf("request failed: %v", err)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}()
+		if err := os.WriteFile(override, []byte(edit), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		since := time.Now()
+		eventually(t, 3*time.Minute, string(reason), func() bool { return hasRecord(t, base, string(reason), "api") })
+		eventually(t, 60*time.Second, "the api settled", func() bool { return settled(apiHashes()) && len(s.upstreams(t)) == 3 })
+		close(stop)
+		counts := <-done
+		t.Logf("%d requests through nginx in %s, %d failed", counts[0], time.Since(since).Round(time.Millisecond), counts[1])
+		if counts[1] > 0 {
+			t.Errorf("%d of %d requests failed through the lb during the rollout", counts[1], counts[0])
+		}
+	}
+	var before string
+	for h := range apiHashes() {
+		before = h
+	}
+	var after string
+	t.Run("daemon: an api change rolls one replica at a time, no request fails", func(t *testing.T) {
+		roll(t, strings.Replace(string(prod), "LOG_LEVEL: warn", "LOG_LEVEL: error", 1), record.RolloutComplete, func(h map[string]int) bool {
+			for k, n := range h {
+				after = k
+				return n == 3 && k != before
+			}
+			return false
+		})
+	})
+	t.Run("daemon: an api change that never turns healthy is rolled back, no request fails", func(t *testing.T) {
+		if after == "" {
+			t.Skip("the update before did not complete")
+		}
+		// the same, with a probe that cannot run: never healthy
+		broken := strings.Replace(string(prod), "LOG_LEVEL: warn", "LOG_LEVEL: error", 1)
+		broken = strings.Replace(broken, "  api:\n", "  api:\n    healthcheck:\n      test: [\"CMD\", \"/no-such-probe\"]\n", 1)
+		roll(t, broken, record.RolledBack, func(h map[string]int) bool { return h[after] == 3 && len(h) == 1 })
+		var st plan.ProjectStatus
+		if err := getJSON(base+"/status", &st); err != nil {
+			t.Fatal(err)
+		}
+		for _, svc := range st.Services {
+			if svc.Service == "api" && (svc.Sync != plan.OutOfSync || !strings.Contains(svc.Reason, "rolled back")) {
+				t.Errorf("api after the rollback: %s %q, want OutOfSync and why", svc.Sync, svc.Reason)
+			}
+		}
+	})
+	if err := os.WriteFile(override, prod, 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	d.Signal(syscall.SIGTERM)
 	if code := d.Wait(30 * time.Second); code != 0 {

@@ -133,6 +133,14 @@ func StateFile(dir, project string) File {
 	return File{Path: filepath.Join(dir, project+".state.json")}
 }
 
+// RolloutFile is where a project's rolling updates are kept: the update
+// under way and the definitions a rollback may go back to. It holds the
+// services' environment as the compose files give it, so it is the user's
+// only (0600, as every state file).
+func RolloutFile(dir, project string) string {
+	return filepath.Join(dir, project+".rollouts.json")
+}
+
 func (f File) Load() ([]byte, error) {
 	b, err := os.ReadFile(f.Path)
 	if errors.Is(err, os.ErrNotExist) {
