@@ -163,6 +163,7 @@ func (r *Rollouts) definition(service, hash string) (*types.ServiceConfig, bool)
 	if err := json.Unmarshal(raw, &cfg); err != nil {
 		return nil, false
 	}
+	cfg.Name = service // not in its JSON form
 	return &cfg, true
 }
 

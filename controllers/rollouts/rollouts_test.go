@@ -93,6 +93,9 @@ func (w *world) apply(d *desired.State, r *Rollouts, ops []plan.Operation) {
 			cfg := d.Services["api"].Config
 			if op.Config != nil {
 				cfg = *op.Config
+				if cfg.Name != op.Service {
+					w.t.Fatalf("a rollback's definition is named %q, not %q: compose would not find the service", cfg.Name, op.Service)
+				}
 			}
 			for len(w.cs) < op.Replicas {
 				w.add(plan.ExpectedHash(cfg, nil))

@@ -565,7 +565,9 @@ func TestProductionChecklist(t *testing.T) {
 		counts := <-done
 		t.Logf("%d requests through nginx in %s, %d failed", counts[0], time.Since(since).Round(time.Millisecond), counts[1])
 		if counts[1] > 0 {
-			t.Errorf("%d of %d requests failed through the lb during the rollout", counts[1], counts[0])
+			lbState := s.Inspect(s.ids["lb"][0]).State
+			t.Errorf("%d of %d requests failed through the lb during the rollout (lb: %s, started %s, OOM %v, exit %d)",
+				counts[1], counts[0], lbState.Status, lbState.StartedAt, lbState.OOMKilled, lbState.ExitCode)
 		}
 	}
 	var before string

@@ -310,7 +310,11 @@ func (e *Executor) addReplicas(ctx context.Context, op plan.Operation) error {
 	project = project.WithoutUnnecessaryResources()
 	svc := project.Services[op.Service]
 	if op.Config != nil {
+		// the labels compose's loader adds (working dir, config files) are
+		// the project's, and not part of a definition kept as JSON
+		labels := svc.CustomLabels
 		svc = *op.Config
+		svc.Name, svc.CustomLabels = op.Service, labels
 	}
 	svc.SetScale(op.Replicas)
 	project.Services[op.Service] = svc
