@@ -8,8 +8,10 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/reconcile-dev/reconcile/controllers/rollouts"
 	"github.com/reconcile-dev/reconcile/desired"
 	"github.com/reconcile-dev/reconcile/internal/clock"
+	"github.com/reconcile-dev/reconcile/internal/statedir"
 	"github.com/reconcile-dev/reconcile/reconciler/execute"
 	"github.com/reconcile-dev/reconcile/reconciler/plan"
 )
@@ -95,6 +97,17 @@ func converge(ctx context.Context, g *globals, timeout, settle time.Duration) (p
 		Options: plan.Options{RemoveOrphans: g.removeOrphans},
 		Log:     log,
 		Clock:   clock.Real{},
+	}
+	// changed services roll as the daemon rolls them; the definitions a
+	// rollback goes back to are kept in the state directory, between runs
+	if dir, err := g.stateDirectory(); err == nil {
+		ro, err := rollouts.New(clock.Real{}, statedir.File{Path: statedir.RolloutFile(dir, d.Project.Name)}, log)
+		if err != nil {
+			return rep, withCode(exitInternal, err)
+		}
+		ro.Remember(d)
+		conv.Shaper = ro
+		conv.Executor.OnBegin = func(n *plan.Node) { ro.Begin(n.Op, time.Now()) }
 	}
 	runCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()

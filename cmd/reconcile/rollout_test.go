@@ -126,3 +126,45 @@ func TestARollingUpdateKeepsTheCountRollsBackAndSurvivesAKill(t *testing.T) {
 		t.Error("the next daemon did not report the update complete")
 	}
 }
+
+// TestOnceRollsAndExitsNonZeroAfterARollback: `--once` rolls a change the
+// daemon's way; a change whose replicas never turn healthy is rolled back
+// to the definition the last run left (kept in the state directory), and
+// the run exits 1 saying why; the next run does not try it again.
+func TestOnceRollsAndExitsNonZeroAfterARollback(t *testing.T) {
+	p := enginetest.NewProject(t, rolloutStack("1", ""))
+	state := "--state-dir=" + t.TempDir()
+	once(t, p, state)
+	v1, ok := allOn(p, 3)
+	if !ok {
+		t.Fatal("not three healthy replicas after --once")
+	}
+	p.Rewrite(rolloutStack("2", ""))
+	r := once(t, p, state)
+	v2, ok := allOn(p, 3)
+	if !ok || v2 == v1 || !strings.Contains(r.Stderr, "RolloutComplete") {
+		t.Fatalf("after the update: on %s (was %s), ok %v; output:\n%s", v2, v1, ok, r)
+	}
+	p.Rewrite(rolloutStack("3", `, START_DELAY: "1h"`))
+	r = reconcile(t, p.Dir, nil, "--once", "-f", p.File, "-p", p.Name, "--timeout", "90s", state)
+	if r.Code != 1 || !strings.Contains(r.Stderr, "RolledBack") {
+		t.Fatalf("a failing change: %s; want exit 1 saying it was rolled back", r)
+	}
+	if h, ok := allOn(p, 3); !ok || h != v2 {
+		t.Errorf("after the rollback: on %s, want every replica healthy on the previous definition", h)
+	}
+	// the next run does not try it again: it ends at once, touching nothing
+	ids := p.IDs()
+	r = reconcile(t, p.Dir, nil, "--once", "-f", p.File, "-p", p.Name, "--timeout", "90s", state)
+	if r.Code != 1 || !strings.Contains(r.Stderr, "RolledBack") {
+		t.Errorf("the run after a rollback: %s; want exit 1 at once", r)
+	}
+	if now := p.IDs(); len(now) != len(ids) {
+		t.Errorf("the run after a rollback changed the containers: %v, then %v", ids, now)
+	}
+	for name, id := range p.IDs() {
+		if ids[name] != id {
+			t.Errorf("%s was replaced by the run after a rollback", name)
+		}
+	}
+}

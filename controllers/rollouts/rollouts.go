@@ -32,6 +32,7 @@ import (
 	"github.com/reconcile-dev/reconcile/internal/record"
 	"github.com/reconcile-dev/reconcile/observed"
 	"github.com/reconcile-dev/reconcile/reconciler"
+	"github.com/reconcile-dev/reconcile/reconciler/execute"
 	"github.com/reconcile-dev/reconcile/reconciler/plan"
 )
 
@@ -539,4 +540,29 @@ func (r *Rollouts) Annotate(st *plan.ProjectStatus, d *desired.State, _ time.Tim
 	if st.Health == plan.Healthy {
 		st.Health = plan.Progressing
 	}
+}
+
+// Shape is the rolling-update policy for `--once`: each service's plan is
+// reviewed as the daemon's controller would, its decisions applied, and a
+// rollback done or an update paused ends the run (waiting cannot fix it).
+func (r *Rollouts) Shape(d *desired.State, snap *observed.Snapshot, p *plan.Plan, now time.Time) execute.Shaped {
+	out := execute.Shaped{}
+	for _, name := range d.Order {
+		dec := r.Review(reconciler.Review{Desired: d, Snapshot: snap, Service: name, Plan: p, Now: now})
+		p = dec.Apply(p)
+		if len(dec.Add) > 0 {
+			out.Steps = true
+		} else if dec.RequeueAfter > 0 {
+			out.Wait = true
+		}
+		for _, rep := range dec.Reports {
+			out.Said = append(out.Said, fmt.Sprintf("%s: %s: %s", name, rep.Reason, rep.Message))
+			switch rep.Reason {
+			case record.RolledBack, record.RolloutPaused:
+				out.Stop = fmt.Errorf("%s: %s: %s", name, rep.Reason, rep.Message)
+			}
+		}
+	}
+	out.Plan = p
+	return out
 }

@@ -37,6 +37,32 @@ type Converger struct {
 	// acted on it, before it counts as converged (DefaultSettle when zero):
 	// a container that dies a moment after it starts is not converged.
 	Settle time.Duration
+	// Shaper, when set, reshapes each pass's plan before it runs: the
+	// rolling-update policy turns a changed service's recreate into its
+	// next batch.
+	Shaper Shaper
+}
+
+// Shaper reshapes a pass's plan; it decides, and changes nothing.
+type Shaper interface {
+	Shape(d *desired.State, snap *observed.Snapshot, p *plan.Plan, now time.Time) Shaped
+}
+
+// Shaped is a reshaped plan and what it means for the run.
+type Shaped struct {
+	Plan *plan.Plan
+	// Steps says the plan holds steps of a rolling update: they are not
+	// counted against MaxActions (an update of n replicas takes n steps).
+	Steps bool
+	// Wait says steps are under way (a new replica not healthy yet): the
+	// run polls, it is not converged.
+	Wait bool
+	// Stop ends the run: an update rolled back or paused, which waiting
+	// cannot fix.
+	Stop error
+	// Said are what the shaper reports, a line each ("api: RolloutStarted:
+	// ..."), logged once each.
+	Said []string
 }
 
 // DefaultSettle is how long convergence must hold after --once acted.
@@ -81,6 +107,8 @@ func (c *Converger) Run(ctx context.Context) (Outcome, error) {
 		settle = DefaultSettle
 	}
 	var since time.Time // when the project last became converged
+	said := map[string]bool{}
+	rolled := 0 // rolling-update steps applied
 	next := c.First
 	for {
 		snap, err := next, error(nil)
@@ -96,10 +124,23 @@ func (c *Converger) Run(ctx context.Context) (Outcome, error) {
 		}
 		out.Result = plan.Diff(c.Desired, snap, c.Options)
 		out.Status = plan.Status(c.Desired, snap, out.Result)
+		shaped := Shaped{Plan: out.Result.Plan}
+		if c.Shaper != nil {
+			shaped = c.Shaper.Shape(c.Desired, snap, out.Result.Plan, clk.Now())
+			for _, line := range shaped.Said {
+				if !said[line] {
+					said[line] = true
+					log.Info(line)
+				}
+			}
+			if shaped.Stop != nil {
+				return out, &PermanentError{Kind: PermanentRolledBack, Err: shaped.Stop}
+			}
+		}
 		switch {
-		case !plan.Converged(out.Status, out.Result):
+		case !plan.Converged(out.Status, out.Result) || shaped.Wait || shaped.Steps:
 			since = time.Time{}
-		case out.Applied == 0:
+		case out.Applied == 0 && rolled == 0:
 			out.Converged = true // found converged: nothing was started by this run
 			return out, nil
 		case since.IsZero():
@@ -116,21 +157,25 @@ func (c *Converger) Run(ctx context.Context) (Outcome, error) {
 			}
 			continue
 		}
-		if !out.Result.Plan.Empty() && out.Applied < maxActions {
-			if err := CheckExternals(c.Desired, snap, out.Result.Plan); err != nil {
+		if p := shaped.Plan; !p.Empty() && (shaped.Steps || out.Applied < maxActions) {
+			if err := CheckExternals(c.Desired, snap, p); err != nil {
 				return out, err
 			}
 			if c.Images != nil {
-				if err := EnsureImages(ctx, c.Desired, snap, out.Result.Plan, c.Images); err != nil {
+				if err := EnsureImages(ctx, c.Desired, snap, p, c.Images); err != nil {
 					return out, err
 				}
 			}
 			for _, d := range out.Result.Drift {
 				log.Info("drift", "kind", d.Kind.String(), "service", d.Service, "subject", d.Subject(), "cause", d.Cause)
 			}
-			log.Debug("applying plan", "plan", out.Result.Plan.String())
-			out.Applied++
-			if err := c.Executor.Execute(ctx, out.Result.Plan); err != nil {
+			log.Debug("applying plan", "plan", p.String())
+			if shaped.Steps {
+				rolled++
+			} else {
+				out.Applied++
+			}
+			if err := c.Executor.Execute(ctx, p); err != nil {
 				if p := AsPermanent(err); p != nil {
 					return out, p // waiting cannot fix it
 				}

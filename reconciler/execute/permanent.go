@@ -13,6 +13,9 @@ import (
 const (
 	PermanentHook    = "hook"    // a lifecycle hook ran and failed
 	PermanentRefused = "refused" // the engine refused the container's definition
+	// PermanentRolledBack: a rolling update failed and was rolled back (or
+	// paused); the definition is not tried again until the file changes.
+	PermanentRolledBack = "rolled back"
 )
 
 // PermanentError is an operation's failure that retrying will not fix: a
