@@ -65,6 +65,7 @@ bench: build images
 	./bench/faults.sh
 	./bench/dashboard.sh
 	./bench/agent.sh
+	./bench/rollout.sh
 
 clean:
 	rm -rf bin

@@ -168,6 +168,9 @@ func fromSummary(s container.Summary) Container {
 	}
 	c.Number, _ = strconv.Atoi(s.Labels[api.ContainerNumberLabel])
 	c.Health, c.ExitCode = parseStatus(s.Status)
+	if c.State == StateRunning {
+		c.Up = parseUp(s.Status)
+	}
 	if s.Health != nil && s.Health.Status != "" && s.Health.Status != container.NoHealthcheck {
 		c.Health = string(s.Health.Status)
 	}
@@ -203,6 +206,30 @@ func parseStatus(status string) (health string, exitCode int) {
 		}
 	}
 	return health, exitCode
+}
+
+var reUp = regexp.MustCompile(`^Up (Less than a second|About an? (minute|hour)|(\d+) (second|minute|hour|day)s?)`)
+
+// parseUp reads how long a container has run from its status line, in the
+// engine's human words ("Up 5 seconds", "Up About a minute", "Up 3 hours"):
+// to the second below a minute, the unit above. It is how long ago a
+// running container was (last) started, which a list answer holds nowhere
+// else; unknown words give a day, "long ago".
+func parseUp(status string) time.Duration {
+	m := reUp.FindStringSubmatch(status)
+	switch {
+	case m == nil:
+		return 24 * time.Hour
+	case m[1] == "Less than a second":
+		return 0
+	case m[2] == "minute":
+		return time.Minute
+	case m[2] == "hour":
+		return time.Hour
+	}
+	n, _ := strconv.Atoi(m[3])
+	unit := map[string]time.Duration{"second": time.Second, "minute": time.Minute, "hour": time.Hour, "day": 24 * time.Hour}[m[4]]
+	return time.Duration(n) * unit
 }
 
 // Inspector is the engine call behind Enrich.

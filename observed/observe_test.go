@@ -258,3 +258,26 @@ func TestOriginsComeFromComposesLabels(t *testing.T) {
 		t.Errorf("Origins() = %+v\nwant %+v", got, want)
 	}
 }
+
+func TestParseUp(t *testing.T) {
+	tests := []struct {
+		status string
+		want   time.Duration
+	}{
+		{"Up Less than a second", 0},
+		{"Up 1 second (health: starting)", time.Second},
+		{"Up 42 seconds (healthy)", 42 * time.Second},
+		{"Up About a minute", time.Minute},
+		{"Up 3 minutes (unhealthy)", 3 * time.Minute},
+		{"Up About an hour", time.Hour},
+		{"Up 5 hours", 5 * time.Hour},
+		{"Up 2 days", 48 * time.Hour},
+		{"Up 3 weeks", 24 * time.Hour},
+		{"Exited (0) 2 seconds ago", 24 * time.Hour},
+	}
+	for _, tt := range tests {
+		if got := parseUp(tt.status); got != tt.want {
+			t.Errorf("parseUp(%q) = %s, want %s", tt.status, got, tt.want)
+		}
+	}
+}

@@ -46,6 +46,9 @@ type Container struct {
 	// to their IDs.
 	Networks map[string]string
 	Created  time.Time
+	// Up is how long a running container has run since its last start, to
+	// the second below a minute (from the engine's status line).
+	Up time.Duration
 	// Details is filled only by Enrich, for containers that are not running.
 	Details *Details
 }

@@ -12,12 +12,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,7 +24,6 @@ import (
 	"time"
 
 	"github.com/docker/compose/v5/pkg/api"
-	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/client"
 
 	"github.com/reconcile-dev/reconcile/bench/benchkit"
@@ -102,13 +99,7 @@ func run(bin string, nProjects, services, replicas int, duration time.Duration, 
 
 	evCtx, stopEvents := context.WithCancel(ctx)
 	defer stopEvents()
-	st := &stream{}
-	res := eng.Client.Events(evCtx, client.EventsListOptions{Filters: make(client.Filters).Add("label", api.ProjectLabel).Add("type", "container").Add("event", "die", "start")})
-	go func() {
-		for m := range res.Messages {
-			st.add(m)
-		}
-	}()
+	st := benchkit.FollowEvents(evCtx, eng, make(client.Filters).Add("label", api.ProjectLabel).Add("type", "container").Add("event", "die", "start"))
 
 	port, err := benchkit.FreePort()
 	if err != nil {
@@ -154,7 +145,7 @@ func run(bin string, nProjects, services, replicas int, duration time.Duration, 
 	start := time.Now()
 	for {
 		var as agentStatus
-		err := getJSON(base+"/status", &as)
+		err := benchkit.GetJSON(base+"/status", &as)
 		if err == nil && len(as.Projects) == nProjects && allSynced(as) {
 			break
 		}
@@ -166,34 +157,16 @@ func run(bin string, nProjects, services, replicas int, duration time.Duration, 
 	fmt.Printf("converged %d projects, %d containers in %s\n", nProjects, total, time.Since(start).Round(time.Millisecond))
 	time.Sleep(10 * time.Second) // the start-up's last events and health changes pass
 
-	pid := cmd.Process.Pid
-	startPeak, _ := benchkit.ProcStatus(pid, "VmHWM:")
-	if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0); err != nil {
-		return fmt.Errorf("resetting the peak RSS: %w", err)
-	}
-	cpu0, err := benchkit.CPUSeconds(pid)
+	idle, err := benchkit.MeasureIdle(cmd.Process.Pid, base, duration)
 	if err != nil {
 		return err
 	}
-	req0, err := benchkit.Metric(base, "reconcile_engine_requests_total")
-	if err != nil {
-		return err
-	}
-	t0 := time.Now()
-	time.Sleep(duration)
-	elapsed := time.Since(t0)
-	cpu1, _ := benchkit.CPUSeconds(pid)
-	req1, _ := benchkit.Metric(base, "reconcile_engine_requests_total")
-	rss, err := benchkit.ProcStatus(pid, "VmHWM:")
-	if err != nil {
-		return err
-	}
-	cpu, reqs := cpu1-cpu0, req1-req0
-	fmt.Printf("idle for %s, one agent, %d projects, %d containers:\n", elapsed.Round(time.Millisecond), nProjects, total)
-	fmt.Printf("  cpu        %.3f s  = %.3f%% of one core   (target < 0.5%%)\n", cpu, 100*cpu/elapsed.Seconds())
-	fmt.Printf("  engine     %.0f requests = %.3f/s             (target < 0.2/s)\n", reqs, reqs/elapsed.Seconds())
-	fmt.Printf("  peak RSS   %.1f MiB while idle              (target < 60 MiB)\n", float64(rss)/1024)
-	fmt.Printf("  peak RSS   %.1f MiB during start-up and convergence\n", float64(startPeak)/1024)
+	secs := idle.Elapsed.Seconds()
+	fmt.Printf("idle for %s, one agent, %d projects, %d containers:\n", idle.Elapsed.Round(time.Millisecond), nProjects, total)
+	fmt.Printf("  cpu        %.3f s  = %.3f%% of one core   (target < 0.5%%)\n", idle.CPU, 100*idle.CPU/secs)
+	fmt.Printf("  engine     %.0f requests = %.3f/s             (target < 0.2/s)\n", idle.Requests, idle.Requests/secs)
+	fmt.Printf("  peak RSS   %.1f MiB while idle              (target < 60 MiB)\n", float64(idle.PeakKiB)/1024)
+	fmt.Printf("  peak RSS   %.1f MiB during start-up and convergence\n", float64(idle.StartPeakKiB)/1024)
 
 	control := ps[0].Name + "-control-1"
 	var toCall, floorCall []time.Duration
@@ -202,7 +175,7 @@ func run(bin string, nProjects, services, replicas int, duration time.Duration, 
 		mark := time.Now()
 		reacted := make(chan error, 1)
 		go func() {
-			die, err := st.wait(control, "die", mark, 10*time.Second)
+			die, err := st.Wait(control, "die", mark, 10*time.Second)
 			if err != nil {
 				reacted <- err
 				return
@@ -217,7 +190,7 @@ func run(bin string, nProjects, services, replicas int, duration time.Duration, 
 		if err := <-reacted; err != nil {
 			return err
 		}
-		if _, err := st.wait(control, "start", mark, 10*time.Second); err != nil {
+		if _, err := st.Wait(control, "start", mark, 10*time.Second); err != nil {
 			return err
 		}
 
@@ -227,7 +200,7 @@ func run(bin string, nProjects, services, replicas int, duration time.Duration, 
 		if _, err := eng.Client.ContainerKill(ctx, victim, client.ContainerKillOptions{Signal: "KILL"}); err != nil {
 			return err
 		}
-		die, err := st.wait(victim, "die", mark, 10*time.Second)
+		die, err := st.Wait(victim, "die", mark, 10*time.Second)
 		if err != nil {
 			return err
 		}
@@ -235,7 +208,7 @@ func run(bin string, nProjects, services, replicas int, duration time.Duration, 
 		if err != nil {
 			return fmt.Errorf("iteration %d: %w", i, err)
 		}
-		if _, err := st.wait(victim, "start", die, 10*time.Second); err != nil {
+		if _, err := st.Wait(victim, "start", die, 10*time.Second); err != nil {
 			return err
 		}
 		toCall = append(toCall, call.Sub(die))
@@ -258,47 +231,6 @@ func allSynced(as agentStatus) bool {
 	return true
 }
 
-func getJSON(url string, v any) error {
-	resp, err := http.Get(url)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		return fmt.Errorf("%s: %s", url, resp.Status)
-	}
-	return json.NewDecoder(resp.Body).Decode(v)
-}
-
-// stream keeps the engine's container events.
-type stream struct {
-	mu  sync.Mutex
-	evs []events.Message
-}
-
-func (s *stream) add(m events.Message) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.evs = append(s.evs, m)
-}
-
-// wait returns the time of name's first action event after after.
-func (s *stream) wait(name, action string, after time.Time, timeout time.Duration) (time.Time, error) {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		s.mu.Lock()
-		for _, m := range s.evs {
-			at := time.Unix(0, m.TimeNano)
-			if m.Actor.Attributes["name"] == name && string(m.Action) == action && at.After(after) {
-				s.mu.Unlock()
-				return at, nil
-			}
-		}
-		s.mu.Unlock()
-		time.Sleep(200 * time.Microsecond)
-	}
-	return time.Time{}, fmt.Errorf("no %s event for %s within %s", action, name, timeout)
-}
 
 // startCalls keeps the agent's logged start calls, per container.
 type startCalls struct {

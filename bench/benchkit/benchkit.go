@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/docker/compose/v5/pkg/api"
+	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/client"
 
 	"github.com/reconcile-dev/reconcile/internal/engine"
@@ -291,4 +292,96 @@ func ProcStatus(pid int, key string) (int, error) {
 		}
 	}
 	return 0, errors.New(key + " not found")
+}
+
+// Idle is what a daemon cost over a window in which nothing happened.
+type Idle struct {
+	Elapsed time.Duration
+	// CPU is user+system seconds; Requests its engine requests (its own
+	// counter, so scrapes are not counted).
+	CPU, Requests float64
+	// PeakKiB is the window's own peak RSS; StartPeakKiB the peak before
+	// it (start-up and convergence).
+	PeakKiB, StartPeakKiB, EndKiB int
+}
+
+// MeasureIdle watches the daemon pid, serving its metrics at base, for d.
+func MeasureIdle(pid int, base string, d time.Duration) (Idle, error) {
+	var m Idle
+	m.StartPeakKiB, _ = ProcStatus(pid, "VmHWM:")
+	// reset the peak, so that VmHWM below is the window's own
+	if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0); err != nil {
+		return m, fmt.Errorf("resetting the peak RSS: %w", err)
+	}
+	cpu0, err := CPUSeconds(pid)
+	if err != nil {
+		return m, err
+	}
+	req0, err := Metric(base, "reconcile_engine_requests_total")
+	if err != nil {
+		return m, err
+	}
+	t0 := time.Now()
+	time.Sleep(d)
+	m.Elapsed = time.Since(t0)
+	cpu1, _ := CPUSeconds(pid)
+	req1, _ := Metric(base, "reconcile_engine_requests_total")
+	if m.PeakKiB, err = ProcStatus(pid, "VmHWM:"); err != nil {
+		return m, err
+	}
+	m.EndKiB, _ = ProcStatus(pid, "VmRSS:")
+	m.CPU, m.Requests = cpu1-cpu0, req1-req0
+	return m, nil
+}
+
+// Events keeps an engine event stream's messages for Wait.
+type Events struct {
+	mu  sync.Mutex
+	evs []events.Message
+}
+
+// FollowEvents keeps the engine's events that filters select until ctx ends.
+func FollowEvents(ctx context.Context, eng *engine.Engine, filters client.Filters) *Events {
+	e := &Events{}
+	res := eng.Client.Events(ctx, client.EventsListOptions{Filters: filters})
+	go func() {
+		for m := range res.Messages {
+			e.mu.Lock()
+			e.evs = append(e.evs, m)
+			e.mu.Unlock()
+		}
+	}()
+	return e
+}
+
+// Wait returns the time of the first action event of the container name
+// after after.
+func (e *Events) Wait(name, action string, after time.Time, timeout time.Duration) (time.Time, error) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		e.mu.Lock()
+		for _, m := range e.evs {
+			at := time.Unix(0, m.TimeNano)
+			if m.Actor.Attributes["name"] == name && string(m.Action) == action && at.After(after) {
+				e.mu.Unlock()
+				return at, nil
+			}
+		}
+		e.mu.Unlock()
+		time.Sleep(200 * time.Microsecond)
+	}
+	return time.Time{}, fmt.Errorf("no %s event for %s within %s", action, name, timeout)
+}
+
+// GetJSON decodes what url answers, which must be 200.
+func GetJSON(url string, v any) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
 }

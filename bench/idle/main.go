@@ -13,11 +13,9 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -76,7 +74,7 @@ func run(bin string, services, replicas int, duration time.Duration, withPage bo
 			return errors.New("the project did not converge in 5 minutes")
 		}
 		var st plan.ProjectStatus
-		if err := getJSON(base+"/status", &st); err == nil && st.Sync == plan.Synced && st.Health == plan.Healthy {
+		if err := benchkit.GetJSON(base+"/status", &st); err == nil && st.Sync == plan.Synced && st.Health == plan.Healthy {
 			break
 		}
 		time.Sleep(time.Second)
@@ -93,34 +91,12 @@ func run(bin string, services, replicas int, duration time.Duration, withPage bo
 		time.Sleep(5 * time.Second) // the page's connections settle
 	}
 
-	pid := cmd.Process.Pid
-	startPeak, _ := benchkit.ProcStatus(pid, "VmHWM:")
-	// reset the peak, so that VmHWM below is the idle window's own
-	if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0); err != nil {
-		return fmt.Errorf("resetting the peak RSS: %w", err)
-	}
-	cpu0, err := benchkit.CPUSeconds(pid)
+	idle, err := benchkit.MeasureIdle(cmd.Process.Pid, base, duration)
 	if err != nil {
 		return err
 	}
-	calls0, err := benchkit.Metric(base, "reconcile_engine_requests_total")
-	if err != nil {
-		return err
-	}
-	t0 := time.Now()
-	time.Sleep(duration)
-	elapsed := time.Since(t0)
-	cpu1, _ := benchkit.CPUSeconds(pid)
-	calls1, _ := benchkit.Metric(base, "reconcile_engine_requests_total")
-	rss, err := benchkit.ProcStatus(pid, "VmHWM:")
-	if err != nil {
-		return err
-	}
-	cur, _ := benchkit.ProcStatus(pid, "VmRSS:")
-	// the scrapes above are themselves no engine calls; calls counts the
-	// daemon's own requests only
-	cpu := cpu1 - cpu0
-	calls := calls1 - calls0
+	elapsed, cpu, calls := idle.Elapsed, idle.CPU, idle.Requests
+	rss, cur, startPeak := idle.PeakKiB, idle.EndKiB, idle.StartPeakKiB
 	watching := ""
 	if withPage {
 		watching = ", the dashboard open in a browser"
@@ -133,14 +109,3 @@ func run(bin string, services, replicas int, duration time.Duration, withPage bo
 	return nil
 }
 
-func getJSON(url string, v any) error {
-	resp, err := http.Get(url)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		return fmt.Errorf("%s: %s", url, resp.Status)
-	}
-	return json.NewDecoder(resp.Body).Decode(v)
-}

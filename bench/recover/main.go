@@ -19,7 +19,6 @@ import (
 
 	"github.com/docker/compose/v5/pkg/api"
 
-	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/client"
 
 	"github.com/reconcile-dev/reconcile/bench/benchkit"
@@ -30,29 +29,6 @@ func main() {
 	n := flag.Int("n", 25, "iterations")
 	flag.Parse()
 	benchkit.Exit(run(*bin, *n))
-}
-
-// stream hands out the project's events by container name and action.
-type stream struct {
-	mu  sync.Mutex
-	evs []events.Message
-}
-
-func (s *stream) wait(name, action string, after time.Time, timeout time.Duration) (time.Time, error) {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		s.mu.Lock()
-		for _, m := range s.evs {
-			at := time.Unix(0, m.TimeNano)
-			if m.Actor.Attributes["name"] == name && string(m.Action) == action && at.After(after) {
-				s.mu.Unlock()
-				return at, nil
-			}
-		}
-		s.mu.Unlock()
-		time.Sleep(200 * time.Microsecond)
-	}
-	return time.Time{}, fmt.Errorf("no %s event for %s within %s", action, name, timeout)
 }
 
 // calls collects the daemon's "operation start" log lines for starts.
@@ -96,15 +72,7 @@ func run(bin string, n int) error {
 
 	evCtx, stopEvents := context.WithCancel(ctx)
 	defer stopEvents()
-	st := &stream{}
-	res := eng.Client.Events(evCtx, client.EventsListOptions{Filters: make(client.Filters).Add("label", api.ProjectLabel+"="+name)})
-	go func() {
-		for m := range res.Messages {
-			st.mu.Lock()
-			st.evs = append(st.evs, m)
-			st.mu.Unlock()
-		}
-	}()
+	st := benchkit.FollowEvents(evCtx, eng, make(client.Filters).Add("label", api.ProjectLabel+"="+name))
 
 	cmd := exec.Command(bin, "-f", file, "-p", name, "--state-dir", dir, "--log-level", "debug", "--log-format", "json")
 	out, err := cmd.StdoutPipe()
@@ -125,10 +93,10 @@ func run(bin string, n int) error {
 
 	app, control := name+"-app-1", name+"-control-1"
 	t0 := time.Now().Add(-time.Hour)
-	if _, err := st.wait(app, "start", t0, 60*time.Second); err != nil {
+	if _, err := st.Wait(app, "start", t0, 60*time.Second); err != nil {
 		return err
 	}
-	if _, err := st.wait(control, "start", t0, 60*time.Second); err != nil {
+	if _, err := st.Wait(control, "start", t0, 60*time.Second); err != nil {
 		return err
 	}
 	time.Sleep(time.Second)
@@ -142,7 +110,7 @@ func run(bin string, n int) error {
 		var die time.Time
 		go func() {
 			var err error
-			if die, err = st.wait(control, "die", mark, 10*time.Second); err != nil {
+			if die, err = st.Wait(control, "die", mark, 10*time.Second); err != nil {
 				reacted <- err
 				return
 			}
@@ -156,7 +124,7 @@ func run(bin string, n int) error {
 		if err := <-reacted; err != nil {
 			return err
 		}
-		started, err := st.wait(control, "start", die, 10*time.Second)
+		started, err := st.Wait(control, "start", die, 10*time.Second)
 		if err != nil {
 			return err
 		}
@@ -167,7 +135,7 @@ func run(bin string, n int) error {
 		if _, err := eng.Client.ContainerKill(ctx, app, client.ContainerKillOptions{Signal: "KILL"}); err != nil {
 			return err
 		}
-		die, err = st.wait(app, "die", mark, 10*time.Second)
+		die, err = st.Wait(app, "die", mark, 10*time.Second)
 		if err != nil {
 			return err
 		}
@@ -175,7 +143,7 @@ func run(bin string, n int) error {
 		if err != nil {
 			return fmt.Errorf("iteration %d: %w", i, err)
 		}
-		started, err = st.wait(app, "start", die, 10*time.Second)
+		started, err = st.Wait(app, "start", die, 10*time.Second)
 		if err != nil {
 			return err
 		}

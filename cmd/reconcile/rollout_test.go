@@ -86,11 +86,8 @@ func TestARollingUpdateKeepsTheCountRollsBackAndSurvivesAKill(t *testing.T) {
 	if fewest < 3 {
 		t.Errorf("start-first: %d replicas running at one point, want at least 3 throughout", fewest)
 	}
-	recs := records(t, base)
 	for _, want := range []record.Reason{record.RolloutStarted, record.ReplicaAdded, record.RolloutComplete} {
-		if recordOf(recs, want, p.Name) == nil {
-			t.Errorf("no %s record", want)
-		}
+		waitRecord(t, base, want, p.Name)
 	}
 
 	// a definition whose replicas never turn healthy is rolled back
@@ -122,9 +119,7 @@ func TestARollingUpdateKeepsTheCountRollsBackAndSurvivesAKill(t *testing.T) {
 		h, ok := allOn(p, 3)
 		return ok && h != v2 && h != v1
 	})
-	if recordOf(records(t, base2), record.RolloutComplete, p.Name) == nil {
-		t.Error("the next daemon did not report the update complete")
-	}
+	waitRecord(t, base2, record.RolloutComplete, p.Name)
 }
 
 // TestOnceRollsAndExitsNonZeroAfterARollback: `--once` rolls a change the

@@ -329,7 +329,19 @@ func (r *Rollouts) step(dec *reconciler.Decision, in reconciler.Review, v view) 
 	now := in.Now
 	var pending, failed []observed.Container
 	for _, c := range v.cur {
-		switch verdict(s, p, c, now) {
+		if c.State == observed.StateCreated {
+			// a step cut short (the daemon killed during compose's up):
+			// the replica is the update's, started as compose would
+			dec.Add = append(dec.Add, plan.Operation{Type: plan.OpStartContainer, ResourceID: plan.ReplicaID(s.Name, c.Number),
+				Cause: v.phase + ": starting a replica created by an interrupted step", Service: s.Name, Container: c.Name, ContainerID: c.ID,
+				Number: c.Number, StopTimeout: s.StopGracePeriod, Rollout: v.phase, RolloutFrom: v.from, RolloutTo: v.to})
+			for _, n := range in.Plan.Nodes {
+				if n.Op.ContainerID == c.ID && n.Op.Type == plan.OpStartContainer {
+					dec.Hold = append(dec.Hold, n)
+				}
+			}
+		}
+		switch verdict(s, p, c, now, in.Snapshot.TakenAt) {
 		case waiting:
 			pending = append(pending, c)
 		case bad:
@@ -377,6 +389,9 @@ func (r *Rollouts) step(dec *reconciler.Decision, in reconciler.Review, v view) 
 	if len(pending) > 0 {
 		dec.Later(Poll)
 		return
+	}
+	if len(dec.Add) > 0 {
+		return // the interrupted step's replicas start first
 	}
 	// the delay between batches counts from the last batch's creation
 	if p.Delay > 0 {
@@ -465,16 +480,26 @@ const (
 
 // verdict says whether a new replica is done (healthy, or running when it
 // has no healthcheck), still has time, or failed: exited, unhealthy, or not
-// healthy monitor after its creation.
-func verdict(s *desired.Service, p desired.UpdatePolicy, c observed.Container, now time.Time) int {
-	switch {
-	case c.State == observed.StateRunning && c.Health == observed.HealthUnhealthy:
+// healthy monitor after its start. A replica created and not started (a
+// daemon killed in the middle of compose's up) waits: the rollout starts it.
+func verdict(s *desired.Service, p desired.UpdatePolicy, c observed.Container, now, listed time.Time) int {
+	switch c.State {
+	case observed.StateRunning:
+		switch {
+		case c.Health == observed.HealthUnhealthy:
+			return bad
+		case !s.HasHealthcheck || c.Health == observed.HealthHealthy:
+			return ok
+		case c.Up+now.Sub(listed) > p.Monitor:
+			return bad
+		}
+		return waiting
+	case observed.StateExited, observed.StatePaused, observed.StateDead:
 		return bad
-	case c.State == observed.StateRunning && (!s.HasHealthcheck || c.Health == observed.HealthHealthy):
-		return ok
-	case c.State == observed.StateExited || c.State == observed.StatePaused:
-		return bad
-	case now.Sub(c.Created) > p.Monitor:
+	case observed.StateCreated:
+		return waiting
+	}
+	if now.Sub(c.Created) > p.Monitor { // restarting, removing
 		return bad
 	}
 	return waiting

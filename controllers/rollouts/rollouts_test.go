@@ -68,7 +68,7 @@ type world struct {
 }
 
 func (w *world) snapshot() *observed.Snapshot {
-	return &observed.Snapshot{Project: "p", Containers: slices.Clone(w.cs), Images: map[string]string{},
+	return &observed.Snapshot{Project: "p", Containers: slices.Clone(w.cs), Images: map[string]string{}, TakenAt: w.now,
 		Networks: []observed.Network{{ID: "net", Name: "p_default", Key: "default"}}}
 }
 
@@ -288,5 +288,41 @@ func TestServicesWithoutARollingPolicyAreLeftToCompose(t *testing.T) {
 	dec := r.Review(reconciler.Review{Desired: d, Snapshot: snap, Service: "api", Plan: p, Now: w.now})
 	if len(dec.Hold)+len(dec.Add)+len(dec.Reports) > 0 {
 		t.Errorf("a single replica without update_config: %+v, want compose's own recreate", dec)
+	}
+}
+
+func TestAStepCutShortIsTakenUp(t *testing.T) {
+	const update = "      update_config: {order: start-first}\n"
+	d1, d2 := load(t, api("1", update)), load(t, api("2", update))
+	h1, h2 := plan.ExpectedHash(d1.Services["api"].Config, nil), plan.ExpectedHash(d2.Services["api"].Config, nil)
+	w := &world{t: t, now: time.Unix(1000, 0), healthy: func(string) bool { return true }}
+	for range 3 {
+		w.add(h1)
+	}
+	w.tick(time.Second)
+	// the daemon was killed in compose's up: the new replica was created,
+	// not started, and an hour went by
+	w.add(h2)
+	w.cs[3].State, w.cs[3].Health = observed.StateCreated, ""
+	w.now = w.now.Add(time.Hour)
+	r, _ := New(nil, nil, nil)
+	r.Remember(d1)
+	snap := w.snapshot()
+	p := plan.Diff(d2, snap, plan.Options{}).Plan
+	dec := r.Review(reconciler.Review{Desired: d2, Snapshot: snap, Service: "api", Plan: p, Now: w.now})
+	if len(dec.Add) != 1 || dec.Add[0].Type != plan.OpStartContainer || dec.Add[0].ContainerID != w.cs[3].ID {
+		t.Fatalf("adds %+v: want the created replica started", dec.Add)
+	}
+	for _, n := range dec.Apply(p).Nodes {
+		if n.Op.Type == plan.OpStartContainer && n.Op.Rollout == "" {
+			t.Errorf("the plan's own start was let through beside the rollout's: %+v", n.Op)
+		}
+	}
+	// started, it has the monitor from its start, not from its creation
+	w.cs[3].State, w.cs[3].Health, w.cs[3].Up = observed.StateRunning, observed.HealthStarting, time.Second
+	snap = w.snapshot()
+	dec = r.Review(reconciler.Review{Desired: d2, Snapshot: snap, Service: "api", Plan: plan.Diff(d2, snap, plan.Options{}).Plan, Now: w.now})
+	if len(dec.Add) != 0 || dec.RequeueAfter != Poll || slices.ContainsFunc(dec.Reports, func(r reconciler.Report) bool { return r.Reason == record.ReplicaFailed }) {
+		t.Errorf("a replica started a second ago: %+v; want a wait", dec)
 	}
 }
