@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -180,7 +181,7 @@ func (a *agent) wanted(origins []observed.Origin) map[string]*source {
 			}
 		}
 		for _, o := range origins {
-			if a.elsewhere(o) {
+			if a.elsewhere(o) || !a.matches(o.Project) {
 				continue
 			}
 			want["engine:"+o.Project] = &source{key: "engine:" + o.Project, from: "the engine (" + strings.Join(o.ConfigFiles, ",") + ")",
@@ -188,6 +189,12 @@ func (a *agent) wanted(origins []observed.Origin) map[string]*source {
 		}
 	}
 	return want
+}
+
+// matches says whether --discover-match lets a discovered project in.
+func (a *agent) matches(project string) bool {
+	ok, err := path.Match(a.h.g.discoverMatch, project)
+	return err == nil && ok
 }
 
 // elsewhere says whether a project found on the engine already has a

@@ -170,6 +170,19 @@ func TestAgentReconcilesADirectoryOfProjects(t *testing.T) {
 		t.Error("/metrics does not carry the projects")
 	}
 
+	// `status --projects` shows the same, without a daemon
+	r := enginetest.Run(t, root, nil, "status", "--projects", root, "-o", "json")
+	var cli agentStatus
+	if err := json.Unmarshal([]byte(r.Stdout), &cli); r.Code != 0 || err != nil {
+		t.Fatalf("status --projects: %s (%v)", r, err)
+	}
+	if len(cli.Projects) != 2 || len(cli.Problems) != 2 {
+		t.Errorf("status --projects: %d projects, problems %+v; want shop and blog, broken and optout", len(cli.Projects), cli.Problems)
+	}
+	if r := enginetest.Run(t, root, nil, "status", "--projects", root); !strings.Contains(r.Stdout, "PROJECT "+shop.Name) || !strings.Contains(r.Stdout, "NOT RECONCILED broken") {
+		t.Errorf("status --projects as a table:\n%s", r)
+	}
+
 	// a directory added live is reconciled
 	notes := agentProject(t, root, "notes", "services:\n  web:\n    image: {{.Image}}\n    restart: always\n")
 	eventually(t, 60*time.Second, "the new project converged", converged(notes, map[string]int{"web": 1}))
@@ -225,4 +238,33 @@ func TestAgentSkipsAProjectHeldByAnotherReconcile(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// TestAgentDiscoversProjectsOnTheEngine: with --discover, a project brought
+// up by compose's labels' owner (here reconcile --once, which labels as
+// compose does) is found and reconciled; taken down, it is let go and
+// stays down.
+func TestAgentDiscoversProjectsOnTheEngine(t *testing.T) {
+	p := enginetest.NewProject(t, "services:\n  web:\n    image: {{.Image}}\n    restart: always\n")
+	once(t, p)
+	addr := "127.0.0.1:" + enginetest.FreePort(t)
+	d := enginetest.Start(t, t.TempDir(), nil, "--discover", "--discover-match", p.Name, "--state-dir", t.TempDir(), "--listen", addr, "--log-format", "json", "--resync", "2s")
+	d.WaitFor(`"daemon started"`, 30*time.Second)
+	base := "http://" + addr
+	added := waitRecord(t, base, record.ProjectAdded, p.Name)
+	if !strings.Contains(added.Message, "the engine") {
+		t.Errorf("ProjectAdded says %q, want where it was found", added.Message)
+	}
+	id := p.IDs()[p.Name+"-web-1"]
+	dockerKill(t, p, id)
+	eventually(t, 30*time.Second, "the killed replica back", func() bool { return p.Inspect(id).State.Running })
+
+	// taken down with compose: let go, not brought back
+	if r := p.Compose("down"); r.Code != 0 {
+		t.Fatalf("docker compose down: %s", r)
+	}
+	waitRecord(t, base, record.ProjectReleased, p.Name)
+	if n := len(p.Snapshot().Containers); n != 0 {
+		t.Errorf("%d containers after down and the release, want none", n)
+	}
 }

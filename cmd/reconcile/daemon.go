@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path"
 	"runtime"
 	"runtime/debug"
 	"slices"
@@ -114,6 +115,9 @@ func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
 		}
 	}
 	h.systemd = systemd{log: h.log}
+	if _, err := path.Match(g.discoverMatch, ""); err != nil {
+		return withCode(exitInput, fmt.Errorf("--discover-match %q: %w", g.discoverMatch, err))
+	}
 	if agentMode && g.projectsDir != "" {
 		if _, err := desired.ProjectDirs(g.projectsDir); err != nil {
 			return withCode(exitInput, fmt.Errorf("--projects %s: %w", g.projectsDir, err))

@@ -37,8 +37,9 @@ type globals struct {
 	stateDir      string
 	dockerContext string
 	// projectsDir and discover make the daemon an agent of many projects.
-	projectsDir string
-	discover    bool
+	projectsDir   string
+	discover      bool
+	discoverMatch string
 
 	stdout, stderr io.Writer
 	log            *slog.Logger
@@ -106,6 +107,7 @@ Compose SDK, in dependency order.
 	pf.StringVar(&g.logLevel, "log-level", "info", "debug, info, warn or error")
 	pf.StringVar(&g.projectsDir, "projects", "", "agent: reconcile every project under this directory (each subdirectory with a compose file), picking up new ones and letting removed ones go")
 	pf.BoolVar(&g.discover, "discover", false, "agent: also reconcile the compose projects found on the engine, from compose's labels (working dir, config files)")
+	pf.StringVar(&g.discoverMatch, "discover-match", "*", "agent: with --discover, only the projects whose name matches this glob (prod-*)")
 	pf.StringVar(&g.dockerContext, "context", "", "docker CLI context to reach the engine through (default: DOCKER_HOST, DOCKER_CONTEXT, or the current context)")
 	pf.StringVar(&g.stateDir, "state-dir", "", "directory of the daemon's project lock and restart state (default $XDG_STATE_HOME/reconcile)")
 

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -51,6 +52,9 @@ func statusOfProjects(ctx context.Context, g *globals, output string) error {
 		for _, o := range all.Origins() {
 			if dir != "" && filepath.Dir(filepath.Clean(o.WorkingDir)) == dir {
 				continue // listed under its directory
+			}
+			if ok, err := path.Match(g.discoverMatch, o.Project); err != nil || !ok {
+				continue
 			}
 			pg := *g
 			pg.files, pg.projectName, pg.projectDir, pg.envFiles, pg.profiles = o.ConfigFiles, o.Project, o.WorkingDir, o.EnvFiles, nil
