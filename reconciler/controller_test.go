@@ -476,3 +476,25 @@ func TestReportsKeepOneEntryPerReasonAndContainer(t *testing.T) {
 		t.Errorf("%d records, want one per occurrence (100)", n)
 	}
 }
+
+func TestALastingReportOutlivesAReturnToSync(t *testing.T) {
+	tests := []struct {
+		lasting bool
+		want    int
+	}{
+		{false, 3}, // told again after each return to sync
+		{true, 1},
+	}
+	for _, tt := range tests {
+		w := newWorld(load(t, "services:\n  app: {image: a}\n")).running("app")
+		c, rec, _ := newController(w, &fakeEngine{w: w})
+		synced := &plan.Result{}
+		for range 3 {
+			c.reports.once(c, "app", Report{Reason: "RolloutComplete", Message: "m", Occurrence: "h2", Lasting: tt.lasting})
+			c.reports.drift(c, "app", synced)
+		}
+		if n := len(rec.reasons()); n != tt.want {
+			t.Errorf("lasting %v: %d records, want %d", tt.lasting, n, tt.want)
+		}
+	}
+}

@@ -79,6 +79,10 @@ type Report struct {
 	Container  string
 	Message    string
 	Occurrence string
+	// Lasting keeps the occurrence past the service's return to sync: a
+	// report made while in sync (an update complete) is then made once,
+	// not again at each look.
+	Lasting bool
 }
 
 // Later asks for another look after d, keeping the sooner of two asks.

@@ -19,8 +19,9 @@ type reports struct {
 
 type serviceReports struct {
 	drift map[string]bool
-	// last holds the occurrence last reported, by reason and container.
-	last map[string]string
+	// last holds the occurrence last reported, by reason and container;
+	// lasting the same for Lasting reports, which a sync does not clear.
+	last, lasting map[string]string
 }
 
 func (r *reports) of(service string) *serviceReports {
@@ -29,7 +30,7 @@ func (r *reports) of(service string) *serviceReports {
 	}
 	s := r.services[service]
 	if s == nil {
-		s = &serviceReports{drift: map[string]bool{}, last: map[string]string{}}
+		s = &serviceReports{drift: map[string]bool{}, last: map[string]string{}, lasting: map[string]string{}}
 		r.services[service] = s
 	}
 	return s
@@ -84,8 +85,12 @@ func (r *reports) once(c *Controller, key string, rep Report) {
 	r.mu.Lock()
 	s := r.of(key)
 	k := string(rep.Reason) + "|" + rep.Container
-	prev, seen := s.last[k]
-	s.last[k] = rep.Occurrence
+	seenBy := s.last
+	if rep.Lasting {
+		seenBy = s.lasting
+	}
+	prev, seen := seenBy[k]
+	seenBy[k] = rep.Occurrence
 	r.mu.Unlock()
 	if !seen || prev != rep.Occurrence {
 		c.record(rep.Reason, key, rep.Container, rep.Message)

@@ -283,7 +283,7 @@ func (r *Rollouts) Review(in reconciler.Review) reconciler.Decision {
 			return dec
 		}
 		if len(containers) == s.Replicas && allHealthy(s, containers) {
-			dec.Reports = append(dec.Reports, reconciler.Report{Reason: record.RolloutComplete, Occurrence: want,
+			dec.Reports = append(dec.Reports, reconciler.Report{Reason: record.RolloutComplete, Occurrence: want, Lasting: true,
 				Message: fmt.Sprintf("every replica (%d) runs the new definition, healthy", s.Replicas)})
 			return dec
 		}
