@@ -27,7 +27,7 @@ func TestUpdatePolicies(t *testing.T) {
 			service: "    image: x\n    deploy: {replicas: 2}\n" + check,
 			update:  UpdatePolicy{Rolling: true, Parallelism: 1, Order: StopFirst, Monitor: 7 * time.Second, FailureAction: FailurePause}},
 		{name: "update_config and rollback_config",
-			service: "    image: x\n    deploy:\n      update_config: {parallelism: 2, delay: 3s, order: start-first, monitor: 20s, failure_action: rollback, max_failure_ratio: 0.5}\n      rollback_config: {parallelism: 0, order: start-first}\n",
+			service:  "    image: x\n    deploy:\n      update_config: {parallelism: 2, delay: 3s, order: start-first, monitor: 20s, failure_action: rollback, max_failure_ratio: 0.5}\n      rollback_config: {parallelism: 0, order: start-first}\n",
 			update:   UpdatePolicy{Rolling: true, Parallelism: 2, Delay: 3 * time.Second, Order: StartFirst, Monitor: 20 * time.Second, FailureAction: FailureRollback, MaxFailureRatio: 0.5},
 			rollback: UpdatePolicy{Rolling: true, Parallelism: 0, Order: StartFirst, Monitor: DefaultMonitor, FailureAction: FailureContinue}},
 		{name: "an unknown order", service: "    image: x\n    deploy:\n      update_config:\n        order: sideways\n", wantErr: "compose.yaml:6"},

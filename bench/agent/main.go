@@ -231,7 +231,6 @@ func allSynced(as agentStatus) bool {
 	return true
 }
 
-
 // startCalls keeps the agent's logged start calls, per container.
 type startCalls struct {
 	mu    sync.Mutex

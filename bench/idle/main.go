@@ -108,4 +108,3 @@ func run(bin string, services, replicas int, duration time.Duration, withPage bo
 	fmt.Printf("  peak RSS   %.1f MiB during start-up and convergence (binary pages included)\n", float64(startPeak)/1024)
 	return nil
 }
-

@@ -22,9 +22,9 @@ type Record struct {
 	// Project is the compose project the record is about; empty for what
 	// concerns the whole agent (the engine connection).
 	Project   string `json:"project,omitempty"`
-	Service   string    `json:"service,omitempty"`
-	Container string    `json:"container,omitempty"`
-	Message   string    `json:"message"`
+	Service   string `json:"service,omitempty"`
+	Container string `json:"container,omitempty"`
+	Message   string `json:"message"`
 }
 
 // DefaultKeep is how many recent records a Recorder keeps for /events.
