@@ -172,31 +172,15 @@ func run(bin string, nProjects, services, replicas int, duration time.Duration, 
 	var toCall, floorCall []time.Duration
 	for i := range n {
 		// the floor: this program reacting to the control's die
-		mark := time.Now()
-		reacted := make(chan error, 1)
-		go func() {
-			die, err := st.Wait(control, "die", mark, 10*time.Second)
-			if err != nil {
-				reacted <- err
-				return
-			}
-			floorCall = append(floorCall, time.Since(die))
-			_, err = eng.Client.ContainerStart(ctx, control, client.ContainerStartOptions{})
-			reacted <- err
-		}()
-		if _, err := eng.Client.ContainerKill(ctx, control, client.ContainerKillOptions{Signal: "KILL"}); err != nil {
+		call, _, err := benchkit.Floor(ctx, eng, st, control)
+		if err != nil {
 			return err
 		}
-		if err := <-reacted; err != nil {
-			return err
-		}
-		if _, err := st.Wait(control, "start", mark, 10*time.Second); err != nil {
-			return err
-		}
+		floorCall = append(floorCall, call)
 
 		// the agent reacting to a replica's die, in project i of 10
 		victim := victims[i]
-		mark = time.Now()
+		mark := time.Now()
 		if _, err := eng.Client.ContainerKill(ctx, victim, client.ContainerKillOptions{Signal: "KILL"}); err != nil {
 			return err
 		}
@@ -204,14 +188,14 @@ func run(bin string, nProjects, services, replicas int, duration time.Duration, 
 		if err != nil {
 			return err
 		}
-		call, err := calls.after(victim, die, 10*time.Second)
+		called, err := calls.after(victim, die, 10*time.Second)
 		if err != nil {
 			return fmt.Errorf("iteration %d: %w", i, err)
 		}
 		if _, err := st.Wait(victim, "start", die, 10*time.Second); err != nil {
 			return err
 		}
-		toCall = append(toCall, call.Sub(die))
+		toCall = append(toCall, called.Sub(die))
 		time.Sleep(1200 * time.Millisecond) // past reset_after: no backoff owed
 	}
 	fmt.Printf("%d kills, one replica in each project in turn, all %d containers running:\n", n, total)

@@ -385,3 +385,33 @@ func GetJSON(url string, v any) error {
 	}
 	return json.NewDecoder(resp.Body).Decode(v)
 }
+
+// Floor is a benchmark's floor for reacting to a kill: it kills control,
+// starts it again itself the moment its die event arrives, and returns how
+// long from the die to its start call and to the engine's start event.
+func Floor(ctx context.Context, eng *engine.Engine, ev *Events, control string) (toCall, toRunning time.Duration, err error) {
+	mark := time.Now()
+	reacted := make(chan error, 1)
+	var die time.Time
+	go func() {
+		var err error
+		if die, err = ev.Wait(control, "die", mark, 10*time.Second); err != nil {
+			reacted <- err
+			return
+		}
+		toCall = time.Since(die)
+		_, err = eng.Client.ContainerStart(ctx, control, client.ContainerStartOptions{})
+		reacted <- err
+	}()
+	if _, err := eng.Client.ContainerKill(ctx, control, client.ContainerKillOptions{Signal: "KILL"}); err != nil {
+		return 0, 0, err
+	}
+	if err := <-reacted; err != nil {
+		return 0, 0, err
+	}
+	started, err := ev.Wait(control, "start", die, 10*time.Second)
+	if err != nil {
+		return 0, 0, err
+	}
+	return toCall, started.Sub(die), nil
+}

@@ -103,51 +103,31 @@ func run(bin string, n int) error {
 
 	var toCall, toRunning, floorCall, floor []time.Duration
 	for i := range n {
-		// the floor: this program reacting to the control's die, waiting
-		// for it before the kill is sent
-		mark := time.Now()
-		reacted := make(chan error, 1)
-		var die time.Time
-		go func() {
-			var err error
-			if die, err = st.Wait(control, "die", mark, 10*time.Second); err != nil {
-				reacted <- err
-				return
-			}
-			floorCall = append(floorCall, time.Since(die))
-			_, err = eng.Client.ContainerStart(ctx, control, client.ContainerStartOptions{})
-			reacted <- err
-		}()
-		if _, err := eng.Client.ContainerKill(ctx, control, client.ContainerKillOptions{Signal: "KILL"}); err != nil {
-			return err
-		}
-		if err := <-reacted; err != nil {
-			return err
-		}
-		started, err := st.Wait(control, "start", die, 10*time.Second)
+		// the floor: this program reacting to the control's die
+		call, running, err := benchkit.Floor(ctx, eng, st, control)
 		if err != nil {
 			return err
 		}
-		floor = append(floor, started.Sub(die))
+		floorCall, floor = append(floorCall, call), append(floor, running)
 
 		// the daemon reacting to the app's die
-		mark = time.Now()
+		mark := time.Now()
 		if _, err := eng.Client.ContainerKill(ctx, app, client.ContainerKillOptions{Signal: "KILL"}); err != nil {
 			return err
 		}
-		die, err = st.Wait(app, "die", mark, 10*time.Second)
+		die, err := st.Wait(app, "die", mark, 10*time.Second)
 		if err != nil {
 			return err
 		}
-		call, err := starts.after(die, 10*time.Second)
+		called, err := starts.after(die, 10*time.Second)
 		if err != nil {
 			return fmt.Errorf("iteration %d: %w", i, err)
 		}
-		started, err = st.Wait(app, "start", die, 10*time.Second)
+		started, err := st.Wait(app, "start", die, 10*time.Second)
 		if err != nil {
 			return err
 		}
-		toCall = append(toCall, call.Sub(die))
+		toCall = append(toCall, called.Sub(die))
 		toRunning = append(toRunning, started.Sub(die))
 		time.Sleep(800 * time.Millisecond) // past reset_after: no backoff owed
 	}
