@@ -54,15 +54,6 @@ func ObserveAll(ctx context.Context, c Lister, now time.Time) (*Listing, error) 
 	return list(ctx, c, "", now)
 }
 
-// Projects names the compose projects that have containers, sorted.
-func (l *Listing) Projects() []string {
-	seen := map[string]bool{}
-	for _, s := range l.containers {
-		seen[s.Labels[api.ProjectLabel]] = true
-	}
-	return slices.Sorted(maps.Keys(seen))
-}
-
 // Of is project's snapshot (one with no container when it has none); it
 // shares nothing with other projects' snapshots, which are patched and
 // sorted in place.

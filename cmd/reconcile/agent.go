@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"path"
 	"path/filepath"
 	"slices"
@@ -37,8 +38,6 @@ type agent struct {
 
 	mu      sync.Mutex
 	sources map[string]*source
-	// origins are the projects the last listing found, for --discover.
-	origins []observed.Origin
 }
 
 // source is one place a project comes from.
@@ -220,9 +219,8 @@ func (a *agent) scan(ctx context.Context, origins []observed.Origin) {
 	if ctx.Err() != nil {
 		return
 	}
-	a.origins = origins
 	want := a.wanted(origins)
-	for _, k := range sortedKeys(a.sources) {
+	for _, k := range slices.Sorted(maps.Keys(a.sources)) {
 		if _, ok := want[k]; ok {
 			continue
 		}
@@ -236,7 +234,7 @@ func (a *agent) scan(ctx context.Context, origins []observed.Origin) {
 			a.h.release(s.p, why)
 		}
 	}
-	for _, k := range sortedKeys(want) {
+	for _, k := range slices.Sorted(maps.Keys(want)) {
 		s, ok := a.sources[k]
 		if !ok {
 			s = want[k]
@@ -338,7 +336,7 @@ func (a *agent) problems() []projectProblem {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var out []projectProblem
-	for _, k := range sortedKeys(a.sources) {
+	for _, k := range slices.Sorted(maps.Keys(a.sources)) {
 		if s := a.sources[k]; s.p == nil && s.problem != nil {
 			out = append(out, *s.problem)
 		}
@@ -370,13 +368,4 @@ func guessName(s *source) string {
 		return s.opts.ProjectName
 	}
 	return filepath.Base(s.opts.ProjectDir)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

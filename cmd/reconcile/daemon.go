@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -358,13 +359,7 @@ func (h *host) lookup(name string) *project { return (*h.projects.Load())[name] 
 func (h *host) list() []*project {
 	m := *h.projects.Load()
 	out := make([]*project, 0, len(m))
-	for _, name := range slices.Sorted(func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}) {
+	for _, name := range slices.Sorted(maps.Keys(m)) {
 		out = append(out, m[name])
 	}
 	return out

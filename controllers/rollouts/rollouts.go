@@ -42,12 +42,6 @@ type Store interface {
 	Save(data []byte) error
 }
 
-// Phases of a service's rollout.
-const (
-	PhaseUpdate   = "update"
-	PhaseRollback = "rollback"
-)
-
 // Poll is how soon a service is looked at again while a new replica has
 // not said healthy yet (health changes are events, but a monitor running
 // out is not).
@@ -184,7 +178,7 @@ func (r *Rollouts) Begin(op plan.Operation, _ time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	ro := Rollout{From: op.RolloutFrom, To: op.RolloutTo, Phase: op.Rollout}
-	if ro.Phase == PhaseRollback {
+	if ro.Phase == plan.RolloutRollback {
 		ro.Why = op.Cause
 	}
 	if old, ok := r.st.Rollouts[op.Service]; ok && old == ro {
@@ -253,7 +247,7 @@ func (r *Rollouts) Review(in reconciler.Review) reconciler.Decision {
 	if known && ro.To != want {
 		known = false // the file changed since: a new update
 	}
-	v := view{service: s, policy: s.Update, phase: PhaseUpdate, to: want}
+	v := view{service: s, policy: s.Update, phase: plan.RolloutUpdate, to: want}
 	var containers []observed.Container
 	for _, c := range byService[in.Service] {
 		if c.State != observed.StateDead {
@@ -261,8 +255,8 @@ func (r *Rollouts) Review(in reconciler.Review) reconciler.Decision {
 		}
 	}
 	switch {
-	case known && ro.Phase == PhaseRollback:
-		v.phase, v.policy, v.from = PhaseRollback, s.Rollback, ro.From
+	case known && ro.Phase == plan.RolloutRollback:
+		v.phase, v.policy, v.from = plan.RolloutRollback, s.Rollback, ro.From
 		cfg, ok := r.definition(in.Service, ro.From)
 		if !ok {
 			dec.Reports = append(dec.Reports, reconciler.Report{Reason: record.RolloutPaused, Occurrence: want,
@@ -279,7 +273,7 @@ func (r *Rollouts) Review(in reconciler.Review) reconciler.Decision {
 			}
 		}
 	case len(obsolete) == 0:
-		if !known || ro.Phase != PhaseUpdate {
+		if !known || ro.Phase != plan.RolloutUpdate {
 			return dec
 		}
 		if len(containers) == s.Replicas && allHealthy(s, containers) {
@@ -352,7 +346,7 @@ func (r *Rollouts) step(dec *reconciler.Decision, in reconciler.Review, v view) 
 		dec.Reports = append(dec.Reports, reconciler.Report{Reason: record.ReplicaFailed, Container: c.Name, Occurrence: c.ID,
 			Message: fmt.Sprintf("%s (%s) did not become healthy within %s: %s", c.Name, v.phase, p.Monitor, describeState(c))})
 	}
-	if len(failed) > 0 && v.phase == PhaseUpdate && float64(len(failed))/float64(max(s.Replicas, 1)) > p.MaxFailureRatio {
+	if len(failed) > 0 && v.phase == plan.RolloutUpdate && float64(len(failed))/float64(max(s.Replicas, 1)) > p.MaxFailureRatio {
 		switch p.FailureAction {
 		case desired.FailureContinue:
 			// the failed replicas are left to the restart policy
@@ -372,7 +366,7 @@ func (r *Rollouts) step(dec *reconciler.Decision, in reconciler.Review, v view) 
 				Message: why + ": rolling back to the previous definition, " + describe(s.Rollback)})
 			// the rollback's first step: the failed replicas go
 			for _, c := range failed {
-				dec.Add = append(dec.Add, removal(s, c, PhaseRollback, v.from, v.to, "rolling back: "+why))
+				dec.Add = append(dec.Add, removal(s, c, plan.RolloutRollback, v.from, v.to, "rolling back: "+why))
 			}
 			return
 		default:
@@ -381,7 +375,7 @@ func (r *Rollouts) step(dec *reconciler.Decision, in reconciler.Review, v view) 
 			return
 		}
 	}
-	if len(failed) > 0 && v.phase == PhaseRollback {
+	if len(failed) > 0 && v.phase == plan.RolloutRollback {
 		// replicas of the previous definition that fail are the restart
 		// policy's: the rollback goes on (failure_action continue)
 		failed = nil
@@ -413,7 +407,7 @@ func (r *Rollouts) step(dec *reconciler.Decision, in reconciler.Review, v view) 
 	}
 	sortOld(v.old)
 	switch {
-	case v.phase == PhaseRollback && len(v.old) == 0 && total >= n:
+	case v.phase == plan.RolloutRollback && len(v.old) == 0 && total >= n:
 		dec.Reports = append(dec.Reports, reconciler.Report{Reason: record.RolledBack, Occurrence: v.to,
 			Message: fmt.Sprintf("the service runs the previous definition again (%d replica(s)); the new one is not tried again until the file changes", len(v.cur))})
 	case p.Order == desired.StartFirst && len(v.old) > 0 && total <= n:
@@ -545,7 +539,7 @@ func (r *Rollouts) Annotate(st *plan.ProjectStatus, d *desired.State, _ time.Tim
 		ro, ok := rollouts[ss.Service]
 		want := plan.ExpectedHash(s.Config, nil)
 		switch {
-		case ok && ro.Phase == PhaseRollback && ro.To == want:
+		case ok && ro.Phase == plan.RolloutRollback && ro.To == want:
 			if ss.Updated == 0 && ss.Healthy >= ss.Desired {
 				ss.Reason = "update rolled back (" + ro.Why + "); the new definition waits for the next edit"
 			} else {

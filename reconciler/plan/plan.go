@@ -128,7 +128,7 @@ type Operation struct {
 	RolloutFrom, RolloutTo string
 }
 
-// Rollout steps an operation can be.
+// Rollout steps an operation can be, and the phases of a service's rollout.
 const (
 	RolloutUpdate   = "update"
 	RolloutRollback = "rollback"
