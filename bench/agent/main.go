@@ -12,14 +12,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"time"
 
@@ -112,7 +110,7 @@ func run(bin string, nProjects, services, replicas int, duration time.Duration, 
 		return err
 	}
 	cmd.Stderr = cmd.Stdout
-	calls := &startCalls{}
+	calls := &benchkit.Timeline{} // the agent's start calls, by container
 	if err := cmd.Start(); err != nil {
 		return err
 	}
@@ -140,7 +138,7 @@ func run(bin string, nProjects, services, replicas int, duration time.Duration, 
 		defer f.Close()
 		logTo = io.TeeReader(out, f)
 	}
-	go benchkit.ReadLog(logTo, kinds, calls.add)
+	go benchkit.ReadLog(logTo, kinds, calls.Add)
 
 	start := time.Now()
 	for {
@@ -188,7 +186,7 @@ func run(bin string, nProjects, services, replicas int, duration time.Duration, 
 		if err != nil {
 			return err
 		}
-		called, err := calls.after(victim, die, 10*time.Second)
+		called, err := calls.Next(victim, die, 10*time.Second)
 		if err != nil {
 			return fmt.Errorf("iteration %d: %w", i, err)
 		}
@@ -213,35 +211,4 @@ func allSynced(as agentStatus) bool {
 		}
 	}
 	return true
-}
-
-// startCalls keeps the agent's logged start calls, per container.
-type startCalls struct {
-	mu    sync.Mutex
-	times map[string][]time.Time
-}
-
-func (c *startCalls) add(container string, at time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.times == nil {
-		c.times = map[string][]time.Time{}
-	}
-	c.times[container] = append(c.times[container], at)
-}
-
-func (c *startCalls) after(container string, t time.Time, timeout time.Duration) (time.Time, error) {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		c.mu.Lock()
-		for _, at := range c.times[container] {
-			if at.After(t) {
-				c.mu.Unlock()
-				return at, nil
-			}
-		}
-		c.mu.Unlock()
-		time.Sleep(200 * time.Microsecond)
-	}
-	return time.Time{}, errors.New("the agent logged no start call for " + container)
 }

@@ -415,3 +415,37 @@ func Floor(ctx context.Context, eng *engine.Engine, ev *Events, control string) 
 	}
 	return toCall, started.Sub(die), nil
 }
+
+// Timeline keeps timestamps by kind (a log line's, an event's), for a
+// benchmark to wait on.
+type Timeline struct {
+	mu sync.Mutex
+	at map[string][]time.Time
+}
+
+// Add notes that kind happened at at.
+func (t *Timeline) Add(kind string, at time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.at == nil {
+		t.at = map[string][]time.Time{}
+	}
+	t.at[kind] = append(t.at[kind], at)
+}
+
+// Next waits for the first time of kind after after.
+func (t *Timeline) Next(kind string, after time.Time, timeout time.Duration) (time.Time, error) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		t.mu.Lock()
+		for _, at := range t.at[kind] {
+			if at.After(after) {
+				t.mu.Unlock()
+				return at, nil
+			}
+		}
+		t.mu.Unlock()
+		time.Sleep(200 * time.Microsecond)
+	}
+	return time.Time{}, fmt.Errorf("no %s within %s", kind, timeout)
+}

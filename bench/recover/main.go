@@ -10,11 +10,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os/exec"
-	"sync"
 	"time"
 
 	"github.com/docker/compose/v5/pkg/api"
@@ -29,28 +27,6 @@ func main() {
 	n := flag.Int("n", 25, "iterations")
 	flag.Parse()
 	benchkit.Exit(run(*bin, *n))
-}
-
-// calls collects the daemon's "operation start" log lines for starts.
-type calls struct {
-	mu    sync.Mutex
-	times []time.Time
-}
-
-func (c *calls) after(t time.Time, timeout time.Duration) (time.Time, error) {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		c.mu.Lock()
-		for _, at := range c.times {
-			if at.After(t) {
-				c.mu.Unlock()
-				return at, nil
-			}
-		}
-		c.mu.Unlock()
-		time.Sleep(200 * time.Microsecond)
-	}
-	return time.Time{}, errors.New("the daemon logged no start call")
 }
 
 func run(bin string, n int) error {
@@ -80,16 +56,12 @@ func run(bin string, n int) error {
 		return err
 	}
 	cmd.Stderr = cmd.Stdout
-	starts := &calls{}
+	starts := &benchkit.Timeline{} // the daemon's start calls
 	if err := cmd.Start(); err != nil {
 		return err
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	go benchkit.ReadLog(out, map[string][]string{"start": {`"operation start"`, `"StartContainer"`}}, func(_ string, at time.Time) {
-		starts.mu.Lock()
-		starts.times = append(starts.times, at)
-		starts.mu.Unlock()
-	})
+	go benchkit.ReadLog(out, map[string][]string{"start": {`"operation start"`, `"StartContainer"`}}, starts.Add)
 
 	app, control := name+"-app-1", name+"-control-1"
 	t0 := time.Now().Add(-time.Hour)
@@ -119,7 +91,7 @@ func run(bin string, n int) error {
 		if err != nil {
 			return err
 		}
-		called, err := starts.after(die, 10*time.Second)
+		called, err := starts.Next("start", die, 10*time.Second)
 		if err != nil {
 			return fmt.Errorf("iteration %d: %w", i, err)
 		}

@@ -18,7 +18,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/moby/moby/client"
@@ -32,35 +31,6 @@ func main() {
 	n := flag.Int("n", 30, "health changes")
 	flag.Parse()
 	benchkit.Exit(run(*bin, *n))
-}
-
-// timeline collects timestamps by kind.
-type timeline struct {
-	mu sync.Mutex
-	at map[string][]time.Time
-}
-
-func (t *timeline) add(kind string, at time.Time) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.at[kind] = append(t.at[kind], at)
-}
-
-// next waits for the first time of kind after after.
-func (t *timeline) next(kind string, after time.Time, timeout time.Duration) (time.Time, error) {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		t.mu.Lock()
-		for _, at := range t.at[kind] {
-			if at.After(after) {
-				t.mu.Unlock()
-				return at, nil
-			}
-		}
-		t.mu.Unlock()
-		time.Sleep(time.Millisecond)
-	}
-	return time.Time{}, fmt.Errorf("no %s within %s", kind, timeout)
 }
 
 func run(bin string, n int) error {
@@ -87,7 +57,7 @@ func run(bin string, n int) error {
 	}
 	eng, name, dir, file := p.Engine, p.Name, p.Dir, p.File
 
-	tl := &timeline{at: map[string][]time.Time{}}
+	tl := &benchkit.Timeline{}
 	evCtx, stopEvents := context.WithCancel(ctx)
 	defer stopEvents()
 	victim := name + "-api-2"
@@ -95,7 +65,7 @@ func run(bin string, n int) error {
 	go func() {
 		for m := range res.Messages {
 			if m.Actor.Attributes["name"] == victim && strings.HasPrefix(string(m.Action), "health_status") {
-				tl.add(string(m.Action), time.Unix(0, m.TimeNano))
+				tl.Add(string(m.Action), time.Unix(0, m.TimeNano))
 			}
 		}
 	}()
@@ -110,12 +80,12 @@ func run(bin string, n int) error {
 		return err
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	go benchkit.ReadLog(out, map[string][]string{"written": {`"upstream file written"`}, "reload": {`"reload start"`}}, tl.add)
+	go benchkit.ReadLog(out, map[string][]string{"written": {`"upstream file written"`}, "reload": {`"reload start"`}}, tl.Add)
 
-	if _, err := tl.next("health_status: healthy", time.Time{}, 60*time.Second); err != nil {
+	if _, err := tl.Next("health_status: healthy", time.Time{}, 60*time.Second); err != nil {
 		return err
 	}
-	if _, err := tl.next("written", time.Time{}, 60*time.Second); err != nil {
+	if _, err := tl.Next("written", time.Time{}, 60*time.Second); err != nil {
 		return err
 	}
 	time.Sleep(2 * time.Second)
@@ -130,15 +100,15 @@ func run(bin string, n int) error {
 		if _, err := engine.Exec(ctx, eng.Client, victim, []string{"/testapp", "ctl", verb}); err != nil {
 			return err
 		}
-		changed, err := tl.next(want, mark, 10*time.Second)
+		changed, err := tl.Next(want, mark, 10*time.Second)
 		if err != nil {
 			return err
 		}
-		written, err := tl.next("written", changed, 5*time.Second)
+		written, err := tl.Next("written", changed, 5*time.Second)
 		if err != nil {
 			return fmt.Errorf("change %d: %w", i, err)
 		}
-		reload, err := tl.next("reload", changed, 5*time.Second)
+		reload, err := tl.Next("reload", changed, 5*time.Second)
 		if err != nil {
 			return fmt.Errorf("change %d: %w", i, err)
 		}
