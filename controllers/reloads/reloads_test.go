@@ -1,27 +1,18 @@
 package reloads
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
 
 	"github.com/reconcile-dev/reconcile/desired"
-	"github.com/reconcile-dev/reconcile/internal/engine"
+	"github.com/reconcile-dev/reconcile/internal/desiredtest"
 )
 
 func loadFile(t *testing.T, file string) *desired.State {
 	t.Helper()
-	loader, err := engine.Loader()
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := desired.Load(context.Background(), loader, desired.Options{Files: []string{file}, ProjectName: "p"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st
+	return desiredtest.LoadFile(t, file)
 }
 
 func TestConfigSources(t *testing.T) {

@@ -1,10 +1,7 @@
 package restarts
 
 import (
-	"context"
 	"errors"
-	"os"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strconv"
@@ -20,7 +17,7 @@ import (
 
 	"github.com/reconcile-dev/reconcile/desired"
 	"github.com/reconcile-dev/reconcile/internal/clock"
-	"github.com/reconcile-dev/reconcile/internal/engine"
+	"github.com/reconcile-dev/reconcile/internal/desiredtest"
 	"github.com/reconcile-dev/reconcile/internal/record"
 	"github.com/reconcile-dev/reconcile/observed"
 	"github.com/reconcile-dev/reconcile/reconciler"
@@ -31,24 +28,12 @@ var zeroTime = time.Unix(1_000_000, 0)
 
 func load(t *testing.T, yaml string) *desired.State {
 	t.Helper()
-	file := filepath.Join(t.TempDir(), "compose.yaml")
-	if err := os.WriteFile(file, []byte(yaml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return loadFile(t, file)
+	return desiredtest.Load(t, yaml)
 }
 
 func loadFile(t *testing.T, file string) *desired.State {
 	t.Helper()
-	loader, err := engine.Loader()
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := desired.Load(context.Background(), loader, desired.Options{Files: []string{file}, ProjectName: "p"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st
+	return desiredtest.LoadFile(t, file)
 }
 
 type memStore struct {

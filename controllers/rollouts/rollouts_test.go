@@ -1,10 +1,7 @@
 package rollouts
 
 import (
-	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -12,7 +9,7 @@ import (
 	"time"
 
 	"github.com/reconcile-dev/reconcile/desired"
-	"github.com/reconcile-dev/reconcile/internal/engine"
+	"github.com/reconcile-dev/reconcile/internal/desiredtest"
 	"github.com/reconcile-dev/reconcile/internal/record"
 	"github.com/reconcile-dev/reconcile/observed"
 	"github.com/reconcile-dev/reconcile/reconciler"
@@ -21,19 +18,7 @@ import (
 
 func load(t *testing.T, yaml string) *desired.State {
 	t.Helper()
-	file := filepath.Join(t.TempDir(), "compose.yaml")
-	if err := os.WriteFile(file, []byte(yaml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	loader, err := engine.Loader()
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := desired.Load(context.Background(), loader, desired.Options{Files: []string{file}, ProjectName: "p"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st
+	return desiredtest.Load(t, yaml)
 }
 
 type memStore struct {

@@ -11,7 +11,7 @@ import (
 
 	"github.com/reconcile-dev/reconcile/controllers/reloads"
 	"github.com/reconcile-dev/reconcile/desired"
-	"github.com/reconcile-dev/reconcile/internal/engine"
+	"github.com/reconcile-dev/reconcile/internal/desiredtest"
 	"github.com/reconcile-dev/reconcile/internal/record"
 	"github.com/reconcile-dev/reconcile/observed"
 	"github.com/reconcile-dev/reconcile/reconciler"
@@ -42,15 +42,7 @@ var zeroTime = time.Unix(1_000_000, 0)
 
 func loadFile(t *testing.T, file string) *desired.State {
 	t.Helper()
-	loader, err := engine.Loader()
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := desired.Load(context.Background(), loader, desired.Options{Files: []string{file}, ProjectName: "p"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st
+	return desiredtest.LoadFile(t, file)
 }
 
 type memRecorder struct{ reasons []string }

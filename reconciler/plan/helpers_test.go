@@ -1,15 +1,12 @@
 package plan
 
 import (
-	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/reconcile-dev/reconcile/desired"
-	"github.com/reconcile-dev/reconcile/internal/engine"
+	"github.com/reconcile-dev/reconcile/internal/desiredtest"
 	"github.com/reconcile-dev/reconcile/observed"
 )
 
@@ -17,20 +14,7 @@ import (
 // project "p"; no engine is involved.
 func load(t *testing.T, yaml string) *desired.State {
 	t.Helper()
-	dir := t.TempDir()
-	file := filepath.Join(dir, "compose.yaml")
-	if err := os.WriteFile(file, []byte(yaml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	loader, err := engine.Loader()
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := desired.Load(context.Background(), loader, desired.Options{Files: []string{file}, ProjectName: "p"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st
+	return desiredtest.Load(t, yaml)
 }
 
 // world builds snapshots for a desired state: by default every network and
