@@ -487,8 +487,12 @@ type agentStatus struct {
 func (h *host) status(ctx context.Context, name string, inspect observed.Inspector) (any, error) {
 	if name != "" || h.agent == nil {
 		ps := h.list()
-		if name == "" && len(ps) == 1 {
+		switch {
+		case name == "" && len(ps) == 1:
 			return ps[0].ctrl.Status(ctx, inspect)
+		case name == "" && len(ps) == 0:
+			// a daemon of one project takes it on once the engine answers
+			return nil, errors.New("the project is not reconciled yet: waiting for the engine")
 		}
 		p := h.lookup(name)
 		if p == nil {
