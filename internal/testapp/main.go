@@ -223,8 +223,7 @@ func ctl(args []string) error {
 	if len(args) > 1 {
 		url += "?arg=" + args[1]
 	}
-	c := http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Post(url, "text/plain", nil)
+	resp, err := postWhenListening(url, ctlListenWait)
 	if err != nil {
 		return err
 	}
@@ -234,6 +233,24 @@ func ctl(args []string) error {
 		return fmt.Errorf("%s: %s", resp.Status, body)
 	}
 	return nil
+}
+
+// ctlListenWait bounds how long ctl waits for the server to listen: a
+// post_start hook or an exec can run before serve has bound its port.
+const ctlListenWait = 10 * time.Second
+
+// postWhenListening posts to url, trying again while the connection is
+// refused (the server is not listening yet), until wait has passed.
+func postWhenListening(url string, wait time.Duration) (*http.Response, error) {
+	c := http.Client{Timeout: 5 * time.Second}
+	deadline := time.Now().Add(wait)
+	for {
+		resp, err := c.Post(url, "text/plain", nil)
+		if err == nil || !errors.Is(err, syscall.ECONNREFUSED) || time.Now().After(deadline) {
+			return resp, err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func get(args []string) error {
