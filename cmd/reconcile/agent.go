@@ -55,7 +55,16 @@ type source struct {
 	// filesHash is the hash of its compose files when it last failed to
 	// load or opted out: it is tried again when they change.
 	filesHash string
+	// absent counts the listings in a row that showed a discovered
+	// project without a container.
+	absent int
 }
+
+// releaseAfterListings is how many listings in a row must show a
+// discovered project without a container before it is let go: one is not
+// enough, since a stop-first update of a project's only replica removes it
+// one pass before it adds its successor.
+const releaseAfterListings = 2
 
 // projectProblem is a project an agent found and does not reconcile.
 type projectProblem struct {
@@ -186,8 +195,29 @@ func (a *agent) wanted(origins []observed.Origin) map[string]*source {
 			want["engine:"+o.Project] = &source{key: "engine:" + o.Project, from: "the engine (" + strings.Join(o.ConfigFiles, ",") + ")",
 				opts: desired.Options{ProjectName: o.Project, Files: o.ConfigFiles, ProjectDir: o.WorkingDir, EnvFiles: o.EnvFiles}}
 		}
+		if origins != nil {
+			a.keepAbsent(want)
+		}
 	}
 	return want
+}
+
+// keepAbsent keeps in want the running discovered projects that this
+// listing showed without a container for the first time in a row.
+func (a *agent) keepAbsent(want map[string]*source) {
+	for k, s := range a.sources {
+		if !strings.HasPrefix(k, "engine:") {
+			continue
+		}
+		if _, ok := want[k]; ok {
+			s.absent = 0
+			continue
+		}
+		if s.p != nil && s.absent+1 < releaseAfterListings {
+			s.absent++
+			want[k] = s
+		}
+	}
 }
 
 // matches says whether --discover-match lets a discovered project in.
