@@ -58,17 +58,7 @@ func startAgent(t *testing.T, root string, extra ...string) (*enginetest.Proc, s
 // projectRecords reads /events?project=.
 func projectRecords(t *testing.T, base, project string) []record.Record {
 	t.Helper()
-	var out []record.Record
-	for line := range strings.SplitSeq(strings.TrimSpace(httpGet(t, base+"/events?project="+project)), "\n") {
-		if line == "" {
-			continue
-		}
-		var r record.Record
-		if err := json.Unmarshal([]byte(line), &r); err != nil {
-			t.Fatalf("/events line %q: %v", line, err)
-		}
-		out = append(out, r)
-	}
+	out := enginetest.Records(t, base+"/events?project="+project)
 	if len(out) == 0 {
 		t.Fatalf("/events?project=%s: no record", project)
 	}

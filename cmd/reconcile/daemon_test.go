@@ -118,18 +118,7 @@ func httpGet(t *testing.T, url string) string {
 
 func records(t *testing.T, base string) []record.Record {
 	t.Helper()
-	var out []record.Record
-	for _, line := range strings.Split(strings.TrimSpace(httpGet(t, base+"/events")), "\n") {
-		if line == "" {
-			continue // no record yet
-		}
-		var r record.Record
-		if err := json.Unmarshal([]byte(line), &r); err != nil {
-			t.Fatalf("/events line %q: %v", line, err)
-		}
-		out = append(out, r)
-	}
-	return out
+	return enginetest.Records(t, base+"/events")
 }
 
 func hasRecord(recs []record.Record, reason, container string) bool {

@@ -1,11 +1,7 @@
 package production
 
 import (
-	"bufio"
-	"encoding/json"
-	"net/http"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -82,24 +78,5 @@ func TestTask7ACrashLoopingAPIIsHeldDown(t *testing.T) {
 // readRecords reads the daemon's /events (none yet is an empty list).
 func readRecords(t *testing.T, base string) []record.Record {
 	t.Helper()
-	resp, err := http.Get(base + "/events")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out []record.Record
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" {
-			continue
-		}
-		var r record.Record
-		if err := json.Unmarshal([]byte(line), &r); err != nil {
-			t.Fatalf("/events line %q: %v", line, err)
-		}
-		out = append(out, r)
-	}
-	return out
+	return enginetest.Records(t, base+"/events")
 }
