@@ -61,13 +61,9 @@ type Controller struct {
 	Options plan.Options
 	// DryRun reports drift and never acts.
 	DryRun bool
-	// Guards review each service's plan, in order; those that are also
-	// Accountants, SnapshotLearners or StatusAnnotators are told what
-	// happened, what was listed and asked for status.
-	Guards []Guard
-	// Syncers act on what is not a container (generated files, reloads)
-	// in a service's reconcile, before its plan runs.
-	Syncers []Syncer
+	// Policies decide, account, learn and report, each through the
+	// capabilities it registers (see Policy), in this order.
+	Policies []Policy
 	Log     *slog.Logger
 	Clock   clock.Clock
 	Records Recorder
@@ -83,6 +79,10 @@ type Controller struct {
 	Offline func() bool
 
 	desired   atomic.Pointer[desired.State]
+	// expect remembers the executor's own operations until their events
+	// have come back: the controller knows its own actions and never
+	// infers them.
+	expect    Expectations
 	queueOnce sync.Once
 	snapshots snapshots
 	reports   reports
@@ -129,34 +129,60 @@ func (c *Controller) Enqueue(service string) {
 	c.depth()
 }
 
+// Event takes one decoded engine event of the project, on the events
+// reader: it tells whether the event is the reconciler's own (Seen), lets
+// the policies learn from it, patches the snapshots and queues the service
+// and those waiting on it. Nothing slow runs here.
+func (c *Controller) Event(ev observed.Event) {
+	seen := c.expect.Observe(ev, c.clock().Now())
+	d := c.desired.Load()
+	for _, p := range c.Policies {
+		if p.Learn != nil {
+			p.Learn.Learn(seen, d)
+		}
+	}
+	c.Observed(ev)
+	if ev.Service != "" {
+		c.Enqueue(ev.Service)
+	}
+}
+
+// ExpectOwn remembers an action of the reconciler's own that does not go
+// through the executor (a reload's rolling restart), so that its events are
+// known as ours.
+func (c *Controller) ExpectOwn(op plan.Operation) { c.expect.Expect(op, c.clock().Now()) }
+
 // Resync lists everything afresh and queues every service, desired or
 // observed: what the daemon does on connect, on reconnect and periodically,
-// because the event stream alone can lose events. seen, when set, is shown
-// the fresh snapshot before anything is queued.
-func (c *Controller) Resync(ctx context.Context, seen func(*observed.Snapshot)) error {
+// because the event stream alone can lose events. The policies that learn
+// from a relist are shown it before anything is queued.
+func (c *Controller) Resync(ctx context.Context) error {
 	c.Invalidate()
 	snap, err := c.Snapshot(ctx)
 	if err != nil {
 		return err
 	}
-	c.resync(snap, seen)
+	c.resync(snap)
 	return nil
 }
 
 // ResyncWith is Resync from a snapshot listed by the caller, at the
 // generation Mark returned before the list was taken: an agent lists every
 // project once and hands each its part.
-func (c *Controller) ResyncWith(snap *observed.Snapshot, mark uint64, seen func(*observed.Snapshot)) {
+func (c *Controller) ResyncWith(snap *observed.Snapshot, mark uint64) {
 	c.snapshots.mu.Lock()
 	c.adopt(snap, mark)
 	c.snapshots.mu.Unlock()
-	c.resync(snap, seen)
+	c.resync(snap)
 }
 
-// resync shows seen the fresh snapshot and queues every service.
-func (c *Controller) resync(snap *observed.Snapshot, seen func(*observed.Snapshot)) {
-	if seen != nil {
-		seen(snap)
+// resync shows the relist learners the fresh snapshot and queues every
+// service.
+func (c *Controller) resync(snap *observed.Snapshot) {
+	for _, p := range c.Policies {
+		if p.Relisted != nil {
+			p.Relisted.Relisted(snap)
+		}
 	}
 	keys := map[string]bool{}
 	if d := c.desired.Load(); d != nil {

@@ -138,7 +138,7 @@ func TestResyncWithAdoptsTheCallersSnapshot(t *testing.T) {
 			if tt.eventAfter {
 				c.Observed(observed.Event{Action: observed.ActionDie, Service: "app"})
 			}
-			c.ResyncWith(snap, mark, nil)
+			c.ResyncWith(snap, mark)
 			if n := c.queue().Len(); n != 1 {
 				t.Errorf("queued %d services, want app", n)
 			}
@@ -157,7 +157,7 @@ func TestControllerDryRunReportsAndDoesNotAct(t *testing.T) {
 	f := &fakeEngine{w: w}
 	c, rec, _ := newController(w, f)
 	c.DryRun = true
-	c.Guards = []Guard{panicGuard{}} // a guard counts what it allows: a dry run asks none
+	c.Policies = []Policy{{Name: "panics", Decide: panicGuard{}}} // a guard counts what it allows: a dry run asks none
 	if _, err := c.Reconcile(context.Background(), "app"); err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +199,7 @@ func TestControllerRecoversPanicsAndRetries(t *testing.T) {
 	w := newWorld(load(t, "services:\n  app: {image: a}\n  other: {image: b}\n"))
 	f := &fakeEngine{w: w}
 	c, rec, _ := newController(w, f)
-	c.Guards = []Guard{panicGuard{}}
+	c.Policies = []Policy{{Name: "panics", Decide: panicGuard{}}}
 	c.Workers = 2
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -229,7 +229,7 @@ func TestControllerGuardHoldsOperationsBack(t *testing.T) {
 	w.add("app", 1, "exited:1")
 	f := &fakeEngine{w: w}
 	c, _, _ := newController(w, f)
-	c.Guards = []Guard{holdGuard{after: 3 * time.Second}}
+	c.Policies = []Policy{{Name: "holds", Decide: holdGuard{after: 3 * time.Second}}}
 	res, err := c.Reconcile(context.Background(), "app")
 	after := res.RequeueAfter
 	if err != nil {
@@ -383,7 +383,7 @@ func TestAccountantsHearOnlyWhatRan(t *testing.T) {
 	f := &fakeEngine{w: w}
 	c, _, _ := newController(w, f)
 	a := &accountant{holdGuard: holdGuard{after: time.Second}}
-	c.Guards = []Guard{a}
+	c.Policies = []Policy{{Name: "accounts", Decide: a, Account: a}}
 	if _, err := c.Reconcile(context.Background(), "app"); err != nil {
 		t.Fatal(err)
 	}
@@ -410,7 +410,7 @@ func TestADecisionAddsOperations(t *testing.T) {
 	w := newWorld(load(t, "services:\n  app: {image: a}\n")).running("app")
 	f := &fakeEngine{w: w}
 	c, rec, _ := newController(w, f)
-	c.Guards = []Guard{addGuard{}}
+	c.Policies = []Policy{{Name: "adds", Decide: addGuard{}}}
 	if _, err := c.Reconcile(context.Background(), "app"); err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,31 @@ type Review struct {
 	Now      time.Time
 }
 
+// Policy is one policy's place in a controller, each capability it offers
+// named: what is wired to what is read here, in one place, and not found by
+// type assertion. Any capability may be nil. Policies are asked in the
+// order they are registered: a rollout shapes a plan before the load
+// balancers drain what it stops, and both before a restart is budgeted.
+type Policy struct {
+	Name string
+	// Decide reviews a service's plan before it runs.
+	Decide Guard
+	// Account learns what became of the operations the executor ran.
+	Account Accountant
+	// Learn learns from each engine event, tagged ours or not.
+	Learn EventLearner
+	// Listed learns from each fresh list; Relisted from a full relist (on
+	// every connect to the engine, and the periodic resync).
+	Listed   SnapshotLearner
+	Relisted RelistLearner
+	// LeftDown tells which replicas the policy leaves down on purpose.
+	LeftDown LeftDownTeller
+	// Status adds what the policy knows to a status.
+	Status StatusAnnotator
+	// Sync keeps something other than containers in line for a service.
+	Sync Syncer
+}
+
 // Guard is a policy's say over a service's plan before it runs. Its Review
 // only decides: it returns a Decision and changes no state, so that asking
 // twice gives the same answer and a held operation is never counted.
@@ -36,10 +61,29 @@ type Accountant interface {
 	Done(op plan.Operation, err error, at time.Time)
 }
 
+// EventLearner is a policy that learns from the engine's events. It runs on
+// the events reader: a few maps under a lock, nothing slower.
+type EventLearner interface {
+	Learn(ev Seen, d *desired.State)
+}
+
 // SnapshotLearner is a policy that notes what each fresh list shows (an exit
 // the list shows before its event arrives).
 type SnapshotLearner interface {
 	Listed(snap *observed.Snapshot)
+}
+
+// RelistLearner is a policy that learns from a full relist: what it shows
+// stopped happened while nobody watched, or its events may be lost.
+type RelistLearner interface {
+	Relisted(snap *observed.Snapshot)
+}
+
+// LeftDownTeller is a policy that leaves replicas down on purpose (a spent
+// restart budget, a person's stop or removal): those replicas do not hold a
+// dependent back while the dependency's other replicas meet its condition.
+type LeftDownTeller interface {
+	LeftDown(d *desired.State, service string, snap *observed.Snapshot, now time.Time) plan.LeftDown
 }
 
 // Syncer is a controller that keeps something other than containers in

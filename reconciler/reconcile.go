@@ -39,10 +39,13 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (Result, error) 
 			return out, err
 		}
 	}
-	for _, sy := range c.Syncers {
-		r, err := sy.Sync(ctx, Review{Desired: d, Snapshot: snap, Service: key, Plan: p, Now: c.clock().Now()})
+	for _, pol := range c.Policies {
+		if pol.Sync == nil {
+			continue
+		}
+		r, err := pol.Sync.Sync(ctx, Review{Desired: d, Snapshot: snap, Service: key, Plan: p, Now: c.clock().Now()})
 		if err != nil {
-			return Result{}, fmt.Errorf("syncing service %s: %w", key, err)
+			return Result{}, fmt.Errorf("syncing service %s (%s): %w", key, pol.Name, err)
 		}
 		out.RequeueAfter = sooner(out.RequeueAfter, r.RequeueAfter)
 	}
@@ -111,7 +114,7 @@ func (c *Controller) waitForDependencies(d *desired.State, key string, snap *obs
 	if s == nil || !p.BringsUp() {
 		return p, Result{}
 	}
-	ok, why := dependenciesReady(d, s, snap)
+	ok, why := c.dependenciesReady(d, s, snap)
 	if ok {
 		return p, Result{}
 	}
@@ -137,9 +140,12 @@ func infraNeeded(p *plan.Plan) map[string]bool {
 func (c *Controller) decide(key string, in Review, requeue time.Duration) (*plan.Plan, time.Duration) {
 	var held []plan.Operation
 	var wake []string
-	for _, g := range c.Guards {
+	for _, pol := range c.Policies {
+		if pol.Decide == nil {
+			continue
+		}
 		in.Now = c.clock().Now()
-		dec := g.Review(in)
+		dec := pol.Decide.Review(in)
 		for _, n := range dec.Hold {
 			held = append(held, n.Op)
 		}
@@ -199,9 +205,10 @@ func (c *Controller) executor(ctx context.Context, d *desired.State, key string)
 func (c *Controller) actionBegins(n *plan.Node) {
 	c.pending.begin(n.Op)
 	now := c.clock().Now()
-	for _, g := range c.Guards {
-		if a, ok := g.(Accountant); ok {
-			a.Begin(n.Op, now)
+	c.expect.Expect(n.Op, now)
+	for _, p := range c.Policies {
+		if p.Account != nil {
+			p.Account.Begin(n.Op, now)
 		}
 	}
 }
@@ -214,10 +221,11 @@ func (c *Controller) actionDone(d *desired.State) func(n *plan.Node, err error, 
 		skipped := errors.Is(err, execute.ErrSkipped)
 		if !skipped {
 			c.pending.done(op)
+			c.expect.Done(op, err)
 			now := c.clock().Now()
-			for _, g := range c.Guards {
-				if a, ok := g.(Accountant); ok {
-					a.Done(op, err, now)
+			for _, p := range c.Policies {
+				if p.Account != nil {
+					p.Account.Done(op, err, now)
 				}
 			}
 		}
@@ -241,16 +249,31 @@ func (c *Controller) actionDone(d *desired.State) func(n *plan.Node, err error, 
 
 // dependenciesReady checks every required dependency's condition on the
 // snapshot; optional ones (required: false) never hold a service back.
-func dependenciesReady(d *desired.State, s *desired.Service, snap *observed.Snapshot) (bool, string) {
+// Replicas a policy leaves down on purpose are set aside
+// (plan.CheckReadiness): a dependency with capacity is ready.
+func (c *Controller) dependenciesReady(d *desired.State, s *desired.Service, snap *observed.Snapshot) (bool, string) {
 	byService := snap.ByService()
 	for _, dep := range s.DependsOn {
 		depSvc, ok := d.Services[dep.Service]
 		if !ok || !dep.Required {
 			continue
 		}
-		if st, why := plan.CheckCondition(dep.Condition, depSvc, byService[dep.Service]); st != plan.ConditionMet {
+		left := c.LeftDown(d, dep.Service, snap)
+		if st, why := plan.CheckReadiness(dep.Condition, depSvc, byService[dep.Service], left); st != plan.ConditionMet {
 			return false, fmt.Sprintf("%s to be %s (%s)", dep.Service, plan.ConditionWords(dep.Condition), why)
 		}
 	}
 	return true, ""
+}
+
+// LeftDown gathers what the policies leave down on purpose of a service.
+func (c *Controller) LeftDown(d *desired.State, service string, snap *observed.Snapshot) plan.LeftDown {
+	var left plan.LeftDown
+	now := c.clock().Now()
+	for _, p := range c.Policies {
+		if p.LeftDown != nil {
+			left = left.Merge(p.LeftDown.LeftDown(d, service, snap, now))
+		}
+	}
+	return left
 }

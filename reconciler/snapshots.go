@@ -95,9 +95,9 @@ func (c *Controller) adopt(snap *observed.Snapshot, g uint64) {
 	s := &c.snapshots
 	s.patch(snap, g, c.clock().Now())
 	s.snap, s.at, s.has = snap, g, true
-	for _, p := range c.Guards {
-		if l, ok := p.(SnapshotLearner); ok {
-			l.Listed(snap)
+	for _, p := range c.Policies {
+		if p.Listed != nil {
+			p.Listed.Listed(snap)
 		}
 	}
 }

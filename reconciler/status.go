@@ -28,9 +28,9 @@ func (c *Controller) Status(ctx context.Context, inspect observed.Inspector) (pl
 		}
 	}
 	st := plan.Status(d, &cp, plan.Diff(d, &cp, c.Options))
-	for _, g := range c.Guards {
-		if a, ok := g.(StatusAnnotator); ok {
-			a.Annotate(&st, d, c.clock().Now())
+	for _, p := range c.Policies {
+		if p.Status != nil {
+			p.Status.Annotate(&st, d, c.clock().Now())
 		}
 	}
 	return st, nil

@@ -431,7 +431,7 @@ func (h *host) relist(ctx context.Context) error {
 	ps := h.list()
 	if h.agent == nil {
 		for _, p := range ps {
-			if err := p.ctrl.Resync(ctx, p.restarts.Relisted); err != nil {
+			if err := p.ctrl.Resync(ctx); err != nil {
 				return err
 			}
 		}
@@ -446,7 +446,7 @@ func (h *host) relist(ctx context.Context) error {
 		return err
 	}
 	for i, p := range ps {
-		p.ctrl.ResyncWith(all.Of(p.name), marks[i], p.restarts.Relisted)
+		p.ctrl.ResyncWith(all.Of(p.name), marks[i])
 	}
 	h.agent.listed(all)
 	return nil

@@ -127,7 +127,9 @@ func newProject(h *host, d *desired.State, opts desired.Options, locks []*stated
 		Records:   p.records,
 		Log:       log,
 		Clock:     clock.Real{},
-		OnRestart: rs.MarkOurs,
+		OnRestart: func(service string, number int, id string) {
+			p.ctrl.ExpectOwn(plan.Operation{Type: plan.OpRestartContainer, Service: service, Number: number, ContainerID: id})
+		},
 	}
 	if p.configs, err = filewatch.New(clock.Real{}, log); err != nil {
 		_ = rs.Close()
@@ -160,8 +162,11 @@ func newProject(h *host, d *desired.State, opts desired.Options, locks []*stated
 	// Rollouts reviews first (it replaces a changed service's replicas in
 	// batches), then upstreams: a replica must leave the load balancer's
 	// file before a restart or removal of it may run.
-	p.ctrl.Guards = []reconciler.Guard{ro, ups, rs}
-	p.ctrl.Syncers = []reconciler.Syncer{ups}
+	p.ctrl.Policies = []reconciler.Policy{
+		{Name: "rollouts", Decide: ro, Account: ro},
+		{Name: "upstreams", Decide: ups, Sync: ups, Status: ups},
+		{Name: "restarts", Decide: rs, Account: rs, Learn: rs, Listed: rs, Relisted: rs, LeftDown: rs, Status: rs},
+	}
 	p.watchConfigs(d)
 	p.ctrl.SetDesired(d)
 	if err := p.files.Set(d.Files); err != nil {
@@ -202,11 +207,7 @@ func (p *project) close() {
 // event notes one engine event of the project and queues its service; it
 // runs on the events reader.
 func (p *project) event(ev observed.Event) {
-	p.restarts.Event(ev, p.ctrl.Desired())
-	p.ctrl.Observed(ev)
-	if ev.Service != "" {
-		p.ctrl.Enqueue(ev.Service)
-	}
+	p.ctrl.Event(ev)
 }
 
 // reload re-reads the compose files. An invalid edit is reported and the

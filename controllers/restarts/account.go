@@ -18,16 +18,16 @@ func counted(op plan.Operation) bool {
 	return false
 }
 
-// Begin marks a start, restart or stop the executor is about to make as
-// the reconciler's own, so that the stop, die and start events it causes are not
-// taken for the user's stop or the engine's restart. Nothing is counted yet.
+// Begin notes a start, restart or stop the executor is about to make: while
+// it is under way the replica is not held down. Which events it causes is
+// the controller's to tell (reconciler.Seen). Nothing is counted yet.
 func (r *Restarts) Begin(op plan.Operation, at time.Time) {
 	if !counted(op) || op.Type == plan.OpSetRestartPolicy {
 		return // an update causes no stop, die or start to tell apart
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.slot(op.Service, op.Number, op.ContainerID).ours = at
+	r.slot(op.Service, op.Number, op.ContainerID).acting = at
 }
 
 // Done accounts a start, restart or hold-down stop the executor finished: a
@@ -43,7 +43,7 @@ func (r *Restarts) Done(op plan.Operation, err error, at time.Time) {
 	s := r.slot(op.Service, op.Number, op.ContainerID)
 	if err != nil {
 		if op.Type != plan.OpSetRestartPolicy {
-			s.ours = time.Time{}
+			s.acting = time.Time{}
 		}
 		return
 	}
@@ -68,13 +68,4 @@ func (r *Restarts) Done(op plan.Operation, err error, at time.Time) {
 		s.Restarts = append(s.Restarts, at)
 	}
 	r.changed()
-}
-
-// MarkOurs marks a restart the reconciler makes outside a plan (a reload's
-// rolling restart): the events it causes are not the user's stop nor the
-// engine's restart, and it is not counted against the budget.
-func (r *Restarts) MarkOurs(service string, number int, containerID string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.slot(service, number, containerID).ours = r.Clock.Now()
 }

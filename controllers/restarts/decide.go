@@ -99,7 +99,7 @@ func (r *Restarts) Review(in reconciler.Review) reconciler.Decision {
 func (r *Restarts) holdDown(in reconciler.Review, svc *desired.Service, c observed.Container) (*plan.Operation, *reconciler.Report) {
 	p := svc.Policy.Restart
 	s := r.view(in.Service, c.Number, c.ID)
-	if s.HeldDown || s.isOurs(in.Now) || !s.exhausted(in.Now, p) {
+	if s.HeldDown || s.isActing(in.Now) || !s.exhausted(in.Now, p) {
 		return nil, nil
 	}
 	var looping bool
@@ -255,7 +255,7 @@ func (r *Restarts) cascade(in reconciler.Review, svc *desired.Service, dec *reco
 		if depSvc == nil {
 			break
 		}
-		st, why := plan.CheckCondition(dep.Condition, depSvc, byService[dep.Service])
+		st, why := plan.CheckReadiness(dep.Condition, depSvc, byService[dep.Service], r.leftDown(depSvc, byService, in.Now))
 		if st == plan.ConditionMet && dep.Condition == "service_healthy" && !r.healthyAfter(dep.Service, byService[dep.Service], cs.at) {
 			st, why = plan.ConditionWaiting, "health from before its restart counts as starting"
 		}

@@ -6,12 +6,17 @@ import (
 
 	"github.com/reconcile-dev/reconcile/desired"
 	"github.com/reconcile-dev/reconcile/observed"
+	"github.com/reconcile-dev/reconcile/reconciler"
+	"github.com/reconcile-dev/reconcile/reconciler/plan"
 )
 
-// Event learns from one engine event. It runs on the event stream's reader:
-// it updates a few maps under the lock and signals the state writer, nothing
-// slower.
-func (r *Restarts) Event(ev observed.Event, d *desired.State) {
+// Learn learns from one engine event, which the controller has tagged as
+// the reconciler's own or not (reconciler.Seen): a stop, die or removal of
+// ours is never read as a person's. It runs on the event stream's reader:
+// it updates a few maps under the lock and signals the state writer,
+// nothing slower.
+func (r *Restarts) Learn(seen reconciler.Seen, d *desired.State) {
+	ev, ours := seen.Event, seen.Ours
 	if !ev.Replica() {
 		return
 	}
@@ -32,13 +37,16 @@ func (r *Restarts) Event(ev observed.Event, d *desired.State) {
 		r.ooms[id] = at
 	case observed.ActionDie:
 		s := r.slot(ev.Service, ev.Number, id)
-		r.die(s, id, ev.ExitCode, at, policy, svc != nil && svc.HasHealthcheck)
+		r.die(s, id, ev.ExitCode, at, ours, policy, svc != nil && svc.HasHealthcheck)
 		delete(r.awaiting, id)
 		r.changed()
 	case observed.ActionStop:
 		s := r.slot(ev.Service, ev.Number, id)
-		if s.isOurs(at) {
-			return // the reconciler's own restart
+		if ours {
+			if seen.Op == plan.OpStopContainer {
+				s.acting = time.Time{} // the hold-down stop is done
+			}
+			return // the reconciler's own stop, restart or removal
 		}
 		s.pendingDie = time.Time{}
 		if !s.StoppedByUser {
@@ -47,7 +55,7 @@ func (r *Restarts) Event(ev observed.Event, d *desired.State) {
 		}
 	case observed.ActionStart:
 		s := r.slot(ev.Service, ev.Number, id)
-		r.start(s, at, d, ev.Service, policy)
+		r.start(s, at, ours, d, ev.Service, policy)
 		r.started[id] = at
 		delete(r.baseline, id)
 		r.changed()
@@ -61,10 +69,19 @@ func (r *Restarts) Event(ev observed.Event, d *desired.State) {
 		}
 	case observed.ActionDestroy:
 		if s := r.slots[slotKey(ev.Service, ev.Number)]; s != nil && s.ContainerID == id {
-			if s.StoppedByUser {
-				// stopped, then removed: the user took it down
+			switch {
+			case ours && seen.Op == plan.OpRecreateContainer:
+				// our recreate: the replica lives on in its new container,
+				// and so does its budget
+				s.StoppedByUser, s.acting = false, time.Time{}
+			case ours:
+				// our removal (an extra replica, an orphan, a rollout's
+				// old replica): the replica is gone, not taken down
+				delete(r.slots, slotKey(ev.Service, ev.Number))
+			case s.StoppedByUser:
+				// stopped, then removed, by someone else: a person took it down
 				s.RemovedByUser, s.RemovedHash, s.StoppedByUser = true, ev.ConfigHash, false
-			} else {
+			default:
 				delete(r.slots, slotKey(ev.Service, ev.Number))
 			}
 			r.changed()
@@ -79,7 +96,7 @@ func (r *Restarts) Event(ev observed.Event, d *desired.State) {
 }
 
 // die learns the cause of an exit and when the next restart is due.
-func (r *Restarts) die(s *Slot, id string, code int, at time.Time, policy desired.RestartPolicy, hasCheck bool) {
+func (r *Restarts) die(s *Slot, id string, code int, at time.Time, ours bool, policy desired.RestartPolicy, hasCheck bool) {
 	// the run that just ended resets the budget when it was long (and
 	// healthy) enough
 	if policy.Window == 0 && !s.StartedAt.IsZero() && at.Sub(s.StartedAt) >= policy.ResetAfter &&
@@ -93,8 +110,8 @@ func (r *Restarts) die(s *Slot, id string, code int, at time.Time, policy desire
 	switch {
 	case oomed && at.Sub(oom) < time.Minute:
 		s.LastExit = fmt.Sprintf("OOMKilled (exit code %d)", code)
-	case s.isOurs(at):
-		// the die of the reconciler's own restart: Done says why
+	case ours:
+		// the die of the reconciler's own restart or stop: Done says why
 	case killed:
 		s.LastExit = fmt.Sprintf("killed by signal %d (exit code %d)", k.signal, code)
 	default:
@@ -102,7 +119,7 @@ func (r *Restarts) die(s *Slot, id string, code int, at time.Time, policy desire
 	}
 	delete(r.kills, id)
 	delete(r.ooms, id)
-	if !s.isOurs(at) && killed && k.signal != 9 {
+	if !ours && killed && k.signal != 9 {
 		// maybe `docker stop`: wait for its stop event, from when the die
 		// was read (a loaded daemon reads it late; the stop is behind it)
 		s.pendingDie = at
@@ -113,21 +130,21 @@ func (r *Restarts) die(s *Slot, id string, code int, at time.Time, policy desire
 	// with its restart policy off (since before this exit), the engine
 	// leaves the crash to the reconciler
 	off := s.EngineRestartsOff && !at.Before(s.EngineRestartsOffAt)
-	s.EngineRestarts = !killed && !s.isOurs(at) && !off && engineRestarts(policy, code)
+	s.EngineRestarts = !killed && !ours && !off && engineRestarts(policy, code)
 	s.NextAttempt = at.Add(backoff(s.used(at, policy), policy))
 }
 
 // start learns who started a container: the reconciler (already marked),
 // the user (ending their stop), or the engine's own restart policy (counted
 // against the budget); and queues `restart: true` dependents.
-func (r *Restarts) start(s *Slot, at time.Time, d *desired.State, service string, policy desired.RestartPolicy) {
+func (r *Restarts) start(s *Slot, at time.Time, ours bool, d *desired.State, service string, policy desired.RestartPolicy) {
 	switch {
 	case s.HeldDown:
 		// the reconciler never starts a replica it holds down: someone
 		// else did, whatever mark its hold-down stop left
-		s.HeldDown, s.OverBudget, s.Restarts, s.ours = false, false, nil, time.Time{}
-	case s.isOurs(at):
-		s.ours = time.Time{} // counted when the executor reported it done
+		s.HeldDown, s.OverBudget, s.Restarts, s.acting = false, false, nil, time.Time{}
+	case ours:
+		s.acting = time.Time{} // counted when the executor reported it done
 	case s.dieSeen() && !s.EngineRestarts && !s.StoppedByUser:
 		// held down, or its last exit one the engine does not restart (a
 		// docker kill): neither the engine nor the reconciler started it,

@@ -34,10 +34,6 @@ const eventPoll = 100 * time.Millisecond
 // cascadeRetry is how soon a cascade waiting for its dependency looks again.
 const cascadeRetry = time.Second
 
-// oursFor is how long a mark of the reconciler's own action holds: long
-// enough for a stop grace period, not so long that a failed action hides a
-// later stop by the user.
-const oursFor = 2 * time.Minute
 
 // Restarts brings back containers that die without the user stopping them,
 // within a budget and with backoff, restarts unhealthy containers, leaves

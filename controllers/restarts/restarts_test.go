@@ -60,6 +60,9 @@ type rig struct {
 	rec   *memRecorder
 	r     *Restarts
 	ctrs  map[string]*observed.Container
+	// exp is the controller's part: it tells the policy which events are
+	// the reconciler's own.
+	exp reconciler.Expectations
 }
 
 func newRig(t *testing.T, yaml string) *rig {
@@ -95,7 +98,7 @@ func (g *rig) event(service, action string, attrs ...string) {
 		a[attrs[i]] = attrs[i+1]
 	}
 	msg := events.Message{Type: "container", Action: events.Action(action), Actor: events.Actor{ID: "id-" + service, Attributes: a}, TimeNano: g.clk.Now().UnixNano()}
-	g.r.Event(observed.Decode(msg, g.clk.Now()), g.d)
+	g.r.Learn(g.exp.Observe(observed.Decode(msg, g.clk.Now()), g.clk.Now()), g.d)
 }
 
 // the engine's events for each cause, and the state the container ends in
@@ -167,7 +170,9 @@ func (g *rig) reviewOps(s string, all bool) (string, time.Duration) {
 	allowed := dec.Apply(p)
 	var ops []string
 	for _, n := range allowed.Nodes {
+		g.exp.Expect(n.Op, g.clk.Now())
 		g.r.Begin(n.Op, g.clk.Now())
+		g.exp.Done(n.Op, nil)
 		g.r.Done(n.Op, nil, g.clk.Now())
 		if n.Op.Type == plan.OpSetRestartPolicy && !all {
 			continue
@@ -435,7 +440,9 @@ func TestOnlyARestartTheExecutorReportsDoneIsCounted(t *testing.T) {
 	g.started("api")
 	g.dockerKill("api")
 	start := plan.Operation{Type: plan.OpStartContainer, Service: "api", Number: 1, ContainerID: "id-api", ResourceID: plan.ReplicaID("api", 1)}
+	g.exp.Expect(start, g.clk.Now())
 	g.r.Begin(start, g.clk.Now())
+	g.exp.Done(start, errors.New("engine said no"))
 	g.r.Done(start, errors.New("engine said no"), g.clk.Now())
 	if n := len(g.r.Slots()["api#1"].Restarts); n != 0 {
 		t.Fatalf("a failed start counted %d restarts, want 0", n)
@@ -721,5 +728,71 @@ func TestTheLastRestartOfABudgetIsTakenFromTheEngine(t *testing.T) {
 	g.review("api")
 	if g.r.Slots()["api#1"].EngineRestartsOff {
 		t.Error("the policy is still marked off after it was restored")
+	}
+}
+
+func TestOwnRemovalsAreNeverAPersonsDown(t *testing.T) {
+	remove := plan.Operation{Type: plan.OpRemoveContainer, Service: "api", Number: 1, ContainerID: "id-api", ResourceID: plan.ReplicaID("api", 1)}
+	recreate := remove
+	recreate.Type = plan.OpRecreateContainer
+	tests := []struct {
+		name string
+		ours *plan.Operation // the operation of ours the events come from; nil: a person's
+		// want: the replica is created again, and its slot (budget
+		// included) is kept
+		wantCreate, wantBudget bool
+	}{
+		{"a person's stop then rm: left absent, and remembered", nil, false, true},
+		{"our prune of an extra replica (or an orphan, or a rollout's old replica)", &remove, true, false},
+		{"our recreate: the replica lives on, and its budget with it", &recreate, true, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := newRig(t, "services:\n  api:\n    image: a\n    restart: on-failure:3\n")
+			g.started("api")
+			g.dockerKill("api")
+			g.review("api") // one restart used
+			g.started("api")
+			if tt.ours != nil {
+				g.exp.Expect(*tt.ours, g.clk.Now())
+			}
+			g.dockerStop("api")
+			g.event("api", "destroy")
+			g.ctrs["api"] = nil
+			ops, _ := g.review("api")
+			if created := ops == "CreateContainer api"; created != tt.wantCreate {
+				t.Errorf("after the removal: %q, want created again %v", ops, tt.wantCreate)
+			}
+			slot, ok := g.r.Slots()["api#1"]
+			if kept := ok && len(slot.Restarts) == 1; kept != tt.wantBudget {
+				t.Errorf("slot %+v (%v): want the budget kept %v", slot, ok, tt.wantBudget)
+			}
+			left := g.r.LeftDown(g.d, "api", g.snapshot(), g.clk.Now())
+			if absent := left.Absent == 1; absent == tt.wantCreate {
+				t.Errorf("left down %+v: a person's removal is left absent, ours is not", left)
+			}
+		})
+	}
+}
+
+func TestLeftDownNamesTheReplicasLeftDownOnPurpose(t *testing.T) {
+	g := newRig(t, "services:\n  api:\n    image: a\n    restart: on-failure:1\n  web:\n    image: w\n    restart: always\n")
+	g.started("api")
+	g.started("web")
+	g.dockerKill("api")
+	g.review("api") // the one restart
+	g.started("api")
+	g.dockerKill("api") // spent: left down
+	g.review("api")
+	g.dockerStop("web") // a person's stop
+	for svc, want := range map[string]string{"api": "RestartBudgetExhausted", "web": "StoppedByUser"} {
+		left := g.r.LeftDown(g.d, svc, g.snapshot(), g.clk.Now())
+		if got := left.Containers["id-"+svc]; got != want {
+			t.Errorf("%s left down %+v, want %s", svc, left, want)
+		}
+	}
+	g.started("web") // started again: no longer left down
+	if left := g.r.LeftDown(g.d, "web", g.snapshot(), g.clk.Now()); !left.Empty() {
+		t.Errorf("web running, left down %+v", left)
 	}
 }

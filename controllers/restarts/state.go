@@ -13,6 +13,7 @@ import (
 	"github.com/reconcile-dev/reconcile/internal/clock"
 	"github.com/reconcile-dev/reconcile/internal/logging"
 	"github.com/reconcile-dev/reconcile/internal/statedir"
+	"github.com/reconcile-dev/reconcile/reconciler"
 )
 
 // Store keeps the restart state across runs of the reconciler.
@@ -71,12 +72,15 @@ type Slot struct {
 	// pendingDie is a die after a polite kill signal: it may be a
 	// `docker stop` whose `stop` event has not arrived yet.
 	pendingDie time.Time
-	// ours marks a restart or start the reconciler itself is making, so
-	// that the events it causes are not taken for the user's.
-	ours time.Time
+	// acting is when a start, restart or stop of ours on the replica began,
+	// until its events came back or it failed: no hold-down stop is added
+	// on top of it. Whose events are whose is the controller's to tell.
+	acting time.Time
 }
 
-func (s *Slot) isOurs(now time.Time) bool { return !s.ours.IsZero() && now.Sub(s.ours) < oursFor }
+func (s *Slot) isActing(now time.Time) bool {
+	return !s.acting.IsZero() && now.Sub(s.acting) < reconciler.ExpectationTTL
+}
 
 // dieSeen reports whether the replica's last exit was read from a `die`
 // event (and not only seen in a list).

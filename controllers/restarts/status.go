@@ -43,6 +43,9 @@ func (r *Restarts) Annotate(st *plan.ProjectStatus, d *desired.State, now time.T
 				}
 			}
 			exhausted := !running && downForBudget(s, used, p)
+			if !running {
+				cs.LeftDown = string(leftDownWhy(*s, now, p))
+			}
 			if !running && s.NextAttempt.After(now) && !exhausted && !s.StoppedByUser {
 				t := s.NextAttempt
 				cs.NextAttempt = &t
@@ -74,4 +77,59 @@ func downForBudget(s *Slot, used int, p desired.RestartPolicy) bool {
 		return false
 	}
 	return p.Mode != desired.RestartOnFailure || s.ExitCode != 0
+}
+
+// LeftDown tells which replicas of a service the restart policy leaves down
+// on purpose: held down with a spent budget, stopped by a person, or
+// stopped and removed by a person (absent, while its definition is the one
+// it had). They do not hold dependents back while the service's other
+// replicas meet the dependents' condition.
+func (r *Restarts) LeftDown(d *desired.State, service string, snap *observed.Snapshot, now time.Time) plan.LeftDown {
+	svc := d.Services[service]
+	if svc == nil {
+		return plan.LeftDown{}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.leftDown(svc, snap.ByService(), now)
+}
+
+// leftDown is LeftDown with mu held.
+func (r *Restarts) leftDown(svc *desired.Service, byService map[string][]observed.Container, now time.Time) plan.LeftDown {
+	service, p := svc.Name, svc.Policy.Restart
+	left := plan.LeftDown{Containers: map[string]string{}}
+	numbers := map[int]bool{}
+	for _, c := range byService[service] {
+		numbers[c.Number] = true
+		if c.State != observed.StateExited && c.State != observed.StateDead {
+			continue
+		}
+		if why := leftDownWhy(r.view(service, c.Number, c.ID), now, p); why != "" {
+			left.Containers[c.ID] = string(why)
+		}
+	}
+	hash := ""
+	for _, s := range r.slots {
+		if s.Service != service || !s.RemovedByUser || numbers[s.Number] {
+			continue
+		}
+		if hash == "" {
+			hash = plan.ExpectedHash(svc.Config, byService)
+		}
+		if s.RemovedHash == "" || s.RemovedHash == hash {
+			left.Absent++
+		}
+	}
+	return left
+}
+
+// leftDownWhy is why a stopped replica is left down on purpose, or "".
+func leftDownWhy(s Slot, now time.Time, p desired.RestartPolicy) record.Reason {
+	switch {
+	case s.StoppedByUser:
+		return record.StoppedByUser
+	case downForBudget(&s, s.used(now, p), p):
+		return record.RestartBudgetExhausted
+	}
+	return ""
 }

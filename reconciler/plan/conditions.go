@@ -21,6 +21,67 @@ const (
 	ConditionFailed
 )
 
+// LeftDown are the replicas of one service that a policy leaves down on
+// purpose: containers by ID (with the reason), and replicas a person removed
+// that stay absent.
+type LeftDown struct {
+	Containers map[string]string
+	Absent     int
+}
+
+// Merge adds what another policy leaves down.
+func (l LeftDown) Merge(o LeftDown) LeftDown {
+	out := LeftDown{Containers: map[string]string{}, Absent: l.Absent + o.Absent}
+	for k, v := range l.Containers {
+		out.Containers[k] = v
+	}
+	for k, v := range o.Containers {
+		out.Containers[k] = v
+	}
+	return out
+}
+
+// Empty reports whether nothing is left down.
+func (l LeftDown) Empty() bool { return len(l.Containers) == 0 && l.Absent == 0 }
+
+// CheckReadiness is CheckCondition with the replicas left down on purpose
+// set aside: they neither fail the condition nor count towards it, so one
+// tired replica does not hold every dependent down. The condition still
+// needs at least one replica meeting it; a dependency whose every replica
+// is left down holds its dependents, as compose's up would.
+func CheckReadiness(condition string, dep *desired.Service, containers []observed.Container, left LeftDown) (ConditionState, string) {
+	if left.Empty() || dep.Replicas == 0 {
+		return CheckCondition(condition, dep, containers)
+	}
+	kept := make([]observed.Container, 0, len(containers))
+	var names []string
+	for _, c := range containers {
+		if _, down := left.Containers[c.ID]; down {
+			names = append(names, c.Name)
+			continue
+		}
+		kept = append(kept, c)
+	}
+	excused := len(names) + left.Absent
+	if excused == 0 {
+		return CheckCondition(condition, dep, containers)
+	}
+	if excused >= dep.Replicas || len(kept) == 0 {
+		st, why := CheckCondition(condition, dep, containers)
+		if st == ConditionMet {
+			return st, why
+		}
+		return ConditionWaiting, "every replica is left down (" + why + ")"
+	}
+	narrowed := *dep
+	narrowed.Replicas = dep.Replicas - excused
+	st, why := CheckCondition(condition, &narrowed, kept)
+	if st == ConditionMet && len(names) > 0 {
+		why += " (" + strings.Join(names, ", ") + " left down)"
+	}
+	return st, why
+}
+
 // CheckCondition evaluates a depends_on condition on the observed containers
 // of the dependency, with compose's meaning of each condition, and says why
 // when it is not met.

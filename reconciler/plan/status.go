@@ -73,6 +73,10 @@ type ContainerStatus struct {
 	// Upstreams names the load-balancer upstream blocks whose file lists
 	// this container now (from the upstream controller).
 	Upstreams []string `json:"upstreams,omitempty"`
+	// LeftDown says why a stopped container is left down on purpose
+	// (RestartBudgetExhausted, StoppedByUser): it does not hold dependents
+	// back while another replica of its service meets their condition.
+	LeftDown string `json:"leftDown,omitempty"`
 }
 
 // ProjectStatus is the status of every service, in dependency order.
