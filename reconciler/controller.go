@@ -64,10 +64,10 @@ type Controller struct {
 	// Policies decide, account, learn and report, each through the
 	// capabilities it registers (see Policy), in this order.
 	Policies []Policy
-	Log     *slog.Logger
-	Clock   clock.Clock
-	Records Recorder
-	Metrics Metrics
+	Log      *slog.Logger
+	Clock    clock.Clock
+	Records  Recorder
+	Metrics  Metrics
 	// Workers bounds how many services are reconciled at once.
 	Workers int
 	// Queue, when nil, is made with the default rate limiter.
@@ -78,7 +78,7 @@ type Controller struct {
 	// level and retried as usual, instead of an error line each.
 	Offline func() bool
 
-	desired   atomic.Pointer[desired.State]
+	desired atomic.Pointer[desired.State]
 	// expect remembers the executor's own operations until their events
 	// have come back: the controller knows its own actions and never
 	// infers them.

@@ -122,11 +122,11 @@ func newProject(h *host, d *desired.State, opts desired.Options, locks []*stated
 	}
 	p.restarts = rs
 	p.reloads = &reloads.Reloads{
-		Engine:    h.eng.Client,
-		Observe:   p.ctrl.Snapshot,
-		Records:   p.records,
-		Log:       log,
-		Clock:     clock.Real{},
+		Engine:  h.eng.Client,
+		Observe: p.ctrl.Snapshot,
+		Records: p.records,
+		Log:     log,
+		Clock:   clock.Real{},
 		OnRestart: func(service string, number int, id string) {
 			p.ctrl.ExpectOwn(plan.Operation{Type: plan.OpRestartContainer, Service: service, Number: number, ContainerID: id})
 		},

@@ -34,7 +34,6 @@ const eventPoll = 100 * time.Millisecond
 // cascadeRetry is how soon a cascade waiting for its dependency looks again.
 const cascadeRetry = time.Second
 
-
 // Restarts brings back containers that die without the user stopping them,
 // within a budget and with backoff, restarts unhealthy containers, leaves
 // gracefully stopped ones down (and absent, once also removed), holds down
