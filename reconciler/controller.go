@@ -93,12 +93,17 @@ type Controller struct {
 	// passes numbers reconciles, so that the log lines of one can be told
 	// from those of another running beside it.
 	passes atomic.Uint64
+	// acted counts the operations carried out, as the executor reported
+	// them done.
+	acted    atomic.Uint64
+	outcomes outcomes
 }
 
 // SetDesired puts a desired state in force and queues every service of it
 // and of the one it replaces.
 func (c *Controller) SetDesired(d *desired.State) {
 	old := c.desired.Swap(d)
+	c.outcomes.reset()
 	keys := slices.Clone(d.Order)
 	if old != nil {
 		keys = append(keys, old.Order...)
@@ -142,6 +147,12 @@ func (c *Controller) Event(ev observed.Event) {
 		}
 	}
 	c.Observed(ev)
+	if ev.Replica() && !seen.Ours && ev.Action != observed.ActionCreate {
+		// someone else acted on a replica: a service held by a terminal
+		// failure is tried again (a creation may be compose's own, on our
+		// behalf, and is not a change of anyone's)
+		c.outcomes.release(ev.Service)
+	}
 	if ev.Service != "" {
 		c.Enqueue(ev.Service)
 	}
@@ -158,6 +169,7 @@ func (c *Controller) ExpectOwn(op plan.Operation) { c.expect.Expect(op, c.clock(
 // from a relist are shown it before anything is queued.
 func (c *Controller) Resync(ctx context.Context) error {
 	c.Invalidate()
+	c.outcomes.releaseAll()
 	snap, err := c.Snapshot(ctx)
 	if err != nil {
 		return err
@@ -173,6 +185,7 @@ func (c *Controller) ResyncWith(snap *observed.Snapshot, mark uint64) {
 	c.snapshots.mu.Lock()
 	c.adopt(snap, mark)
 	c.snapshots.mu.Unlock()
+	c.outcomes.releaseAll()
 	c.resync(snap)
 }
 
@@ -233,7 +246,9 @@ func (c *Controller) processNext(ctx context.Context) bool {
 	start := c.clock().Now()
 	pass := c.passes.Add(1)
 	log := c.logger().With("service", key, "reconcile", pass)
+	c.outcomes.begin(key)
 	res, err := c.safeReconcile(WithLogger(ctx, log), key)
+	c.outcomes.end(key, err)
 	took := c.clock().Now().Sub(start)
 	log.Debug("reconciled", "took", took.Round(time.Microsecond).String(), "requeue", res.RequeueAfter.String(), "error", err)
 	switch {

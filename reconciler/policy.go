@@ -127,6 +127,10 @@ type Report struct {
 	// report made while in sync (an update complete) is then made once,
 	// not again at each look.
 	Lasting bool
+	// Stuck says the service cannot reach its desired state without a
+	// change (a rollback done, a replica left down that nothing will start
+	// again): the daemon waits for one, and a one-shot run ends.
+	Stuck bool
 }
 
 // Later asks for another look after d, keeping the sooner of two asks.

@@ -27,6 +27,14 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (Result, error) 
 	if err != nil || c.DryRun {
 		return out, err
 	}
+	if held := c.outcomes.holding(key); held != nil && !p.Empty() {
+		return Result{}, held // the same failure, until something changes
+	}
+	// what no wait can fix is found before anything is touched, networks
+	// included: bad input leaves the engine as it was
+	if err := c.checkInputs(ctx, d, snap, p); err != nil {
+		return Result{}, err
+	}
 	if needed := infraNeeded(p); len(needed) > 0 {
 		// Several services may need one missing network: create it once,
 		// under a lock and on a fresh look, then plan again. Only what the
@@ -52,14 +60,6 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (Result, error) 
 	if p.Empty() {
 		return out, nil
 	}
-	if err := execute.CheckExternals(d, snap, p); err != nil {
-		return Result{}, TerminalError(record.ExternalMissing, err)
-	}
-	if c.Images != nil {
-		if err := execute.EnsureImages(ctx, d, snap, p, c.Images); err != nil {
-			return Result{}, TerminalError(record.ImageMissing, err)
-		}
-	}
 	err = c.executor(ctx, d, key).Execute(ctx, p)
 	c.Invalidate()
 	if perm := execute.AsPermanent(err); perm != nil {
@@ -73,6 +73,23 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (Result, error) 
 		return Result{}, fmt.Errorf("reconciling service %s: %w", key, err)
 	}
 	return out, nil
+}
+
+// checkInputs finds what the plan needs and no wait can give: an external
+// network or volume that does not exist, an image that cannot be had.
+func (c *Controller) checkInputs(ctx context.Context, d *desired.State, snap *observed.Snapshot, p *plan.Plan) error {
+	if p.Empty() {
+		return nil
+	}
+	if err := execute.CheckExternals(d, snap, p); err != nil {
+		return TerminalError(record.ExternalMissing, err)
+	}
+	if c.Images != nil {
+		if err := execute.EnsureImages(ctx, d, snap, p, c.Images); err != nil {
+			return TerminalError(record.ImageMissing, err)
+		}
+	}
+	return nil
 }
 
 // planService looks at the service: a snapshot, the diff and its records,
@@ -140,6 +157,7 @@ func infraNeeded(p *plan.Plan) map[string]bool {
 func (c *Controller) decide(key string, in Review, requeue time.Duration) (*plan.Plan, time.Duration) {
 	var held []plan.Operation
 	var wake []string
+	var stuck []string
 	for _, pol := range c.Policies {
 		if pol.Decide == nil {
 			continue
@@ -151,6 +169,9 @@ func (c *Controller) decide(key string, in Review, requeue time.Duration) (*plan
 		}
 		for _, r := range dec.Reports {
 			c.reports.once(c, key, r)
+			if r.Stuck {
+				stuck = append(stuck, string(r.Reason)+": "+r.Message)
+			}
 		}
 		wake = append(wake, dec.Wake...)
 		requeue = sooner(requeue, dec.RequeueAfter)
@@ -158,6 +179,7 @@ func (c *Controller) decide(key string, in Review, requeue time.Duration) (*plan
 	}
 	// what was held is in place before the woken services look at it
 	c.pending.hold(key, held)
+	c.outcomes.stuck(key, stuck)
 	for _, w := range wake {
 		c.queue().Add(w)
 	}
@@ -241,6 +263,7 @@ func (c *Controller) actionDone(d *desired.State) func(n *plan.Node, err error, 
 		case err != nil:
 			c.record(op.Type.Reason(err), op.Service, container, fmt.Sprintf("%s: %v", op.Cause, err))
 		default:
+			c.acted.Add(1)
 			c.metric(func(m Metrics) { m.Action(op.Type.String()) })
 			c.record(op.Type.Reason(nil), op.Service, container, fmt.Sprintf("%s; done in %s", op.Cause, took.Round(time.Millisecond)))
 		}

@@ -10,6 +10,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
@@ -18,12 +19,14 @@ import (
 	"time"
 
 	"github.com/reconcile-dev/reconcile/bench/benchkit"
-	"github.com/reconcile-dev/reconcile/reconciler/execute"
 
 	"github.com/docker/compose/v5/pkg/api"
 
 	"github.com/reconcile-dev/reconcile/desired"
+	"github.com/reconcile-dev/reconcile/internal/clock"
+	"github.com/reconcile-dev/reconcile/internal/daemon"
 	"github.com/reconcile-dev/reconcile/internal/engine"
+	"github.com/reconcile-dev/reconcile/internal/record"
 	"github.com/reconcile-dev/reconcile/internal/session"
 	"github.com/reconcile-dev/reconcile/internal/testimage"
 	"github.com/reconcile-dev/reconcile/observed"
@@ -61,6 +64,7 @@ func run(services, replicas, passes int, keep, cpuprofile string) error {
 		name = keep
 	}
 	file := filepath.Join(dir, "compose.yaml")
+	stateDir := filepath.Join(dir, "state")
 	var b strings.Builder
 	b.WriteString("services:\n")
 	for i := 0; i < services; i++ {
@@ -107,19 +111,20 @@ func run(services, replicas, passes int, keep, cpuprofile string) error {
 		if err != nil {
 			return err
 		}
-		d := sess.Desired
-		observe := func(ctx context.Context) (*observed.Snapshot, error) {
-			return observed.Observe(ctx, eng.Client, name, time.Now())
-		}
-		out, err := (&execute.Converger{
-			Desired: d, First: sess.First, Observe: observe, Images: eng.Compose,
-			Executor: &execute.Executor{Desired: d, Compose: eng.Compose, Engine: eng.Client, Observe: observe},
-		}).Run(ctx)
+		quiet := slog.New(slog.DiscardHandler)
+		p, err := daemon.New(daemon.Config{
+			Engine: eng, Loader: loader, Log: quiet, Records: record.New(quiet, clock.Real{}, record.DefaultKeep),
+			StateDir: stateDir, Workers: 4, Once: true,
+		}, sess.Desired, desired.Options{Files: []string{file}, ProjectName: name}, nil)
 		if err != nil {
 			return err
 		}
-		if !out.Converged || out.Applied != 0 {
-			return fmt.Errorf("the project was not converged: applied %d plans", out.Applied)
+		out, err := p.Converge(ctx, 0)
+		if err != nil {
+			return err
+		}
+		if !out.Converged || out.Acted != 0 {
+			return fmt.Errorf("the project was not converged: %d operations", out.Acted)
 		}
 		return nil
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/reconcile-dev/reconcile/desired"
 	"github.com/reconcile-dev/reconcile/internal/clock"
+	"github.com/reconcile-dev/reconcile/internal/daemon"
 	"github.com/reconcile-dev/reconcile/internal/filewatch"
 	"github.com/reconcile-dev/reconcile/internal/record"
 	"github.com/reconcile-dev/reconcile/internal/statedir"
@@ -49,7 +50,7 @@ type source struct {
 	opts desired.Options
 	// explicit is the -f project: it runs whatever x-reconcile.enabled says.
 	explicit bool
-	p        *project
+	p        *daemon.Project
 	// problem is why it does not run ("" when it runs), said once.
 	problem *projectProblem
 	// filesHash is the hash of its compose files when it last failed to
@@ -310,11 +311,11 @@ func (a *agent) try(ctx context.Context, s *source) {
 		fail(name, record.ProjectSkipped, fmt.Sprintf("%s: project %s is already reconciled by this agent from %s", s.from, name, a.fromOf(name)))
 		return
 	}
-	if err := localOnly(d, a.h.eng); err != nil {
+	if err := daemon.LocalOnly(d, a.h.eng); err != nil {
 		fail(name, record.ProjectInvalid, s.from+": "+desired.OneLine(err.Error()))
 		return
 	}
-	locks, err := lockProject(a.h.stateDir, a.h.f.lockDir, a.h.engineID, name)
+	locks, err := daemon.LockProject(a.h.stateDir, a.h.f.lockDir, a.h.engineID, name)
 	if err != nil {
 		reason := record.ProjectInvalid
 		if errors.Is(err, statedir.ErrLocked) {
@@ -323,7 +324,7 @@ func (a *agent) try(ctx context.Context, s *source) {
 		fail(name, reason, s.from+": "+err.Error())
 		return
 	}
-	p, err := newProject(a.h, d, s.opts, locks)
+	p, err := a.h.newProject(d, s.opts, locks)
 	if err != nil {
 		for _, l := range locks {
 			_ = l.Release()
@@ -333,11 +334,11 @@ func (a *agent) try(ctx context.Context, s *source) {
 	}
 	s.p, s.problem, s.filesHash = p, nil, ""
 	a.h.start(p)
-	p.records.Event(record.ProjectAdded, "", "", fmt.Sprintf("reconciling project %s from %s (%d service(s))", name, s.from, len(d.Order)))
+	p.Records().Event(record.ProjectAdded, "", "", fmt.Sprintf("reconciling project %s from %s (%d service(s))", name, s.from, len(d.Order)))
 }
 
 // optedOut lets a running project go once its files opt out.
-func (a *agent) optedOut(p *project) {
+func (a *agent) optedOut(p *daemon.Project) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, s := range a.sources {
@@ -346,7 +347,7 @@ func (a *agent) optedOut(p *project) {
 		}
 		a.h.release(p, "its files now say x-reconcile.enabled: false")
 		s.p = nil
-		s.problem = &projectProblem{Project: p.name, Source: s.from, Reason: record.ProjectDisabled, Message: s.from + ": x-reconcile.enabled is false; not reconciled"}
+		s.problem = &projectProblem{Project: p.Name(), Source: s.from, Reason: record.ProjectDisabled, Message: s.from + ": x-reconcile.enabled is false; not reconciled"}
 		s.filesHash = filesHash(s.opts)
 	}
 }
@@ -354,7 +355,7 @@ func (a *agent) optedOut(p *project) {
 // fromOf says where the running project name comes from.
 func (a *agent) fromOf(name string) string {
 	for _, s := range a.sources {
-		if s.p != nil && s.p.name == name {
+		if s.p != nil && s.p.Name() == name {
 			return s.from
 		}
 	}

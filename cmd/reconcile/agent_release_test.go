@@ -3,6 +3,7 @@ package main
 import (
 	"testing"
 
+	"github.com/reconcile-dev/reconcile/internal/daemon"
 	"github.com/reconcile-dev/reconcile/observed"
 )
 
@@ -26,8 +27,8 @@ func TestADiscoveredProjectIsLetGoAtItsSecondEmptyListingInARow(t *testing.T) {
 		{"the second listing in a row without", empty, false},
 	}
 	h := &host{g: &globals{discoverMatch: "*"}}
-	h.projects.Store(&map[string]*project{})
-	running := &source{key: "engine:shop", p: &project{name: "shop"}}
+	h.projects.Store(&map[string]*daemon.Project{})
+	running := &source{key: "engine:shop", p: &daemon.Project{}} // a project held: only its presence counts here
 	a := &agent{h: h, discover: true, sources: map[string]*source{running.key: running}}
 	for _, st := range steps {
 		want := a.wanted(st.origins)

@@ -24,6 +24,7 @@ import (
 
 	"github.com/reconcile-dev/reconcile/desired"
 	"github.com/reconcile-dev/reconcile/internal/clock"
+	"github.com/reconcile-dev/reconcile/internal/daemon"
 	"github.com/reconcile-dev/reconcile/internal/dashboard"
 	"github.com/reconcile-dev/reconcile/internal/engine"
 	"github.com/reconcile-dev/reconcile/internal/httpapi"
@@ -51,7 +52,7 @@ type daemonFlags struct {
 // host is what a daemon has once, whatever the number of projects it
 // reconciles: the engine connection and its one event stream, the HTTP
 // endpoints, the metrics registry, the records' history, signals and
-// systemd. Each project is a *project of its own; inputs only enqueue.
+// systemd. Each project is a *daemon.Project of its own; inputs only enqueue.
 type host struct {
 	g        *globals
 	f        daemonFlags
@@ -69,7 +70,7 @@ type host struct {
 
 	// projects holds the running projects by name, replaced whole on a
 	// change so that the events reader looks one up without a lock.
-	projects atomic.Pointer[map[string]*project]
+	projects atomic.Pointer[map[string]*daemon.Project]
 	mu       sync.Mutex // serialises changes of projects
 
 	// run ends at shutdown; work bounds the reconciles in progress then.
@@ -141,7 +142,7 @@ func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
 	}
 	var firstLocks []*statedir.Lock
 	if first != nil {
-		if firstLocks, err = lockProject(h.stateDir, "", "", first.Project.Name); err != nil {
+		if firstLocks, err = daemon.LockProject(h.stateDir, "", "", first.Project.Name); err != nil {
 			return withCode(exitInput, err)
 		}
 	}
@@ -155,7 +156,7 @@ func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
 		return fmt.Errorf("%w: %w", engine.ErrUnreachable, err)
 	}
 	if first != nil {
-		if err := localOnly(first, h.eng); err != nil {
+		if err := daemon.LocalOnly(first, h.eng); err != nil {
 			release()
 			return err
 		}
@@ -171,7 +172,7 @@ func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
 		defer stopNotify()
 		go notifier.Run(notifyCtx, recs)
 	}
-	empty := map[string]*project{}
+	empty := map[string]*daemon.Project{}
 	h.projects.Store(&empty)
 
 	runCtx, stop := context.WithCancel(ctx)
@@ -206,7 +207,7 @@ func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
 			return withCode(exitInput, err)
 		}
 		firstLocks = append(firstLocks, elock)
-		p, err := newProject(h, first, firstOpts, firstLocks)
+		p, err := h.newProject(first, firstOpts, firstLocks)
 		if err != nil {
 			release()
 			return err
@@ -241,7 +242,7 @@ func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
 				return
 			case <-hup:
 				for _, p := range h.list() {
-					p.reload("SIGHUP")
+					p.Reload("SIGHUP")
 				}
 				if h.agent != nil {
 					h.agent.retryAll()
@@ -283,6 +284,27 @@ func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
 // engineRetry paces the wait for an engine that does not answer at start.
 const engineRetry = time.Second
 
+// newProject builds a project of this daemon for d, holding locks.
+func (h *host) newProject(d *desired.State, opts desired.Options, locks []*statedir.Lock) (*daemon.Project, error) {
+	p, err := daemon.New(daemon.Config{
+		Engine:   h.eng,
+		Loader:   h.loader,
+		Log:      h.g.log,
+		Records:  h.records,
+		Metrics:  h.met,
+		StateDir: h.stateDir,
+		Options:  plan.Options{RemoveOrphans: h.g.removeOrphans},
+		DryRun:   h.f.dryRun,
+		Workers:  h.f.workers,
+		Offline:  func() bool { return !h.connected.Load() },
+		OptedOut: h.optedOut,
+	}, d, opts, locks)
+	if err != nil {
+		return nil, withCode(exitInternal, err)
+	}
+	return p, nil
+}
+
 // waitForEngine waits until the engine answers and returns its ID; "" when
 // ctx ended first (SIGTERM while waiting: exit 0).
 func waitForEngine(ctx context.Context, eng *engine.Engine, log *slog.Logger) (string, error) {
@@ -305,60 +327,57 @@ func waitForEngine(ctx context.Context, eng *engine.Engine, log *slog.Logger) (s
 }
 
 // start runs p until the daemon stops or the agent lets it go.
-func (h *host) start(p *project) {
+func (h *host) start(p *daemon.Project) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	next := map[string]*project{}
+	next := map[string]*daemon.Project{}
 	for k, v := range *h.projects.Load() {
 		next[k] = v
 	}
-	next[p.name] = p
-	ctx, cancel := context.WithCancel(h.run)
-	p.stop = cancel
+	next[p.Name()] = p
 	h.projects.Store(&next)
-	h.runners.Go(func() { p.run(ctx, h.work) })
+	p.Start(h.run, h.work, &h.runners)
 }
 
 // release stops reconciling p, leaving its containers as they are, and
 // waits until it has let go of its locks and state.
-func (h *host) release(p *project, why string) {
+func (h *host) release(p *daemon.Project, why string) {
 	h.mu.Lock()
 	cur := *h.projects.Load()
-	if cur[p.name] != p {
+	if cur[p.Name()] != p {
 		h.mu.Unlock()
 		return
 	}
-	next := map[string]*project{}
+	next := map[string]*daemon.Project{}
 	for k, v := range cur {
-		if k != p.name {
+		if k != p.Name() {
 			next[k] = v
 		}
 	}
 	h.projects.Store(&next)
 	h.mu.Unlock()
-	p.stop()
-	<-p.done
-	h.met.Forget(p.name)
-	p.records.Event(record.ProjectReleased, "", "", "let go: "+why+"; its containers are left as they are")
+	p.Stop()
+	h.met.Forget(p.Name())
+	p.Records().Event(record.ProjectReleased, "", "", "let go: "+why+"; its containers are left as they are")
 	h.changes.Notify()
 }
 
 // optedOut is told that a running project's files now say
 // x-reconcile.enabled: false; an agent lets it go, a daemon given the
 // project by -f keeps it.
-func (h *host) optedOut(p *project) {
+func (h *host) optedOut(p *daemon.Project) {
 	if h.agent != nil {
 		go h.agent.optedOut(p)
 	}
 }
 
 // lookup returns the running project of that name, or nil.
-func (h *host) lookup(name string) *project { return (*h.projects.Load())[name] }
+func (h *host) lookup(name string) *daemon.Project { return (*h.projects.Load())[name] }
 
 // list returns the running projects, by name.
-func (h *host) list() []*project {
+func (h *host) list() []*daemon.Project {
 	m := *h.projects.Load()
-	out := make([]*project, 0, len(m))
+	out := make([]*daemon.Project, 0, len(m))
 	for _, name := range slices.Sorted(maps.Keys(m)) {
 		out = append(out, m[name])
 	}
@@ -389,7 +408,7 @@ func (h *host) watchEngine(ctx context.Context) {
 		OnEvent: func(ev observed.Event) {
 			h.log.Debug("engine event", "action", string(ev.Action), "project", ev.Project, "service", ev.Service, "container", ev.Container)
 			if p := h.lookup(ev.Project); p != nil {
-				p.event(ev)
+				p.Event(ev)
 			} else if h.agent != nil && ev.Action == observed.ActionCreate {
 				h.agent.kickEngine() // a project the agent may discover
 			}
@@ -409,7 +428,7 @@ func (h *host) watchEngine(ctx context.Context) {
 	}
 	if h.agent == nil {
 		if ps := h.list(); len(ps) == 1 {
-			w.Project = ps[0].name // one project: the engine filters for it
+			w.Project = ps[0].Name() // one project: the engine filters for it
 		}
 	}
 	_ = w.Run(ctx)
@@ -431,7 +450,7 @@ func (h *host) relist(ctx context.Context) error {
 	ps := h.list()
 	if h.agent == nil {
 		for _, p := range ps {
-			if err := p.ctrl.Resync(ctx); err != nil {
+			if err := p.Controller().Resync(ctx); err != nil {
 				return err
 			}
 		}
@@ -439,14 +458,14 @@ func (h *host) relist(ctx context.Context) error {
 	}
 	marks := make([]uint64, len(ps))
 	for i, p := range ps {
-		marks[i] = p.ctrl.Mark()
+		marks[i] = p.Controller().Mark()
 	}
 	all, err := observed.ObserveAll(ctx, h.eng.Client, time.Now())
 	if err != nil {
 		return err
 	}
 	for i, p := range ps {
-		p.ctrl.ResyncWith(all.Of(p.name), marks[i])
+		p.Controller().ResyncWith(all.Of(p.Name()), marks[i])
 	}
 	h.agent.listed(all)
 	return nil
@@ -489,7 +508,7 @@ func (h *host) status(ctx context.Context, name string, inspect observed.Inspect
 		ps := h.list()
 		switch {
 		case name == "" && len(ps) == 1:
-			return ps[0].ctrl.Status(ctx, inspect)
+			return ps[0].Controller().Status(ctx, inspect)
 		case name == "" && len(ps) == 0:
 			// a daemon of one project takes it on once the engine answers
 			return nil, errors.New("the project is not reconciled yet: waiting for the engine")
@@ -498,13 +517,13 @@ func (h *host) status(ctx context.Context, name string, inspect observed.Inspect
 		if p == nil {
 			return nil, fmt.Errorf("%w: %s", httpapi.ErrNoProject, name)
 		}
-		return p.ctrl.Status(ctx, inspect)
+		return p.Controller().Status(ctx, inspect)
 	}
 	st := agentStatus{Projects: []plan.ProjectStatus{}, Problems: h.agent.problems()}
 	for _, p := range h.list() {
-		ps, err := p.ctrl.Status(ctx, inspect)
+		ps, err := p.Controller().Status(ctx, inspect)
 		if err != nil {
-			return nil, fmt.Errorf("status of project %s: %w", p.name, err)
+			return nil, fmt.Errorf("status of project %s: %w", p.Name(), err)
 		}
 		st.Projects = append(st.Projects, ps)
 	}

@@ -6,8 +6,8 @@ import (
 	"testing"
 
 	"github.com/reconcile-dev/reconcile/desired"
+	"github.com/reconcile-dev/reconcile/internal/daemon"
 	"github.com/reconcile-dev/reconcile/internal/engine"
-	"github.com/reconcile-dev/reconcile/reconciler/execute"
 )
 
 func TestOnceExitCodes(t *testing.T) {
@@ -27,7 +27,7 @@ func TestOnceExitCodes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := onceFailure(execute.Outcome{Applied: tt.applied}, tt.err)
+			err := onceFailure(daemon.Outcome{Acted: tt.applied}, tt.err)
 			if got := codeOf(err, exitInternal); got != tt.want {
 				t.Errorf("exit %d, want %d (%v)", got, tt.want, err)
 			}

@@ -8,11 +8,11 @@ import (
 	"runtime/debug"
 	"time"
 
-	"github.com/reconcile-dev/reconcile/controllers/rollouts"
 	"github.com/reconcile-dev/reconcile/desired"
 	"github.com/reconcile-dev/reconcile/internal/clock"
-	"github.com/reconcile-dev/reconcile/internal/statedir"
-	"github.com/reconcile-dev/reconcile/reconciler/execute"
+	"github.com/reconcile-dev/reconcile/internal/daemon"
+	"github.com/reconcile-dev/reconcile/internal/engine"
+	"github.com/reconcile-dev/reconcile/internal/record"
 	"github.com/reconcile-dev/reconcile/reconciler/plan"
 )
 
@@ -67,8 +67,10 @@ func runOnceJSON(ctx context.Context, g *globals, timeout, settle time.Duration)
 	return err
 }
 
-// converge is --once: it converges the project and returns its report (the
-// last drift and plan, and the outcome) with the run's error.
+// converge is --once: the daemon's own project loop (daemon.Project, with
+// the same controller, policies and executor), run until the project
+// converges; it returns the report (the last drift and plan, and the
+// outcome) with the run's error.
 func converge(ctx context.Context, g *globals, timeout, settle time.Duration) (plan.Report, error) {
 	var rep plan.Report
 	sess, err := g.open(ctx)
@@ -77,48 +79,50 @@ func converge(ctx context.Context, g *globals, timeout, settle time.Duration) (p
 	}
 	d, eng := sess.Desired, sess.Engine
 	log := g.log.With("project", d.Project.Name)
-	observe := observer(eng, d.Project.Name)
-	conv := &execute.Converger{
-		Settle:  settle,
-		Desired: d,
-		First:   sess.First,
-		Observe: observe,
-		Executor: &execute.Executor{
-			Desired:     d,
-			Compose:     eng.Compose,
-			Engine:      eng.Client,
-			Exec:        eng.Client,
-			Observe:     observe,
-			Log:         log,
-			Clock:       clock.Real{},
-			Concurrency: 4,
-		},
-		Images:  eng.Compose,
-		Options: plan.Options{RemoveOrphans: g.removeOrphans},
-		Log:     log,
-		Clock:   clock.Real{},
+	dir, err := g.stateDirectory()
+	if err != nil {
+		return rep, withCode(exitInput, err)
 	}
-	// changed services roll as the daemon rolls them; the definitions a
-	// rollback goes back to are kept in the state directory, between runs
-	if dir, err := g.stateDirectory(); err == nil {
-		ro, err := rollouts.New(clock.Real{}, statedir.File{Path: statedir.RolloutFile(dir, d.Project.Name)}, log)
-		if err != nil {
-			return rep, withCode(exitInternal, err)
-		}
-		ro.Remember(d)
-		conv.Shaper = ro
-		conv.Executor.OnBegin = func(n *plan.Node) { ro.Begin(n.Op, time.Now()) }
+	opts, err := g.options()
+	if err != nil {
+		return rep, err
+	}
+	if err := daemon.LocalOnly(d, eng); err != nil {
+		return rep, err
+	}
+	// one reconciler per project: a daemon (or another --once) holding
+	// the project is said, not raced
+	locks, err := daemon.LockProject(dir, "", "", d.Project.Name)
+	if err != nil {
+		return rep, withCode(exitInput, err)
+	}
+	loader, err := engine.Loader()
+	if err != nil {
+		return rep, err
+	}
+	p, err := daemon.New(daemon.Config{
+		Engine:   eng,
+		Loader:   loader,
+		Log:      g.log,
+		Records:  record.New(log, clock.Real{}, record.DefaultKeep),
+		StateDir: dir,
+		Options:  plan.Options{RemoveOrphans: g.removeOrphans},
+		Workers:  onceWorkers,
+		Once:     true,
+	}, d, opts, locks)
+	if err != nil {
+		return rep, withCode(exitInternal, err)
 	}
 	runCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	start := time.Now()
-	out, err := conv.Run(runCtx)
+	out, err := p.Converge(runCtx, settle)
 	rep.Project = d.Project.Name
 	if out.Result != nil {
 		rep = plan.NewReport("once", d.Project.Name, out.Result, nil)
 		rep.InSync = out.Result.InSync()
 	}
-	rep.Outcome = &plan.OutcomeReport{Converged: out.Converged, PlansApplied: out.Applied, Status: out.Status, Errors: flatten(out.Errors)}
+	rep.Outcome = &plan.OutcomeReport{Converged: out.Converged, PlansApplied: out.Acted, Status: out.Status, Errors: flatten(out.Errors)}
 	if err != nil {
 		return rep, onceFailure(out, err)
 	}
@@ -127,7 +131,7 @@ func converge(ctx context.Context, g *globals, timeout, settle time.Duration) (p
 	}
 	printStatusTable(g.stdout, out.Status)
 	if out.Converged {
-		log.Info("converged", "took", time.Since(start).Round(time.Millisecond).String(), "plans_applied", out.Applied, "engine_calls", eng.Calls())
+		log.Info("converged", "took", time.Since(start).Round(time.Millisecond).String(), "operations", out.Acted, "engine_calls", eng.Calls())
 		return rep, nil
 	}
 	fmt.Fprintf(g.stderr, "not converged within %s:\n", timeout)
@@ -142,17 +146,22 @@ func converge(ctx context.Context, g *globals, timeout, settle time.Duration) (p
 	return rep, withCode(exitNotConverged, errSilent)
 }
 
+// onceWorkers bounds how many services --once reconciles at once: the
+// daemon's default --workers.
+const onceWorkers = 4
+
 // onceFailure maps a converge run that failed to its exit code: bad input
-// is 2 only while nothing was touched; once a plan was applied, bad input
-// found late is 1 (not converged) and an engine failure is 3, so that 2
-// always means "nothing touched".
-func onceFailure(out execute.Outcome, err error) error {
+// is 2 only while nothing was touched; once an operation ran, bad input
+// found late is 1 (not converged); a service that cannot converge without
+// a change is 1; an engine failure is 3. So 2 always means "nothing
+// touched".
+func onceFailure(out daemon.Outcome, err error) error {
 	switch {
-	case desired.IsInputError(err) && out.Applied == 0:
+	case desired.IsInputError(err) && out.Acted == 0:
 		return withCode(exitInput, err)
 	case desired.IsInputError(err):
-		return withCode(exitNotConverged, fmt.Errorf("after %d plan(s) applied: %w", out.Applied, err))
-	case execute.AsPermanent(err) != nil:
+		return withCode(exitNotConverged, fmt.Errorf("after %d operation(s): %w", out.Acted, err))
+	case daemon.IsStuck(err):
 		return withCode(exitNotConverged, fmt.Errorf("not converged, and waiting cannot fix it: %w", err))
 	}
 	return withCode(exitEngine, fmt.Errorf("the engine failed: %w", err))

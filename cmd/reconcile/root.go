@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/reconcile-dev/reconcile/desired"
+	"github.com/reconcile-dev/reconcile/internal/daemon"
 	"github.com/reconcile-dev/reconcile/internal/engine"
 	"github.com/reconcile-dev/reconcile/internal/logging"
 	"github.com/reconcile-dev/reconcile/internal/notify"
@@ -114,7 +115,7 @@ Compose SDK, in dependency order.
 	root.Flags().BoolVar(&once, "once", false, "converge once, wait until converged, and exit")
 	root.Flags().StringVarP(&onceOutput, "output", "o", "text", "with --once: text, or json (one report on stdout, the schema in the README)")
 	root.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "with --once: how long to wait for convergence")
-	root.Flags().DurationVar(&settle, "settle", execute.DefaultSettle, "with --once: how long convergence must hold after this run acted (a container that dies at once is not converged)")
+	root.Flags().DurationVar(&settle, "settle", daemon.DefaultSettle, "with --once: how long convergence must hold after this run acted (a container that dies at once is not converged)")
 	root.Flags().BoolVar(&df.dryRun, "dry-run", false, "daemon: report drift as it happens, never act")
 	root.Flags().StringVar(&df.listen, "listen", "", "daemon: serve /metrics, /healthz, /readyz, /status and /events on this address (e.g. 127.0.0.1:9090)")
 	root.Flags().DurationVar(&df.resync, "resync", time.Minute, "daemon: relist everything this often, in case the event stream lost something (0: never)")

@@ -24,8 +24,12 @@ func hold(after time.Duration, rep *reconciler.Report) verdict {
 	return verdict{hold: true, after: after, report: rep}
 }
 
+// report is a decision's record about container c. A replica the policy
+// leaves down (budget spent, not restarted by its policy) is Stuck: nothing
+// will start it again without a person or a change of the file.
 func report(reason record.Reason, c observed.Container, occurrence, msg string) *reconciler.Report {
-	return &reconciler.Report{Reason: reason, Container: c.Name, Message: msg, Occurrence: c.ID + "|" + occurrence}
+	stuck := reason == record.RestartBudgetExhausted || reason == record.NotRestarted
+	return &reconciler.Report{Reason: reason, Container: c.Name, Message: msg, Occurrence: c.ID + "|" + occurrence, Stuck: stuck}
 }
 
 // Review decides which starts, restarts and creations of a service's
@@ -173,6 +177,8 @@ func (r *Restarts) mayStart(in reconciler.Review, p desired.RestartPolicy, c obs
 	s := r.view(in.Service, c.Number, c.ID)
 	now := in.Now
 	switch {
+	case r.upAtStart[c.ID]:
+		return allow() // found stopped by a one-shot run: up brings it up
 	case s.StoppedByUser:
 		return hold(0, report(record.StoppedByUser, c, s.StoppedAt.String(),
 			"stopped gracefully (docker stop): left down until it is started or its definition changes"))

@@ -58,6 +58,7 @@ func (r *Restarts) Learn(seen reconciler.Seen, d *desired.State) {
 		r.start(s, at, ours, d, ev.Service, policy)
 		r.started[id] = at
 		delete(r.baseline, id)
+		delete(r.upAtStart, id)
 		r.changed()
 	case observed.ActionHealthStatus:
 		s := r.slot(ev.Service, ev.Number, id)
@@ -92,6 +93,7 @@ func (r *Restarts) Learn(seen reconciler.Seen, d *desired.State) {
 		delete(r.baseline, id)
 		delete(r.awaiting, id)
 		delete(r.cascaded, id)
+		delete(r.upAtStart, id)
 	}
 }
 
@@ -178,6 +180,20 @@ func (r *Restarts) start(s *Slot, at time.Time, ours bool, d *desired.State, ser
 func (r *Restarts) Relisted(snap *observed.Snapshot) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.UpAtStart && !r.upDone {
+		r.upDone = true
+		for _, s := range r.slots {
+			s.StoppedByUser, s.HeldDown, s.OverBudget, s.RemovedByUser = false, false, false, false
+			s.Restarts, s.NextAttempt = nil, time.Time{}
+		}
+		for _, c := range snap.Containers {
+			if c.State == observed.StateExited || c.State == observed.StateDead {
+				r.upAtStart[c.ID] = true
+			}
+		}
+		r.changed()
+		return
+	}
 	for _, c := range snap.Containers {
 		if c.State == observed.StateExited || c.State == observed.StateDead {
 			r.baseline[c.ID] = true

@@ -48,6 +48,11 @@ type Restarts struct {
 	// when it was read), and DiscardedBecause why.
 	Discarded        string
 	DiscardedBecause error
+	// UpAtStart takes the first relist for a person's `up` (reconcile
+	// --once): every replica it shows stopped, held down or removed is
+	// brought up with a fresh budget, as compose's up would. What happens
+	// after it is decided as the daemon decides.
+	UpAtStart bool
 
 	mu    sync.Mutex
 	slots map[string]*Slot // "service#number"
@@ -65,6 +70,10 @@ type Restarts struct {
 	// when a list first showed an exit whose `die` had not been read.
 	baseline map[string]bool
 	awaiting map[string]time.Time
+	// upAtStart holds the containers the first relist showed stopped under
+	// UpAtStart: they are started; upDone, that the first relist was seen.
+	upAtStart map[string]bool
+	upDone    bool
 
 	saver *statedir.Saver
 }

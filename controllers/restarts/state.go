@@ -151,7 +151,7 @@ func New(clk clock.Clock, store Store, log *slog.Logger, onSaveError func(error)
 		Clock: clk, Log: log, StopGrace: DefaultStopGrace,
 		slots: map[string]*Slot{}, kills: map[string]kill{}, ooms: map[string]time.Time{},
 		cascades: map[string]cascade{}, cascaded: map[string]time.Time{}, started: map[string]time.Time{},
-		baseline: map[string]bool{}, awaiting: map[string]time.Time{},
+		baseline: map[string]bool{}, awaiting: map[string]time.Time{}, upAtStart: map[string]bool{},
 	}
 	if store == nil {
 		return r, nil

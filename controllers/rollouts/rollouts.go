@@ -32,7 +32,6 @@ import (
 	"github.com/reconcile-dev/reconcile/internal/record"
 	"github.com/reconcile-dev/reconcile/observed"
 	"github.com/reconcile-dev/reconcile/reconciler"
-	"github.com/reconcile-dev/reconcile/reconciler/execute"
 	"github.com/reconcile-dev/reconcile/reconciler/plan"
 )
 
@@ -259,7 +258,7 @@ func (r *Rollouts) Review(in reconciler.Review) reconciler.Decision {
 		v.phase, v.policy, v.from = plan.RolloutRollback, s.Rollback, ro.From
 		cfg, ok := r.definition(in.Service, ro.From)
 		if !ok {
-			dec.Reports = append(dec.Reports, reconciler.Report{Reason: record.RolloutPaused, Occurrence: want,
+			dec.Reports = append(dec.Reports, reconciler.Report{Reason: record.RolloutPaused, Stuck: true, Occurrence: want,
 				Message: "rolling back: the previous definition is not known any more; the service is left as it is until the file changes"})
 			holdRecreates(&dec, in)
 			return dec
@@ -352,12 +351,12 @@ func (r *Rollouts) step(dec *reconciler.Decision, in reconciler.Review, v view) 
 			// the failed replicas are left to the restart policy
 		case desired.FailureRollback:
 			if v.from == v.to {
-				dec.Reports = append(dec.Reports, reconciler.Report{Reason: record.RolloutPaused, Occurrence: v.to,
+				dec.Reports = append(dec.Reports, reconciler.Report{Reason: record.RolloutPaused, Stuck: true, Occurrence: v.to,
 					Message: "the update failed, and only the image behind the tag changed: there is no previous definition to go back to; paused until the file changes"})
 				return
 			}
 			if _, ok := r.definition(s.Name, v.from); !ok {
-				dec.Reports = append(dec.Reports, reconciler.Report{Reason: record.RolloutPaused, Occurrence: v.to,
+				dec.Reports = append(dec.Reports, reconciler.Report{Reason: record.RolloutPaused, Stuck: true, Occurrence: v.to,
 					Message: "the update failed, and the previous definition is not known (this reconciler never ran it): paused until the file changes"})
 				return
 			}
@@ -370,7 +369,7 @@ func (r *Rollouts) step(dec *reconciler.Decision, in reconciler.Review, v view) 
 			}
 			return
 		default:
-			dec.Reports = append(dec.Reports, reconciler.Report{Reason: record.RolloutPaused, Occurrence: v.to,
+			dec.Reports = append(dec.Reports, reconciler.Report{Reason: record.RolloutPaused, Stuck: true, Occurrence: v.to,
 				Message: fmt.Sprintf("%d of %d new replica(s) failed: paused (failure_action pause) until they turn healthy or the file changes", len(failed), s.Replicas)})
 			return
 		}
@@ -408,7 +407,7 @@ func (r *Rollouts) step(dec *reconciler.Decision, in reconciler.Review, v view) 
 	sortOld(v.old)
 	switch {
 	case v.phase == plan.RolloutRollback && len(v.old) == 0 && total >= n:
-		dec.Reports = append(dec.Reports, reconciler.Report{Reason: record.RolledBack, Occurrence: v.to,
+		dec.Reports = append(dec.Reports, reconciler.Report{Reason: record.RolledBack, Stuck: true, Occurrence: v.to,
 			Message: fmt.Sprintf("the service runs the previous definition again (%d replica(s)); the new one is not tried again until the file changes", len(v.cur))})
 	case p.Order == desired.StartFirst && len(v.old) > 0 && total <= n:
 		k := min(batch, len(v.old))
@@ -559,29 +558,4 @@ func (r *Rollouts) Annotate(st *plan.ProjectStatus, d *desired.State, _ time.Tim
 	if st.Health == plan.Healthy {
 		st.Health = plan.Progressing
 	}
-}
-
-// Shape is the rolling-update policy for `--once`: each service's plan is
-// reviewed as the daemon's controller would, its decisions applied, and a
-// rollback done or an update paused ends the run (waiting cannot fix it).
-func (r *Rollouts) Shape(d *desired.State, snap *observed.Snapshot, p *plan.Plan, now time.Time) execute.Shaped {
-	out := execute.Shaped{}
-	for _, name := range d.Order {
-		dec := r.Review(reconciler.Review{Desired: d, Snapshot: snap, Service: name, Plan: p, Now: now})
-		p = dec.Apply(p)
-		if len(dec.Add) > 0 {
-			out.Steps = true
-		} else if dec.RequeueAfter > 0 {
-			out.Wait = true
-		}
-		for _, rep := range dec.Reports {
-			out.Said = append(out.Said, fmt.Sprintf("%s: %s: %s", name, rep.Reason, rep.Message))
-			switch rep.Reason {
-			case record.RolledBack, record.RolloutPaused:
-				out.Stop = fmt.Errorf("%s: %s: %s", name, rep.Reason, rep.Message)
-			}
-		}
-	}
-	out.Plan = p
-	return out
 }

@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -22,8 +23,6 @@ import (
 	"text/template"
 	"time"
 
-	"github.com/reconcile-dev/reconcile/reconciler/execute"
-
 	"github.com/docker/compose/v5/pkg/api"
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
@@ -31,7 +30,10 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/reconcile-dev/reconcile/desired"
+	"github.com/reconcile-dev/reconcile/internal/clock"
+	"github.com/reconcile-dev/reconcile/internal/daemon"
 	"github.com/reconcile-dev/reconcile/internal/engine"
+	"github.com/reconcile-dev/reconcile/internal/record"
 	"github.com/reconcile-dev/reconcile/internal/testimage"
 	"github.com/reconcile-dev/reconcile/observed"
 )
@@ -356,20 +358,27 @@ func FreePort(t testing.TB) string {
 	return port
 }
 
-// Converge runs what `reconcile --once` runs, in the test's process, and
+// Converge runs what `reconcile --once` runs (the daemon's project loop,
+// once), in the test's process, with a state directory of its own, and
 // returns its outcome.
-func (p *Project) Converge(timeout time.Duration) execute.Outcome {
+func (p *Project) Converge(timeout time.Duration) daemon.Outcome {
 	p.T.Helper()
 	d := p.Load()
-	observe := func(ctx context.Context) (*observed.Snapshot, error) {
-		return observed.Observe(ctx, p.Engine.Client, p.Name, time.Now())
+	loader, err := engine.Loader()
+	if err != nil {
+		p.T.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	proj, err := daemon.New(daemon.Config{
+		Engine: p.Engine, Loader: loader, Log: log, Records: record.New(log, clock.Real{}, record.DefaultKeep),
+		StateDir: p.T.TempDir(), Workers: 4, Once: true,
+	}, d, desired.Options{Files: []string{p.File}, ProjectName: p.Name}, nil)
+	if err != nil {
+		p.T.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	out, err := (&execute.Converger{
-		Desired: d, Observe: observe, Images: p.Engine.Compose,
-		Executor: &execute.Executor{Desired: d, Compose: p.Engine.Compose, Engine: p.Engine.Client, Observe: observe, Concurrency: 4},
-	}).Run(ctx)
+	out, err := proj.Converge(ctx, 0)
 	if err != nil {
 		p.T.Fatalf("converging %s: %v", p.Name, err)
 	}

@@ -265,6 +265,14 @@ func (q *Queue) Len() int {
 	return len(q.order)
 }
 
+// Idle reports whether no key is queued or being processed (delayed keys
+// are not counted: they wait for a time, not for work).
+func (q *Queue) Idle() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.order) == 0 && len(q.processing) == 0
+}
+
 // ShutDown stops the queue: adds are ignored, queued keys dropped, and Get
 // returns ok false; keys being processed finish.
 func (q *Queue) ShutDown() {

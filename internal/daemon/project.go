@@ -1,4 +1,10 @@
-package main
+// Package daemon is reconcile's loop with its inputs: one Project per
+// compose project (its Controller, policies, state, locks and file
+// watches), run by the daemon beside others over one event stream, or once
+// by `reconcile --once` (Converge). Both modes build the same Project and
+// run the same Controller; what differs on purpose is an option of it
+// (Config.Once), never a second loop.
+package daemon
 
 import (
 	"context"
@@ -28,12 +34,39 @@ import (
 	"github.com/reconcile-dev/reconcile/reconciler/plan"
 )
 
-// project is one project's reconciler inside a daemon: its own controller
-// and queue, restart state, lock, file watches and records. Nothing in it
-// is shared with another project but the host's engine and HTTP endpoints,
-// so that one project's invalid file or crash loop never delays another.
-type project struct {
-	h    *host
+// Config is what a Project is built from: the host's shared parts (the
+// engine, the records' history, the metrics) and the mode.
+type Config struct {
+	Engine *engine.Engine
+	Loader desired.ProjectLoader
+	Log    *slog.Logger
+	// Records is the host's history; the project records under its name.
+	Records *record.Recorder
+	// Metrics is the host's registry; nil keeps no metrics (--once).
+	Metrics  *metrics.Metrics
+	StateDir string
+	Options  plan.Options
+	DryRun   bool
+	// Workers bounds how many services are reconciled at once.
+	Workers int
+	// Once runs the loop as `reconcile --once`: the files are read once and
+	// not watched, and what the run finds stopped or removed when it starts
+	// is brought up as compose's up would (restarts.Restarts.UpAtStart).
+	// Everything decided after that is decided as the daemon decides.
+	Once bool
+	// Offline, when set, says the engine is known to be away.
+	Offline func() bool
+	// OptedOut is told that a running project's files now opt out of
+	// reconciling (x-reconcile.enabled: false).
+	OptedOut func(*Project)
+}
+
+// Project is one project's reconciler: its own controller and queue,
+// restart state, lock, file watches and records. Nothing in it is shared
+// with another project but the host's engine and HTTP endpoints, so that
+// one project's invalid file or crash loop never delays another.
+type Project struct {
+	cfg  Config
 	name string
 	opts desired.Options
 	log  *slog.Logger
@@ -45,7 +78,7 @@ type project struct {
 	rollouts *rollouts.Rollouts
 	reloads  *reloads.Reloads
 	// files watches the compose files; configs what services mount as
-	// configuration.
+	// configuration. Nil in Once mode.
 	files   *filewatch.Watcher
 	configs *filewatch.Watcher
 	locks   []*statedir.Lock
@@ -61,10 +94,10 @@ type project struct {
 	done chan struct{}
 }
 
-// lockProject takes the project's lock in the state directory, and, once
+// LockProject takes the project's lock in the state directory, and, once
 // the engine's ID is known, the one under the engine: one reconciler per
 // project on an engine, whatever its state directory.
-func lockProject(stateDir, lockDir, engineID, name string) ([]*statedir.Lock, error) {
+func LockProject(stateDir, lockDir, engineID, name string) ([]*statedir.Lock, error) {
 	var locks []*statedir.Lock
 	dirs := []string{stateDir}
 	if engineID != "" {
@@ -83,46 +116,59 @@ func lockProject(stateDir, lockDir, engineID, name string) ([]*statedir.Lock, er
 	return locks, nil
 }
 
-// newProject builds a project's reconciler for d; it holds locks from
-// then on (released by close).
-func newProject(h *host, d *desired.State, opts desired.Options, locks []*statedir.Lock) (*project, error) {
+// New builds a project's reconciler for d; it holds locks from then on,
+// and gives them back (with everything else it opened) when it fails.
+// Close releases them.
+func New(cfg Config, d *desired.State, opts desired.Options, locks []*statedir.Lock) (_ *Project, err error) {
 	name := d.Project.Name
-	log := h.g.log.With("project", name)
-	p := &project{h: h, name: name, opts: opts, log: log, locks: locks, done: make(chan struct{})}
-	p.records = h.records.For(name, log)
-	p.met = h.met.For(name)
+	log := cfg.Log.With("project", name)
+	p := &Project{cfg: cfg, name: name, opts: opts, log: log, locks: locks, done: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			p.Close()
+		}
+	}()
+	p.records = cfg.Records.For(name, log)
+	var met reconciler.Metrics
+	if cfg.Metrics != nil {
+		p.met = cfg.Metrics.For(name)
+		met = p.met
+	}
 	p.ctrl = &reconciler.Controller{
 		Observe: func(ctx context.Context) (*observed.Snapshot, error) {
-			return observed.Observe(ctx, h.eng.Client, name, time.Now())
+			return observed.Observe(ctx, cfg.Engine.Client, name, time.Now())
 		},
-		Compose: h.eng.Compose,
-		Engine:  h.eng.Client,
-		Exec:    h.eng.Client,
-		Images:  h.eng.Compose,
-		Options: plan.Options{RemoveOrphans: h.g.removeOrphans},
-		DryRun:  h.f.dryRun,
+		Compose: cfg.Engine.Compose,
+		Engine:  cfg.Engine.Client,
+		Exec:    cfg.Engine.Client,
+		Images:  cfg.Engine.Compose,
+		Options: cfg.Options,
+		DryRun:  cfg.DryRun,
 		Log:     log,
 		Clock:   clock.Real{},
 		Records: p.records,
-		Metrics: p.met,
-		Workers: h.f.workers,
-		Offline: func() bool { return !h.connected.Load() },
+		Metrics: met,
+		Workers: cfg.Workers,
+		Offline: cfg.Offline,
 	}
-	rs, err := restarts.New(clock.Real{}, statedir.StateFile(h.stateDir, name), log, func(err error) {
-		p.met.StateSaveFailed()
+	p.restarts, err = restarts.New(clock.Real{}, statedir.StateFile(cfg.StateDir, name), log, func(err error) {
+		if p.met != nil {
+			p.met.StateSaveFailed()
+		}
 		if !p.saveFailed.Swap(true) {
 			p.records.Event(record.StateNotSaved, "", "", fmt.Sprintf("writing the restart state: %v; retrying every %s", err, statedir.SaveRetry))
 		}
 	})
 	if err != nil {
-		return nil, withCode(exitInternal, err)
+		return nil, fmt.Errorf("opening the restart state of project %s: %w", name, err)
 	}
+	rs := p.restarts
+	rs.UpAtStart = cfg.Once
 	if rs.Discarded != "" {
 		p.records.Event(record.StateDiscarded, "", "", fmt.Sprintf("the restart state could not be read (%v): moved to %s; restart counts start anew", rs.DiscardedBecause, rs.Discarded))
 	}
-	p.restarts = rs
 	p.reloads = &reloads.Reloads{
-		Engine:  h.eng.Client,
+		Engine:  cfg.Engine.Client,
 		Observe: p.ctrl.Snapshot,
 		Records: p.records,
 		Log:     log,
@@ -131,14 +177,15 @@ func newProject(h *host, d *desired.State, opts desired.Options, locks []*stated
 			p.ctrl.ExpectOwn(plan.Operation{Type: plan.OpRestartContainer, Service: service, Number: number, ContainerID: id})
 		},
 	}
-	if p.configs, err = filewatch.New(clock.Real{}, log); err != nil {
-		_ = rs.Close()
-		return nil, withCode(exitInternal, err)
-	}
-	if p.files, err = filewatch.New(clock.Real{}, log); err != nil {
-		_ = rs.Close()
-		p.configs.Close()
-		return nil, withCode(exitInternal, err)
+	var written func(string)
+	if !cfg.Once {
+		if p.configs, err = filewatch.New(clock.Real{}, log); err != nil {
+			return nil, fmt.Errorf("watching the configuration of project %s: %w", name, err)
+		}
+		if p.files, err = filewatch.New(clock.Real{}, log); err != nil {
+			return nil, fmt.Errorf("watching the compose files of project %s: %w", name, err)
+		}
+		written = p.configs.Accept
 	}
 	ups := &upstreams.Upstreams{
 		Reloader: p.reloads,
@@ -146,76 +193,107 @@ func newProject(h *host, d *desired.State, opts desired.Options, locks []*stated
 		Pending:  p.ctrl.Pending,
 		Enqueue:  p.ctrl.Enqueue,
 		Clock:    clock.Real{},
-		Written:  p.configs.Accept,
+		Written:  written,
 		Log:      log,
 	}
 	p.reloads.BeforeRestart = ups.Drain
-	ro, err := rollouts.New(clock.Real{}, statedir.File{Path: statedir.RolloutFile(h.stateDir, name)}, log)
-	if err != nil {
-		_ = rs.Close()
-		p.configs.Close()
-		p.files.Close()
-		return nil, withCode(exitInternal, err)
+	if p.rollouts, err = rollouts.New(clock.Real{}, statedir.File{Path: statedir.RolloutFile(cfg.StateDir, name)}, log); err != nil {
+		return nil, fmt.Errorf("opening the rollouts of project %s: %w", name, err)
 	}
+	ro := p.rollouts
 	ro.Remember(d)
-	p.rollouts = ro
 	// Rollouts reviews first (it replaces a changed service's replicas in
 	// batches), then upstreams: a replica must leave the load balancer's
 	// file before a restart or removal of it may run.
 	p.ctrl.Policies = []reconciler.Policy{
-		{Name: "rollouts", Decide: ro, Account: ro},
+		{Name: "rollouts", Decide: ro, Account: ro, Status: ro},
 		{Name: "upstreams", Decide: ups, Sync: ups, Status: ups},
 		{Name: "restarts", Decide: rs, Account: rs, Learn: rs, Listed: rs, Relisted: rs, LeftDown: rs, Status: rs},
 	}
 	p.watchConfigs(d)
 	p.ctrl.SetDesired(d)
-	if err := p.files.Set(d.Files); err != nil {
-		log.Warn("some compose files cannot be watched", "error", err)
+	if p.files != nil {
+		if err := p.files.Set(d.Files); err != nil {
+			log.Warn("some compose files cannot be watched", "error", err)
+		}
 	}
 	return p, nil
 }
 
-// run reconciles the project until ctx ends (the daemon stops, or the
+// Name is the project's name.
+func (p *Project) Name() string { return p.name }
+
+// Controller is the project's controller.
+func (p *Project) Controller() *reconciler.Controller { return p.ctrl }
+
+// Records is the project's recorder.
+func (p *Project) Records() *record.Recorder { return p.records }
+
+// Start runs the project on wg until run ends or Stop; reconciles in
+// progress then finish under work.
+func (p *Project) Start(run, work context.Context, wg *sync.WaitGroup) {
+	ctx, cancel := context.WithCancel(run)
+	p.stop = cancel
+	wg.Go(func() { p.Run(ctx, work) })
+}
+
+// Stop ends a started project and waits until it has let go of its locks
+// and state.
+func (p *Project) Stop() {
+	p.stop()
+	<-p.done
+}
+
+// Run reconciles the project until ctx ends (the daemon stops, or the
 // agent lets the project go), then lets its reconciles finish under work
 // and releases what the project holds.
-func (p *project) run(ctx, work context.Context) {
+func (p *Project) Run(ctx, work context.Context) {
 	defer close(p.done)
-	defer p.close()
+	defer p.Close()
 	var wg sync.WaitGroup
-	wg.Go(func() {
-		p.files.Run(ctx, func(changed []string) { p.reload("changed: " + strings.Join(changed, ", ")) })
-	})
-	wg.Go(func() {
-		p.configs.Run(ctx, func(changed []string) { p.configChanged(ctx, work, changed) })
-	})
+	if p.files != nil {
+		wg.Go(func() {
+			p.files.Run(ctx, func(changed []string) { p.Reload("changed: " + strings.Join(changed, ", ")) })
+		})
+		wg.Go(func() {
+			p.configs.Run(ctx, func(changed []string) { p.configChanged(ctx, work, changed) })
+		})
+	}
 	p.ctrl.Run(ctx, work)
 	wg.Wait()
 	p.reloading.Wait() // reloads under way finish, or are cancelled with work
 }
 
-// close writes what the restart state owes and gives up the watches and
-// locks.
-func (p *project) close() {
-	_ = p.restarts.Close()
-	p.files.Close()
-	p.configs.Close()
+// Close writes what the restart state owes and gives up the watches and
+// locks; it takes what New got as far as it got.
+func (p *Project) Close() {
+	if p.restarts != nil {
+		_ = p.restarts.Close()
+	}
+	if p.files != nil {
+		p.files.Close()
+	}
+	if p.configs != nil {
+		p.configs.Close()
+	}
 	for _, l := range p.locks {
 		_ = l.Release()
 	}
+	p.locks = nil
 }
 
-// event notes one engine event of the project and queues its service; it
-// runs on the events reader.
-func (p *project) event(ev observed.Event) {
+// Event hands one engine event of the project to its controller; it runs
+// on the events reader.
+func (p *Project) Event(ev observed.Event) {
 	p.ctrl.Event(ev)
 }
 
 // reload re-reads the compose files. An invalid edit is reported and the
 // last good desired state stays in force: nothing is torn down.
-func (p *project) reload(why string) {
+func (p *Project) Reload(why string) {
 	p.reloadMu.Lock()
 	defer p.reloadMu.Unlock()
-	d, err := desired.Load(context.Background(), p.h.loader, p.opts)
+	d, err := desired.Load(context.Background(), p.cfg.Loader, p.opts)
 	if err != nil {
 		service := ""
 		var ie *desired.InputError
@@ -229,27 +307,29 @@ func (p *project) reload(why string) {
 		p.records.Event(record.InvalidConfig, "", "", fmt.Sprintf("the edit renames the project to %q: a project keeps its name while reconciled (restart the daemon to rename it); keeping the last good configuration", d.Project.Name))
 		return
 	}
-	if err := localOnly(d, p.h.eng); err != nil {
+	if err := LocalOnly(d, p.cfg.Engine); err != nil {
 		p.records.Event(record.InvalidConfig, "", "", desired.OneLine(err.Error())+"; keeping the last good configuration")
 		return
 	}
-	if err := p.files.Set(d.Files); err != nil {
-		p.log.Warn("some compose files cannot be watched", "error", err)
+	if p.files != nil {
+		if err := p.files.Set(d.Files); err != nil {
+			p.log.Warn("some compose files cannot be watched", "error", err)
+		}
 	}
 	p.watchConfigs(d)
 	p.rollouts.Remember(d)
 	old := p.ctrl.Desired()
 	p.records.Event(record.ConfigReloaded, "", "", fmt.Sprintf("desired state reloaded (%s): %s", why, changedServices(old, d)))
 	p.ctrl.SetDesired(d)
-	if d.Disabled {
-		p.h.optedOut(p)
+	if d.Disabled && p.cfg.OptedOut != nil {
+		p.cfg.OptedOut(p)
 	}
 }
 
 // watchConfigs watches the configuration files and directories the
 // services mount.
-func (p *project) watchConfigs(d *desired.State) {
-	if p.h.eng.Remote() {
+func (p *Project) watchConfigs(d *desired.State) {
+	if p.configs == nil || p.cfg.Engine.Remote() {
 		return // the mounts name the engine's files, not this machine's
 	}
 	if err := p.configs.Set(slices.Collect(maps.Keys(reloads.ConfigSources(d)))); err != nil {
@@ -260,7 +340,7 @@ func (p *project) watchConfigs(d *desired.State) {
 // configChanged runs the reload action of each service that mounts a
 // changed path, services side by side, each reload on its own. Reloads run
 // under work, so that shutdown lets them finish within its timeout.
-func (p *project) configChanged(run, work context.Context, changed []string) {
+func (p *Project) configChanged(run, work context.Context, changed []string) {
 	d := p.ctrl.Desired()
 	sources := reloads.ConfigSources(d)
 	why := map[string][]string{}
@@ -270,7 +350,7 @@ func (p *project) configChanged(run, work context.Context, changed []string) {
 		}
 	}
 	for svc, paths := range why {
-		if p.h.f.dryRun {
+		if p.cfg.DryRun {
 			p.records.Event(record.ReloadSkipped, svc, "", "changed: "+strings.Join(paths, ", ")+" (dry run: not reloading)")
 			continue
 		}
@@ -311,13 +391,13 @@ func changedServices(old, d *desired.State) string {
 	return "services changed: " + strings.Join(changed, ", ")
 }
 
-// localOnly refuses, for an engine on another machine, what needs the
+// LocalOnly refuses, for an engine on another machine, what needs the
 // engine's own files: upstream files written for a load balancer's bind
 // mount, and reload actions on edits of bind-mounted files (the engine's
 // mounts name paths on its machine, not this one). One line, exit 2. The
 // default reload (a rolling restart on such an edit) is simply off there:
 // watchConfigs watches nothing.
-func localOnly(d *desired.State, eng *engine.Engine) error {
+func LocalOnly(d *desired.State, eng *engine.Engine) error {
 	if !eng.Remote() {
 		return nil
 	}
