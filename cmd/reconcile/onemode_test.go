@@ -73,7 +73,7 @@ services:
 			check: starts(2, "app-1"), // the first start and the one restart of the budget
 		},
 		{
-			name: "a stale upstream file is rewritten",
+			name:  "a stale upstream file is rewritten",
 			stack: fmt.Sprintf(upstreamStack, 2),
 			setup: func(t *testing.T, p *enginetest.Project) {
 				p.Write("up/api.conf", "upstream api_backend {\n    server stale-replica:8080;\n}\n")
