@@ -4,8 +4,10 @@
 GO      ?= go
 BIN     := bin/reconcile
 EXAMPLE := examples/quickstart/compose.yaml
+# staticcheck at a pinned version, from the Go module proxy (built on first use)
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build image engine browser images example-images compose-cli demo demo-down test unit bench clean
+.PHONY: all build image engine browser images example-images compose-cli demo demo-down lint test unit bench clean
 
 all: build
 
@@ -44,11 +46,17 @@ demo-down:
 	docker rm -f $$(docker ps -aq --filter label=com.docker.compose.project=quickstart) 2>/dev/null || true
 	docker network rm quickstart_default 2>/dev/null || true
 
+# go vet, a tidy go.mod and staticcheck: part of make test, so CI runs them.
+lint:
+	$(GO) vet ./...
+	$(GO) mod tidy -diff
+	$(GO) run $(STATICCHECK) ./...
+
 # Engine tests fail, rather than skip, without an engine when CI=true. The
 # images are built first, so that building them does not compete for the CPU
 # with tests that measure how fast things recover.
 # Screenshots and other test artifacts go to test-artifacts/.
-test: engine browser images example-images compose-cli
+test: lint engine browser images example-images compose-cli
 	mkdir -p test-artifacts
 	$(GO) test -count=1 -timeout 20m -artifacts -outputdir $(CURDIR)/test-artifacts ./...
 

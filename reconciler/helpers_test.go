@@ -89,39 +89,6 @@ func (w *world) running(services ...string) *world {
 	return w
 }
 
-// get returns the container with the given name.
-func (w *world) get(name string) *observed.Container {
-	for i := range w.snap.Containers {
-		if w.snap.Containers[i].Name == name {
-			return &w.snap.Containers[i]
-		}
-	}
-	panic("no container " + name)
-}
-
-func (w *world) diff(opts plan.Options) *plan.Result { return plan.Diff(w.d, w.snap, opts) }
-
-// driftText renders drift one item per line, for comparison.
-func driftText(r *plan.Result) string {
-	var b strings.Builder
-	for _, d := range r.Drift {
-		flag := ""
-		if !d.Actionable {
-			flag = " (reported)"
-		}
-		fmt.Fprintf(&b, "%s %s: %s%s\n", d.Kind, d.Subject(), d.Cause, flag)
-	}
-	return b.String()
-}
-
-func trimLines(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	for i, l := range lines {
-		lines[i] = strings.TrimSpace(l)
-	}
-	return strings.Join(lines, "\n")
-}
-
 // stack is the plan package tests' stack: a database, a one-shot
 // migration, two API replicas and a web front.
 const stack = `

@@ -42,10 +42,10 @@ func main() {
 
 // stack is a copy of the production example, up under its own name.
 type stack struct {
-	eng              *engine.Engine
-	name, dir, lb    string
-	args             []string // -p, -f and --env-file flags, as compose and reconcile take them
-	override, before string
+	eng           *engine.Engine
+	name, dir, lb string
+	args          []string // -p, -f and --env-file flags, as compose and reconcile take them
+	override      string
 }
 
 func run(bin, composeBin string, interval time.Duration) error {

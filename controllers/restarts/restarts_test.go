@@ -31,11 +31,6 @@ func load(t *testing.T, yaml string) *desired.State {
 	return desiredtest.Load(t, yaml)
 }
 
-func loadFile(t *testing.T, file string) *desired.State {
-	t.Helper()
-	return desiredtest.LoadFile(t, file)
-}
-
 type memStore struct {
 	mu   sync.Mutex
 	data []byte

@@ -62,54 +62,7 @@ func (w *world) add(service string, n int, state string) *observed.Container {
 	return &w.snap.Containers[len(w.snap.Containers)-1]
 }
 
-// running adds replicas 1..n of each service, running and, for services with
-// a healthcheck, healthy.
-func (w *world) running(services ...string) *world {
-	for _, name := range services {
-		s := w.d.Services[name]
-		state := "running"
-		if s.HasHealthcheck {
-			state = "running:healthy"
-		}
-		for i := 1; i <= s.Replicas; i++ {
-			w.add(name, i, state)
-		}
-	}
-	return w
-}
-
-// get returns the container with the given name.
-func (w *world) get(name string) *observed.Container {
-	for i := range w.snap.Containers {
-		if w.snap.Containers[i].Name == name {
-			return &w.snap.Containers[i]
-		}
-	}
-	panic("no container " + name)
-}
-
 func (w *world) diff(opts plan.Options) *plan.Result { return plan.Diff(w.d, w.snap, opts) }
-
-// driftText renders drift one item per line, for comparison.
-func driftText(r *plan.Result) string {
-	var b strings.Builder
-	for _, d := range r.Drift {
-		flag := ""
-		if !d.Actionable {
-			flag = " (reported)"
-		}
-		fmt.Fprintf(&b, "%s %s: %s%s\n", d.Kind, d.Subject(), d.Cause, flag)
-	}
-	return b.String()
-}
-
-func trimLines(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	for i, l := range lines {
-		lines[i] = strings.TrimSpace(l)
-	}
-	return strings.Join(lines, "\n")
-}
 
 // stack is the plan package tests' stack: a database, a one-shot
 // migration, two API replicas and a web front.
