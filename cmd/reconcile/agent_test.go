@@ -13,6 +13,7 @@ import (
 
 	"github.com/moby/moby/client"
 
+	"github.com/reconcile-dev/reconcile/internal/daemon"
 	"github.com/reconcile-dev/reconcile/internal/enginetest"
 	"github.com/reconcile-dev/reconcile/internal/record"
 	"github.com/reconcile-dev/reconcile/observed"
@@ -133,7 +134,7 @@ func TestAgentReconcilesADirectoryOfProjects(t *testing.T) {
 	})
 
 	// /status: every project and what is not reconciled; ?project= one
-	var all agentStatus
+	var all daemon.AgentStatus
 	if err := json.Unmarshal([]byte(httpGet(t, base+"/status")), &all); err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +163,7 @@ func TestAgentReconcilesADirectoryOfProjects(t *testing.T) {
 
 	// `status --projects` shows the same, without a daemon
 	r := enginetest.Run(t, root, nil, "status", "--projects", root, "-o", "json")
-	var cli agentStatus
+	var cli daemon.AgentStatus
 	if err := json.Unmarshal([]byte(r.Stdout), &cli); r.Code != 0 || err != nil {
 		t.Fatalf("status --projects: %s (%v)", r, err)
 	}

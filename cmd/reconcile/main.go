@@ -14,50 +14,23 @@ import (
 	"syscall"
 
 	"github.com/reconcile-dev/reconcile/desired"
-	"github.com/reconcile-dev/reconcile/internal/engine"
+	"github.com/reconcile-dev/reconcile/internal/exitcode"
 )
 
-// Exit codes, documented in the README.
+// Exit codes: their one home is internal/exitcode.
 const (
-	exitOK           = 0
-	exitNotConverged = 1 // --once: not converged in time; diff: drift found
-	exitInput        = 2 // invalid input or usage; nothing was touched
-	exitEngine       = 3 // the engine is unreachable, or (--once) failed after acting
-	exitInternal     = 4 // diff and status: any other failure
+	exitOK           = exitcode.OK
+	exitNotConverged = exitcode.NotConverged
+	exitInput        = exitcode.Input
+	exitEngine       = exitcode.Engine
+	exitInternal     = exitcode.Internal
 )
 
-// exitError carries the exit code an error maps to.
-type exitError struct {
-	code int
-	err  error
-}
+// withCode marks err with an exit code.
+func withCode(code int, err error) error { return exitcode.With(code, err) }
 
-func (e *exitError) Error() string { return e.err.Error() }
-func (e *exitError) Unwrap() error { return e.err }
-
-func withCode(code int, err error) error {
-	if err == nil {
-		return nil
-	}
-	return &exitError{code: code, err: err}
-}
-
-// codeOf maps an error to its exit code: input errors are 2 and engine
-// connection failures 3 wherever they come from; fallback otherwise.
-func codeOf(err error, fallback int) int {
-	var ee *exitError
-	switch {
-	case err == nil:
-		return exitOK
-	case errors.As(err, &ee):
-		return ee.code // a command's own mapping wins
-	case desired.IsInputError(err):
-		return exitInput
-	case errors.Is(err, engine.ErrUnreachable):
-		return exitEngine
-	}
-	return fallback
-}
+// codeOf maps an error to its exit code (exitcode.Of).
+func codeOf(err error, fallback int) int { return exitcode.Of(err, fallback) }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -74,8 +47,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
-	var ee *exitError
-	silent := errors.As(err, &ee) && ee.err == errSilent
+	silent := errors.Is(err, errSilent)
 	if !silent {
 		fmt.Fprintln(stderr, "reconcile: "+desired.OneLine(err.Error()))
 	}

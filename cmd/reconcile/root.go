@@ -51,7 +51,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	var once bool
 	var timeout, settle time.Duration
 	onceOutput := "text"
-	var df daemonFlags
+	var df daemon.Options
 	root := &cobra.Command{
 		Use:   "reconcile",
 		Short: "Keep a Docker Compose project converged to its compose files",
@@ -116,18 +116,34 @@ Compose SDK, in dependency order.
 	root.Flags().StringVarP(&onceOutput, "output", "o", "text", "with --once: text, or json (one report on stdout, the schema in the README)")
 	root.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "with --once: how long to wait for convergence")
 	root.Flags().DurationVar(&settle, "settle", daemon.DefaultSettle, "with --once: how long convergence must hold after this run acted (a container that dies at once is not converged)")
-	root.Flags().BoolVar(&df.dryRun, "dry-run", false, "daemon: report drift as it happens, never act")
-	root.Flags().StringVar(&df.listen, "listen", "", "daemon: serve /metrics, /healthz, /readyz, /status and /events on this address (e.g. 127.0.0.1:9090)")
-	root.Flags().DurationVar(&df.resync, "resync", time.Minute, "daemon: relist everything this often, in case the event stream lost something (0: never)")
-	root.Flags().IntVar(&df.workers, "workers", 4, "daemon: services reconciled at once")
-	root.Flags().StringArrayVar(&df.notify, "notify", nil, "daemon: send records to this notification URL (repeatable; shoutrrr's schemes: generic+https://..., ntfy://..., slack://..., discord://..., teams://..., smtp://...)")
-	root.Flags().StringArrayVar(&df.notifyFilter, "notify-filter", nil, "daemon: which records --notify sends: type=, reason= or project= with comma-separated values (repeatable; default type=Warning)")
-	root.Flags().DurationVar(&df.notifyWindow, "notify-window", notify.DefaultWindow, "daemon: one reason on one container is sent once per window, then summed up with a count")
-	root.Flags().DurationVar(&df.shutdownTimeout, "shutdown-timeout", 30*time.Second, "daemon: on SIGTERM, how long an action in progress may go on")
-	root.Flags().StringVar(&df.lockDir, "lock-dir", statedir.RuntimeDir(), "daemon: directory of the per-engine project locks that keep a second reconciler of a project off it, whatever its --state-dir")
+	root.Flags().BoolVar(&df.DryRun, "dry-run", false, "daemon: report drift as it happens, never act")
+	root.Flags().StringVar(&df.Listen, "listen", "", "daemon: serve /metrics, /healthz, /readyz, /status and /events on this address (e.g. 127.0.0.1:9090)")
+	root.Flags().DurationVar(&df.Resync, "resync", time.Minute, "daemon: relist everything this often, in case the event stream lost something (0: never)")
+	root.Flags().IntVar(&df.Workers, "workers", 4, "daemon: services reconciled at once")
+	root.Flags().StringArrayVar(&df.Notify, "notify", nil, "daemon: send records to this notification URL (repeatable; shoutrrr's schemes: generic+https://..., ntfy://..., slack://..., discord://..., teams://..., smtp://...)")
+	root.Flags().StringArrayVar(&df.NotifyFilter, "notify-filter", nil, "daemon: which records --notify sends: type=, reason= or project= with comma-separated values (repeatable; default type=Warning)")
+	root.Flags().DurationVar(&df.NotifyWindow, "notify-window", notify.DefaultWindow, "daemon: one reason on one container is sent once per window, then summed up with a count")
+	root.Flags().DurationVar(&df.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "daemon: on SIGTERM, how long an action in progress may go on")
+	root.Flags().StringVar(&df.LockDir, "lock-dir", statedir.RuntimeDir(), "daemon: directory of the per-engine project locks that keep a second reconciler of a project off it, whatever its --state-dir")
 
 	root.AddCommand(newDiffCommand(g), newStatusCommand(g), newEventsCommand(g), newVerifyCommand(g), newHealthcheckCommand(g), newVersionCommand(g))
 	return root
+}
+
+// runDaemon runs the daemon (internal/daemon) with the shared flags
+// resolved: bad ones are exit 2 before anything starts.
+func runDaemon(ctx context.Context, g *globals, df daemon.Options) error {
+	var err error
+	if df.Load, err = g.options(); err != nil {
+		return err
+	}
+	if df.StateDir, err = g.stateDirectory(); err != nil {
+		return withCode(exitInput, err)
+	}
+	df.ProjectsDir, df.Discover, df.DiscoverMatch = g.projectsDir, g.discover, g.discoverMatch
+	df.RemoveOrphans, df.DockerContext = g.removeOrphans, g.dockerContext
+	df.Log, df.Version = g.log, version()
+	return daemon.Run(ctx, df)
 }
 
 // stateDirectory is --state-dir or the default.

@@ -15,12 +15,10 @@ import (
 	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
 
-	"github.com/reconcile-dev/reconcile/controllers/restarts"
 	"github.com/reconcile-dev/reconcile/desired"
-	"github.com/reconcile-dev/reconcile/internal/clock"
+	"github.com/reconcile-dev/reconcile/internal/daemon"
 	"github.com/reconcile-dev/reconcile/internal/engine"
 	"github.com/reconcile-dev/reconcile/internal/logging"
-	"github.com/reconcile-dev/reconcile/internal/statedir"
 	"github.com/reconcile-dev/reconcile/observed"
 	"github.com/reconcile-dev/reconcile/reconciler/plan"
 )
@@ -119,10 +117,7 @@ func lookAt(ctx context.Context, g *globals, d *desired.State, eng *engine.Engin
 	}
 	st := plan.Status(d, snap, plan.Diff(d, snap, plan.Options{RemoveOrphans: g.removeOrphans}))
 	if dir, err := g.stateDirectory(); err == nil {
-		if r, err := restarts.New(clock.Real{}, statedir.ReadOnly(statedir.StateFile(dir, d.Project.Name)), nil, nil); err == nil {
-			r.Annotate(&st, d, time.Now())
-			_ = r.Close() // read only: nothing is owed
-		}
+		daemon.AnnotateFromState(&st, d, dir, time.Now())
 	}
 	return st, nil
 }

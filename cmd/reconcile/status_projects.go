@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/reconcile-dev/reconcile/desired"
+	"github.com/reconcile-dev/reconcile/internal/daemon"
 	"github.com/reconcile-dev/reconcile/internal/record"
 	"github.com/reconcile-dev/reconcile/observed"
 	"github.com/reconcile-dev/reconcile/reconciler/plan"
@@ -61,7 +62,7 @@ func statusOfProjects(ctx context.Context, g *globals, output string) error {
 			sources = append(sources, found{"the engine (" + strings.Join(o.ConfigFiles, ",") + ")", pg})
 		}
 	}
-	st := agentStatus{Projects: []plan.ProjectStatus{}}
+	st := daemon.AgentStatus{Projects: []plan.ProjectStatus{}}
 	var froms []string
 	for _, s := range sources {
 		sess, snap, err := s.g.openObserved(ctx)
@@ -73,12 +74,12 @@ func statusOfProjects(ctx context.Context, g *globals, output string) error {
 			if name == "" {
 				name = filepath.Base(s.g.projectDir)
 			}
-			st.Problems = append(st.Problems, projectProblem{Project: name, Source: s.from, Reason: record.ProjectInvalid, Message: desired.OneLine(err.Error())})
+			st.Problems = append(st.Problems, daemon.ProjectProblem{Project: name, Source: s.from, Reason: record.ProjectInvalid, Message: desired.OneLine(err.Error())})
 			continue
 		}
 		d := sess.Desired
 		if d.Disabled {
-			st.Problems = append(st.Problems, projectProblem{Project: d.Project.Name, Source: s.from, Reason: record.ProjectDisabled, Message: "x-reconcile.enabled is false; not reconciled"})
+			st.Problems = append(st.Problems, daemon.ProjectProblem{Project: d.Project.Name, Source: s.from, Reason: record.ProjectDisabled, Message: "x-reconcile.enabled is false; not reconciled"})
 			continue
 		}
 		ps, err := lookAt(ctx, &s.g, d, sess.Engine, snap)

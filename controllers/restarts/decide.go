@@ -2,6 +2,8 @@ package restarts
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/reconcile-dev/reconcile/desired"
@@ -51,11 +53,15 @@ func (r *Restarts) Review(in reconciler.Review) reconciler.Decision {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	removed := r.removedByUser(in, svc)
 	for _, n := range in.Plan.Nodes {
 		if n.Op.Type == plan.OpCreateContainer {
-			if rep := r.removedByUser(in, svc, n.Op); rep != nil {
+			// compose numbers a new replica after the highest, so a
+			// person's removal holds creations by count, not by number
+			if len(removed) > 0 {
 				dec.Hold = append(dec.Hold, n)
-				dec.Reports = append(dec.Reports, *rep)
+				dec.Reports = append(dec.Reports, removed[0])
+				removed = removed[1:]
 			}
 			continue
 		}
@@ -157,19 +163,40 @@ func (r *Restarts) engineLoop(in reconciler.Review, svc *desired.Service, c obse
 	return nil
 }
 
-// removedByUser holds the creation of a replica the user stopped and then
-// removed, while its definition is the one it had.
-func (r *Restarts) removedByUser(in reconciler.Review, svc *desired.Service, op plan.Operation) *reconciler.Report {
-	s := r.slots[slotKey(in.Service, op.Number)]
-	if s == nil || !s.RemovedByUser {
-		return nil
+// removedByUser reports the replicas of the service a person stopped and
+// then removed (absentRemoved): as many creations are held.
+func (r *Restarts) removedByUser(in reconciler.Review, svc *desired.Service) []reconciler.Report {
+	var out []reconciler.Report
+	for _, s := range r.absentRemoved(svc, in.Snapshot.ByService()) {
+		out = append(out, reconciler.Report{Reason: record.RemovedByUser, Container: plan.ContainerName(in.Desired, in.Service, s.Number), Occurrence: s.RemovedHash,
+			Message: "stopped, then removed (docker compose down, or stop and rm): left absent until it is created again or its definition changes"})
 	}
-	if s.RemovedHash != "" && s.RemovedHash != plan.ExpectedHash(svc.Config, in.Snapshot.ByService()) {
-		return nil // a new definition: the removal no longer holds
+	return out
+}
+
+// absentRemoved are the slots of the service's replicas a person stopped
+// and then removed, absent now, while the definition is the one they had;
+// by number. Called with mu held.
+func (r *Restarts) absentRemoved(svc *desired.Service, byService map[string][]observed.Container) []*Slot {
+	present := map[int]bool{}
+	for _, c := range byService[svc.Name] {
+		present[c.Number] = true
 	}
-	name := plan.ContainerName(in.Desired, in.Service, op.Number)
-	return &reconciler.Report{Reason: record.RemovedByUser, Container: name, Occurrence: s.RemovedHash,
-		Message: "stopped, then removed (docker compose down, or stop and rm): left absent until it is created again or its definition changes"}
+	hash := ""
+	var out []*Slot
+	for _, k := range slices.Sorted(maps.Keys(r.slots)) {
+		s := r.slots[k]
+		if s.Service != svc.Name || !s.RemovedByUser || present[s.Number] {
+			continue
+		}
+		if hash == "" {
+			hash = plan.ExpectedHash(svc.Config, byService)
+		}
+		if s.RemovedHash == "" || s.RemovedHash == hash { // a new definition: the removal no longer holds
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // mayStart decides for an exited container.

@@ -98,9 +98,7 @@ func (r *Restarts) LeftDown(d *desired.State, service string, snap *observed.Sna
 func (r *Restarts) leftDown(svc *desired.Service, byService map[string][]observed.Container, now time.Time) plan.LeftDown {
 	service, p := svc.Name, svc.Policy.Restart
 	left := plan.LeftDown{Containers: map[string]string{}}
-	numbers := map[int]bool{}
 	for _, c := range byService[service] {
-		numbers[c.Number] = true
 		if c.State != observed.StateExited && c.State != observed.StateDead {
 			continue
 		}
@@ -108,18 +106,7 @@ func (r *Restarts) leftDown(svc *desired.Service, byService map[string][]observe
 			left.Containers[c.ID] = string(why)
 		}
 	}
-	hash := ""
-	for _, s := range r.slots {
-		if s.Service != service || !s.RemovedByUser || numbers[s.Number] {
-			continue
-		}
-		if hash == "" {
-			hash = plan.ExpectedHash(svc.Config, byService)
-		}
-		if s.RemovedHash == "" || s.RemovedHash == hash {
-			left.Absent++
-		}
-	}
+	left.Absent = len(r.absentRemoved(svc, byService))
 	return left
 }
 

@@ -220,6 +220,19 @@ func New(cfg Config, d *desired.State, opts desired.Options, locks []*statedir.L
 	return p, nil
 }
 
+// AnnotateFromState adds to st the restart figures a daemon of the project
+// keeps in stateDir, reading the state file without writing it: `reconcile
+// status` with no daemon to ask. A state file that cannot be read adds
+// nothing.
+func AnnotateFromState(st *plan.ProjectStatus, d *desired.State, stateDir string, now time.Time) {
+	r, err := restarts.New(clock.Real{}, statedir.ReadOnly(statedir.StateFile(stateDir, d.Project.Name)), nil, nil)
+	if err != nil {
+		return
+	}
+	r.Annotate(st, d, now)
+	_ = r.Close() // read only: nothing is owed
+}
+
 // Name is the project's name.
 func (p *Project) Name() string { return p.name }
 

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -24,9 +24,9 @@ import (
 
 	"github.com/reconcile-dev/reconcile/desired"
 	"github.com/reconcile-dev/reconcile/internal/clock"
-	"github.com/reconcile-dev/reconcile/internal/daemon"
 	"github.com/reconcile-dev/reconcile/internal/dashboard"
 	"github.com/reconcile-dev/reconcile/internal/engine"
+	"github.com/reconcile-dev/reconcile/internal/exitcode"
 	"github.com/reconcile-dev/reconcile/internal/httpapi"
 	"github.com/reconcile-dev/reconcile/internal/metrics"
 	"github.com/reconcile-dev/reconcile/internal/notify"
@@ -36,26 +36,39 @@ import (
 	"github.com/reconcile-dev/reconcile/reconciler/plan"
 )
 
-// daemonFlags are the flags of the long-running mode.
-type daemonFlags struct {
-	dryRun          bool
-	lockDir         string
-	listen          string
-	resync          time.Duration
-	workers         int
-	shutdownTimeout time.Duration
-	notify          []string
-	notifyFilter    []string
-	notifyWindow    time.Duration
+// Options are what the daemon runs with: the project flags it shares with
+// every command, resolved by the command line (the -f project's load
+// options, the state directory), and its own flags.
+type Options struct {
+	// Load loads the -f project; with an agent's flags and no -f files, no
+	// such project is loaded.
+	Load          desired.Options
+	ProjectsDir   string
+	Discover      bool
+	DiscoverMatch string
+	RemoveOrphans bool
+	StateDir      string
+	DockerContext string
+	Log           *slog.Logger
+	Version       string
+
+	DryRun          bool
+	LockDir         string
+	Listen          string
+	Resync          time.Duration
+	Workers         int
+	ShutdownTimeout time.Duration
+	Notify          []string
+	NotifyFilter    []string
+	NotifyWindow    time.Duration
 }
 
 // host is what a daemon has once, whatever the number of projects it
 // reconciles: the engine connection and its one event stream, the HTTP
 // endpoints, the metrics registry, the records' history, signals and
-// systemd. Each project is a *daemon.Project of its own; inputs only enqueue.
+// systemd. Each project is a *Project of its own; inputs only enqueue.
 type host struct {
-	g        *globals
-	f        daemonFlags
+	opts     Options
 	log      *slog.Logger
 	loader   desired.ProjectLoader
 	eng      *engine.Engine
@@ -70,7 +83,7 @@ type host struct {
 
 	// projects holds the running projects by name, replaced whole on a
 	// change so that the events reader looks one up without a lock.
-	projects atomic.Pointer[map[string]*daemon.Project]
+	projects atomic.Pointer[map[string]*Project]
 	mu       sync.Mutex // serialises changes of projects
 
 	// run ends at shutdown; work bounds the reconciles in progress then.
@@ -85,9 +98,10 @@ type host struct {
 	synced  atomic.Bool
 }
 
-// runDaemon runs until SIGTERM or SIGINT (ctx), then lets the reconciles in
-// progress finish, for at most the shutdown timeout, and returns nil: exit 0.
-func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
+// Run runs the daemon until SIGTERM or SIGINT (ctx), then lets the
+// reconciles in progress finish, for at most the shutdown timeout, and
+// returns nil: exit 0. Its errors carry their exit codes (exitcode.With).
+func Run(ctx context.Context, opts Options) error {
 	// A daemon lives beside the stacks it watches: it trades a little GC
 	// work for a smaller footprint (measured: peak RSS 42 -> 38 MiB while
 	// converging 50 containers). GOGC in the environment still wins.
@@ -98,52 +112,46 @@ func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
 	if err != nil {
 		return err
 	}
-	h := &host{g: g, f: f, log: g.log, loader: loader}
-	agentMode := g.projectsDir != "" || g.discover
+	h := &host{opts: opts, log: opts.Log, loader: loader, stateDir: opts.StateDir}
+	agentMode := opts.ProjectsDir != "" || opts.Discover
 	// The project named by -f (or found in the working directory, without
 	// an agent's flags): bad input at start is exit 2, before any lock or
 	// engine call.
 	var first *desired.State
-	var firstOpts desired.Options
-	if !agentMode || len(g.files) > 0 {
-		if firstOpts, err = g.options(); err != nil {
-			return err
-		}
+	firstOpts := opts.Load
+	if !agentMode || len(opts.Load.Files) > 0 {
 		if first, err = desired.Load(ctx, loader, firstOpts); err != nil {
 			return err
 		}
 		if !agentMode {
-			h.log = g.log.With("project", first.Project.Name)
+			h.log = opts.Log.With("project", first.Project.Name)
 		}
 	}
 	h.systemd = systemd{log: h.log}
-	if _, err := path.Match(g.discoverMatch, ""); err != nil {
-		return withCode(exitInput, fmt.Errorf("--discover-match %q: %w", g.discoverMatch, err))
+	if _, err := path.Match(opts.DiscoverMatch, ""); err != nil {
+		return exitcode.With(exitcode.Input, fmt.Errorf("--discover-match %q: %w", opts.DiscoverMatch, err))
 	}
-	if agentMode && g.projectsDir != "" {
-		if _, err := desired.ProjectDirs(g.projectsDir); err != nil {
-			return withCode(exitInput, fmt.Errorf("--projects %s: %w", g.projectsDir, err))
+	if agentMode && opts.ProjectsDir != "" {
+		if _, err := desired.ProjectDirs(opts.ProjectsDir); err != nil {
+			return exitcode.With(exitcode.Input, fmt.Errorf("--projects %s: %w", opts.ProjectsDir, err))
 		}
 	}
 	var notifier *notify.Notifier
-	if len(f.notify) > 0 {
-		senders, err := notify.NewSenders(f.notify)
+	if len(opts.Notify) > 0 {
+		senders, err := notify.NewSenders(opts.Notify)
 		if err != nil {
-			return withCode(exitInput, err)
+			return exitcode.With(exitcode.Input, err)
 		}
-		filter, err := notify.ParseFilter(f.notifyFilter)
+		filter, err := notify.ParseFilter(opts.NotifyFilter)
 		if err != nil {
-			return withCode(exitInput, err)
+			return exitcode.With(exitcode.Input, err)
 		}
-		notifier = &notify.Notifier{Senders: senders, Filter: filter, Window: f.notifyWindow, Clock: clock.Real{}, Log: h.log}
-	}
-	if h.stateDir, err = g.stateDirectory(); err != nil {
-		return withCode(exitInput, err)
+		notifier = &notify.Notifier{Senders: senders, Filter: filter, Window: opts.NotifyWindow, Clock: clock.Real{}, Log: h.log}
 	}
 	var firstLocks []*statedir.Lock
 	if first != nil {
-		if firstLocks, err = daemon.LockProject(h.stateDir, "", "", first.Project.Name); err != nil {
-			return withCode(exitInput, err)
+		if firstLocks, err = LockProject(h.stateDir, "", "", first.Project.Name); err != nil {
+			return exitcode.With(exitcode.Input, err)
 		}
 	}
 	release := func() {
@@ -151,17 +159,17 @@ func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
 			_ = l.Release()
 		}
 	}
-	if h.eng, err = engine.ConnectContext(ctx, g.dockerContext); err != nil {
+	if h.eng, err = engine.ConnectContext(ctx, opts.DockerContext); err != nil {
 		release()
 		return fmt.Errorf("%w: %w", engine.ErrUnreachable, err)
 	}
 	if first != nil {
-		if err := daemon.LocalOnly(first, h.eng); err != nil {
+		if err := LocalOnly(first, h.eng); err != nil {
 			release()
 			return err
 		}
 	}
-	h.met = metrics.New(version(), runtime.Version())
+	h.met = metrics.New(opts.Version, runtime.Version())
 	h.met.CountEngineRequests(h.eng.Calls)
 	h.records = record.New(h.log, clock.Real{}, record.DefaultKeep)
 	h.records.SetCount(h.met.Record)
@@ -172,7 +180,7 @@ func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
 		defer stopNotify()
 		go notifier.Run(notifyCtx, recs)
 	}
-	empty := map[string]*daemon.Project{}
+	empty := map[string]*Project{}
 	h.projects.Store(&empty)
 
 	runCtx, stop := context.WithCancel(ctx)
@@ -183,11 +191,11 @@ func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
 	defer cancelWork()
 	h.run, h.work = runCtx, work
 
-	if f.listen != "" {
-		srv, err := h.serve(f.listen)
+	if opts.Listen != "" {
+		srv, err := h.serve(opts.Listen)
 		if err != nil {
 			release()
-			return withCode(exitInput, err)
+			return exitcode.With(exitcode.Input, err)
 		}
 		defer srv.Close()
 	}
@@ -201,10 +209,10 @@ func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
 		return err // "" : stopped while waiting for the engine
 	}
 	if first != nil {
-		elock, err := statedir.Acquire(statedir.EngineLockDir(f.lockDir, h.engineID), first.Project.Name)
+		elock, err := statedir.Acquire(statedir.EngineLockDir(opts.LockDir, h.engineID), first.Project.Name)
 		if err != nil {
 			release()
-			return withCode(exitInput, err)
+			return exitcode.With(exitcode.Input, err)
 		}
 		firstLocks = append(firstLocks, elock)
 		p, err := h.newProject(first, firstOpts, firstLocks)
@@ -218,7 +226,7 @@ func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
 		if h.agent, err = newAgent(h, first); err != nil {
 			stop()
 			h.runners.Wait()
-			return withCode(exitInternal, err)
+			return exitcode.With(exitcode.Internal, err)
 		}
 		defer h.agent.close()
 		h.agent.scan(ctx, nil) // the directory's projects, before the first relist
@@ -251,7 +259,7 @@ func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
 		}
 	})
 	mode := "acting"
-	if f.dryRun {
+	if opts.DryRun {
 		mode = "dry run: reporting only"
 	}
 	attrs := []any{"mode", mode, "pid", os.Getpid()}
@@ -259,14 +267,14 @@ func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
 		attrs = append(attrs, "files", strings.Join(first.Files, ","), "lock", firstLocks[0].Path)
 	}
 	if h.agent != nil {
-		attrs = append(attrs, "projects", g.projectsDir, "discover", g.discover)
+		attrs = append(attrs, "projects", opts.ProjectsDir, "discover", opts.Discover)
 	}
 	h.log.Info("daemon started", attrs...)
 
 	go func() {
 		<-runCtx.Done()
 		select {
-		case <-time.After(f.shutdownTimeout):
+		case <-time.After(opts.ShutdownTimeout):
 			h.log.Warn("shutdown timeout reached, cancelling the reconciles in progress")
 			cancelWork()
 		case <-work.Done():
@@ -285,22 +293,22 @@ func runDaemon(ctx context.Context, g *globals, f daemonFlags) error {
 const engineRetry = time.Second
 
 // newProject builds a project of this daemon for d, holding locks.
-func (h *host) newProject(d *desired.State, opts desired.Options, locks []*statedir.Lock) (*daemon.Project, error) {
-	p, err := daemon.New(daemon.Config{
+func (h *host) newProject(d *desired.State, opts desired.Options, locks []*statedir.Lock) (*Project, error) {
+	p, err := New(Config{
 		Engine:   h.eng,
 		Loader:   h.loader,
-		Log:      h.g.log,
+		Log:      h.opts.Log,
 		Records:  h.records,
 		Metrics:  h.met,
 		StateDir: h.stateDir,
-		Options:  plan.Options{RemoveOrphans: h.g.removeOrphans},
-		DryRun:   h.f.dryRun,
-		Workers:  h.f.workers,
+		Options:  plan.Options{RemoveOrphans: h.opts.RemoveOrphans},
+		DryRun:   h.opts.DryRun,
+		Workers:  h.opts.Workers,
 		Offline:  func() bool { return !h.connected.Load() },
 		OptedOut: h.optedOut,
 	}, d, opts, locks)
 	if err != nil {
-		return nil, withCode(exitInternal, err)
+		return nil, exitcode.With(exitcode.Internal, err)
 	}
 	return p, nil
 }
@@ -327,10 +335,10 @@ func waitForEngine(ctx context.Context, eng *engine.Engine, log *slog.Logger) (s
 }
 
 // start runs p until the daemon stops or the agent lets it go.
-func (h *host) start(p *daemon.Project) {
+func (h *host) start(p *Project) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	next := map[string]*daemon.Project{}
+	next := map[string]*Project{}
 	for k, v := range *h.projects.Load() {
 		next[k] = v
 	}
@@ -341,14 +349,14 @@ func (h *host) start(p *daemon.Project) {
 
 // release stops reconciling p, leaving its containers as they are, and
 // waits until it has let go of its locks and state.
-func (h *host) release(p *daemon.Project, why string) {
+func (h *host) release(p *Project, why string) {
 	h.mu.Lock()
 	cur := *h.projects.Load()
 	if cur[p.Name()] != p {
 		h.mu.Unlock()
 		return
 	}
-	next := map[string]*daemon.Project{}
+	next := map[string]*Project{}
 	for k, v := range cur {
 		if k != p.Name() {
 			next[k] = v
@@ -365,19 +373,19 @@ func (h *host) release(p *daemon.Project, why string) {
 // optedOut is told that a running project's files now say
 // x-reconcile.enabled: false; an agent lets it go, a daemon given the
 // project by -f keeps it.
-func (h *host) optedOut(p *daemon.Project) {
+func (h *host) optedOut(p *Project) {
 	if h.agent != nil {
 		go h.agent.optedOut(p)
 	}
 }
 
 // lookup returns the running project of that name, or nil.
-func (h *host) lookup(name string) *daemon.Project { return (*h.projects.Load())[name] }
+func (h *host) lookup(name string) *Project { return (*h.projects.Load())[name] }
 
 // list returns the running projects, by name.
-func (h *host) list() []*daemon.Project {
+func (h *host) list() []*Project {
 	m := *h.projects.Load()
-	out := make([]*daemon.Project, 0, len(m))
+	out := make([]*Project, 0, len(m))
 	for _, name := range slices.Sorted(maps.Keys(m)) {
 		out = append(out, m[name])
 	}
@@ -474,10 +482,10 @@ func (h *host) relist(ctx context.Context) error {
 // resyncLoop relists everything periodically: the event stream can lose
 // events, and a full list costs a fixed number of calls.
 func (h *host) resyncLoop(ctx context.Context) {
-	if h.f.resync <= 0 {
+	if h.opts.Resync <= 0 {
 		return
 	}
-	t := time.NewTicker(h.f.resync)
+	t := time.NewTicker(h.opts.Resync)
 	defer t.Stop()
 	for {
 		select {
@@ -494,11 +502,11 @@ func (h *host) resyncLoop(ctx context.Context) {
 	}
 }
 
-// agentStatus is /status of an agent: every project's status, and the
+// AgentStatus is /status of an agent: every project's status, and the
 // projects it found but does not reconcile, with why.
-type agentStatus struct {
+type AgentStatus struct {
 	Projects []plan.ProjectStatus `json:"projects"`
-	Problems []projectProblem     `json:"problems,omitempty"`
+	Problems []ProjectProblem     `json:"problems,omitempty"`
 }
 
 // status is /status (inspect set) and /status/stream (nil: what the daemon
@@ -519,7 +527,7 @@ func (h *host) status(ctx context.Context, name string, inspect observed.Inspect
 		}
 		return p.Controller().Status(ctx, inspect)
 	}
-	st := agentStatus{Projects: []plan.ProjectStatus{}, Problems: h.agent.problems()}
+	st := AgentStatus{Projects: []plan.ProjectStatus{}, Problems: h.agent.problems()}
 	for _, p := range h.list() {
 		ps, err := p.Controller().Status(ctx, inspect)
 		if err != nil {

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -13,7 +13,6 @@ import (
 
 	"github.com/reconcile-dev/reconcile/desired"
 	"github.com/reconcile-dev/reconcile/internal/clock"
-	"github.com/reconcile-dev/reconcile/internal/daemon"
 	"github.com/reconcile-dev/reconcile/internal/filewatch"
 	"github.com/reconcile-dev/reconcile/internal/record"
 	"github.com/reconcile-dev/reconcile/internal/statedir"
@@ -50,9 +49,9 @@ type source struct {
 	opts desired.Options
 	// explicit is the -f project: it runs whatever x-reconcile.enabled says.
 	explicit bool
-	p        *daemon.Project
+	p        *Project
 	// problem is why it does not run ("" when it runs), said once.
-	problem *projectProblem
+	problem *ProjectProblem
 	// filesHash is the hash of its compose files when it last failed to
 	// load or opted out: it is tried again when they change.
 	filesHash string
@@ -67,8 +66,8 @@ type source struct {
 // one pass before it adds its successor.
 const releaseAfterListings = 2
 
-// projectProblem is a project an agent found and does not reconcile.
-type projectProblem struct {
+// ProjectProblem is a project an agent found and does not reconcile.
+type ProjectProblem struct {
 	Project string        `json:"project,omitempty"`
 	Source  string        `json:"source"`
 	Reason  record.Reason `json:"reason"`
@@ -78,7 +77,7 @@ type projectProblem struct {
 // newAgent starts watching the projects directory; first is the -f
 // project, already running, if any.
 func newAgent(h *host, first *desired.State) (*agent, error) {
-	a := &agent{h: h, dir: h.g.projectsDir, discover: h.g.discover, sources: map[string]*source{},
+	a := &agent{h: h, dir: h.opts.ProjectsDir, discover: h.opts.Discover, sources: map[string]*source{},
 		engineKick: make(chan struct{}, 1), dirKick: make(chan struct{}, 1)}
 	if first != nil {
 		a.sources["-f"] = &source{key: "-f", from: "-f", explicit: true, p: h.lookup(first.Project.Name)}
@@ -223,7 +222,7 @@ func (a *agent) keepAbsent(want map[string]*source) {
 
 // matches says whether --discover-match lets a discovered project in.
 func (a *agent) matches(project string) bool {
-	ok, err := path.Match(a.h.g.discoverMatch, project)
+	ok, err := path.Match(a.h.opts.DiscoverMatch, project)
 	return err == nil && ok
 }
 
@@ -288,7 +287,7 @@ func (a *agent) try(ctx context.Context, s *source) {
 		}
 	}
 	fail := func(name string, reason record.Reason, msg string) {
-		pr := &projectProblem{Project: name, Source: s.from, Reason: reason, Message: msg}
+		pr := &ProjectProblem{Project: name, Source: s.from, Reason: reason, Message: msg}
 		if s.problem == nil || *s.problem != *pr {
 			a.h.records.For(name, nil).Event(reason, "", "", msg)
 		}
@@ -311,11 +310,11 @@ func (a *agent) try(ctx context.Context, s *source) {
 		fail(name, record.ProjectSkipped, fmt.Sprintf("%s: project %s is already reconciled by this agent from %s", s.from, name, a.fromOf(name)))
 		return
 	}
-	if err := daemon.LocalOnly(d, a.h.eng); err != nil {
+	if err := LocalOnly(d, a.h.eng); err != nil {
 		fail(name, record.ProjectInvalid, s.from+": "+desired.OneLine(err.Error()))
 		return
 	}
-	locks, err := daemon.LockProject(a.h.stateDir, a.h.f.lockDir, a.h.engineID, name)
+	locks, err := LockProject(a.h.stateDir, a.h.opts.LockDir, a.h.engineID, name)
 	if err != nil {
 		reason := record.ProjectInvalid
 		if errors.Is(err, statedir.ErrLocked) {
@@ -338,7 +337,7 @@ func (a *agent) try(ctx context.Context, s *source) {
 }
 
 // optedOut lets a running project go once its files opt out.
-func (a *agent) optedOut(p *daemon.Project) {
+func (a *agent) optedOut(p *Project) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, s := range a.sources {
@@ -347,7 +346,7 @@ func (a *agent) optedOut(p *daemon.Project) {
 		}
 		a.h.release(p, "its files now say x-reconcile.enabled: false")
 		s.p = nil
-		s.problem = &projectProblem{Project: p.Name(), Source: s.from, Reason: record.ProjectDisabled, Message: s.from + ": x-reconcile.enabled is false; not reconciled"}
+		s.problem = &ProjectProblem{Project: p.Name(), Source: s.from, Reason: record.ProjectDisabled, Message: s.from + ": x-reconcile.enabled is false; not reconciled"}
 		s.filesHash = filesHash(s.opts)
 	}
 }
@@ -363,10 +362,10 @@ func (a *agent) fromOf(name string) string {
 }
 
 // problems lists the sources that do not run, for /status.
-func (a *agent) problems() []projectProblem {
+func (a *agent) problems() []ProjectProblem {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	var out []projectProblem
+	var out []ProjectProblem
 	for _, k := range slices.Sorted(maps.Keys(a.sources)) {
 		if s := a.sources[k]; s.p == nil && s.problem != nil {
 			out = append(out, *s.problem)

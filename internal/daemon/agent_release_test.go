@@ -1,9 +1,8 @@
-package main
+package daemon
 
 import (
 	"testing"
 
-	"github.com/reconcile-dev/reconcile/internal/daemon"
 	"github.com/reconcile-dev/reconcile/observed"
 )
 
@@ -26,9 +25,9 @@ func TestADiscoveredProjectIsLetGoAtItsSecondEmptyListingInARow(t *testing.T) {
 		{"without, counted afresh", empty, true},
 		{"the second listing in a row without", empty, false},
 	}
-	h := &host{g: &globals{discoverMatch: "*"}}
-	h.projects.Store(&map[string]*daemon.Project{})
-	running := &source{key: "engine:shop", p: &daemon.Project{}} // a project held: only its presence counts here
+	h := &host{opts: Options{DiscoverMatch: "*"}}
+	h.projects.Store(&map[string]*Project{})
+	running := &source{key: "engine:shop", p: &Project{}} // a project held: only its presence counts here
 	a := &agent{h: h, discover: true, sources: map[string]*source{running.key: running}}
 	for _, st := range steps {
 		want := a.wanted(st.origins)
