@@ -70,6 +70,9 @@ type Controller struct {
 	Metrics  Metrics
 	// Workers bounds how many services are reconciled at once.
 	Workers int
+	// EngineSlots, when set, bounds the engine operations in flight across
+	// every controller sharing them (a host's projects).
+	EngineSlots execute.Slots
 	// Queue, when nil, is made with the default rate limiter.
 	Queue           *workqueue.Queue
 	DependencyRetry time.Duration

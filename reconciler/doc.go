@@ -29,7 +29,7 @@
 //     Watcher.handle, which calls observed.Decode (observed/event.go) once:
 //     an observed.Event{Action: die, Service, Number, ExitCode: 137, ...}.
 //     handle times the hop and recovers a panic.
-//  2. The daemon's OnEvent (cmd/reconcile/daemon.go, host.watchEngine) looks
+//  2. The daemon's OnEvent (internal/daemon/host.go, host.watchEngine) looks
 //     the project up and calls daemon.Project.Event (internal/daemon/
 //     project.go), which calls Controller.Event (controller.go). There
 //     Expectations.Observe (expectations.go) tags the event: no operation of

@@ -218,6 +218,7 @@ func (c *Controller) executor(ctx context.Context, d *desired.State, key string)
 		Log:         logFrom(ctx, c.logger().With("service", key)),
 		Clock:       c.clock(),
 		Concurrency: ActionsPerService,
+		Slots:       c.EngineSlots,
 		OnBegin:     c.actionBegins,
 		OnDone:      c.actionDone(d),
 	}

@@ -7,7 +7,13 @@
 // start call is set against the floor, this program starting a control
 // container the moment its own `die` arrives.
 //
-//	go run ./bench/agent -bin bin/reconcile [-projects 10] [-services 10] [-replicas 2] [-duration 60s] [-n 25]
+// Before the agent starts, the same projects are brought up the way a user
+// would without it, in the same run: `docker compose up -d --wait` of every
+// project at once (the real compose CLI, -compose), timed until each has
+// returned, then taken down; the agent's convergence from nothing is set
+// against it.
+//
+//	go run ./bench/agent -bin bin/reconcile -compose bin/docker-compose [-projects 10] [-services 10] [-replicas 2] [-duration 60s] [-n 25]
 package main
 
 import (
@@ -29,6 +35,7 @@ import (
 
 func main() {
 	bin := flag.String("bin", "bin/reconcile", "the reconcile binary")
+	flag.StringVar(&composeBin, "compose", "bin/docker-compose", "the compose CLI (make compose-cli); empty: no comparison")
 	projects := flag.Int("projects", 10, "projects in the agent's directory")
 	services := flag.Int("services", 10, "services per project")
 	replicas := flag.Int("replicas", 2, "replicas per service")
@@ -41,6 +48,48 @@ func main() {
 
 // logFile, when set, keeps the agent's log.
 var logFile string
+
+// composeBin is the compose CLI the agent's convergence is compared with.
+var composeBin string
+
+// composeUpAll brings every project up with the compose CLI, all at once,
+// as a user would (`docker compose up -d --wait` in each directory), and
+// returns how long until the last returned; then takes them down again.
+func composeUpAll(ps []*benchkit.Project) (time.Duration, error) {
+	start := time.Now()
+	errs := make(chan error, len(ps))
+	for _, p := range ps {
+		go func() {
+			out, err := exec.Command(composeBin, "-p", p.Name, "-f", p.File, "up", "-d", "--wait", "--quiet-pull").CombinedOutput()
+			if err != nil {
+				err = fmt.Errorf("compose up of %s: %w: %s", p.Name, err, out)
+			}
+			errs <- err
+		}()
+	}
+	var first error
+	for range ps {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	took := time.Since(start)
+	for _, p := range ps {
+		go func() {
+			out, err := exec.Command(composeBin, "-p", p.Name, "-f", p.File, "down", "-t", "0").CombinedOutput()
+			if err != nil {
+				err = fmt.Errorf("compose down of %s: %w: %s", p.Name, err, out)
+			}
+			errs <- err
+		}()
+	}
+	for range ps {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return took, first
+}
 
 // agentStatus is the part of an agent's /status this program reads.
 type agentStatus struct {
@@ -94,6 +143,13 @@ func run(bin string, nProjects, services, replicas int, duration time.Duration, 
 	}
 	eng := ps[0].Engine
 	total := nProjects*services*replicas + 1
+	var composeTook time.Duration
+	if composeBin != "" {
+		if composeTook, err = composeUpAll(ps); err != nil {
+			return err
+		}
+		fmt.Printf("docker compose up -d --wait, %d projects at once: %s\n", nProjects, composeTook.Round(time.Millisecond))
+	}
 
 	evCtx, stopEvents := context.WithCancel(ctx)
 	defer stopEvents()
@@ -111,6 +167,7 @@ func run(bin string, nProjects, services, replicas int, duration time.Duration, 
 	}
 	cmd.Stderr = cmd.Stdout
 	calls := &benchkit.Timeline{} // the agent's start calls, by container
+	start := time.Now()           // convergence from nothing counts the agent's own start-up
 	if err := cmd.Start(); err != nil {
 		return err
 	}
@@ -140,7 +197,6 @@ func run(bin string, nProjects, services, replicas int, duration time.Duration, 
 	}
 	go benchkit.ReadLog(logTo, kinds, calls.Add)
 
-	start := time.Now()
 	for {
 		var as agentStatus
 		err := benchkit.GetJSON(base+"/status", &as)
@@ -150,9 +206,13 @@ func run(bin string, nProjects, services, replicas int, duration time.Duration, 
 		if time.Since(start) > 10*time.Minute {
 			return fmt.Errorf("the projects did not converge in 10 minutes: %d of %d projects reconciled, %v", len(as.Projects), nProjects, err)
 		}
-		time.Sleep(time.Second)
+		time.Sleep(200 * time.Millisecond)
 	}
-	fmt.Printf("converged %d projects, %d containers in %s\n", nProjects, total, time.Since(start).Round(time.Millisecond))
+	took := time.Since(start)
+	fmt.Printf("converged %d projects, %d containers in %s\n", nProjects, total, took.Round(time.Millisecond))
+	if composeTook > 0 {
+		fmt.Printf("  against docker compose up -d --wait of each at once: %s, ratio %.2f   (target <= 1.0)\n", composeTook.Round(time.Millisecond), took.Seconds()/composeTook.Seconds())
+	}
 	time.Sleep(10 * time.Second) // the start-up's last events and health changes pass
 
 	idle, err := benchkit.MeasureIdle(cmd.Process.Pid, base, duration)

@@ -7,6 +7,12 @@ import (
 	"github.com/reconcile-dev/reconcile/reconciler/plan"
 )
 
+// cascadeRestart is the payload of a restart a `restart: true` cascade
+// adds (plan.Operation.Payload): the dependency whose restart it follows.
+type cascadeRestart struct{ dependency string }
+
+func isCascade(op plan.Operation) bool { _, ok := op.Payload.(cascadeRestart); return ok }
+
 // counted reports whether an operation is one the restart state is about:
 // a start of an exited replica, a restart of a running one, or the stop
 // that holds a replica with a spent budget down.
@@ -56,8 +62,8 @@ func (r *Restarts) Done(op plan.Operation, err error, at time.Time) {
 		}
 	case op.Type == plan.OpStopContainer:
 		s.HeldDown, s.OverBudget = true, false
-	case op.Dependency != "":
-		s.LastExit, s.LastExitAt = "restarted with "+op.Dependency, at
+	case isCascade(op):
+		s.LastExit, s.LastExitAt = "restarted with "+op.Payload.(cascadeRestart).dependency, at
 		if cs, ok := r.cascades[op.Service]; ok {
 			r.cascaded[op.ContainerID] = cs.at
 		}

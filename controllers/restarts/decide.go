@@ -310,7 +310,7 @@ func (r *Restarts) cascade(in reconciler.Review, svc *desired.Service, dec *reco
 			Type: plan.OpRestartContainer, ResourceID: plan.ReplicaID(in.Service, c.Number),
 			Cause: "dependency " + cs.dependency + " restarted (depends_on restart: true)", Service: in.Service,
 			Container: c.Name, ContainerID: c.ID, Number: c.Number, StopTimeout: svc.StopGracePeriod,
-			Dependency: cs.dependency,
+			Payload: cascadeRestart{dependency: cs.dependency},
 		})
 	}
 }

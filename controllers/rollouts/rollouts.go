@@ -41,6 +41,26 @@ type Store interface {
 	Save(data []byte) error
 }
 
+// The phases of a service's rollout, and the steps an operation can be.
+const (
+	phaseUpdate   = "update"
+	phaseRollback = "rollback"
+)
+
+// step is the payload of a rollout's operations (plan.Operation.Payload):
+// which step of a rolling update it is, and the config hashes replaced and
+// replacing, so that the policy learns what was done from the executor.
+type step struct {
+	Phase    string
+	From, To string
+}
+
+// stepOf is op's rollout step, if it is one.
+func stepOf(op plan.Operation) (step, bool) {
+	st, ok := op.Payload.(step)
+	return st, ok
+}
+
 // Poll is how soon a service is looked at again while a new replica has
 // not said healthy yet (health changes are events, but a monitor running
 // out is not).
@@ -171,13 +191,14 @@ func (r *Rollouts) rollout(service string) (Rollout, bool) {
 // Begin learns from the executor that an update's or a rollback's step
 // began: the rollout is under way from then on, and kept.
 func (r *Rollouts) Begin(op plan.Operation, _ time.Time) {
-	if op.Rollout == "" {
+	st, ok := stepOf(op)
+	if !ok {
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	ro := Rollout{From: op.RolloutFrom, To: op.RolloutTo, Phase: op.Rollout}
-	if ro.Phase == plan.RolloutRollback {
+	ro := Rollout{From: st.From, To: st.To, Phase: st.Phase}
+	if ro.Phase == phaseRollback {
 		ro.Why = op.Cause
 	}
 	if old, ok := r.st.Rollouts[op.Service]; ok && old == ro {
@@ -246,7 +267,7 @@ func (r *Rollouts) Review(in reconciler.Review) reconciler.Decision {
 	if known && ro.To != want {
 		known = false // the file changed since: a new update
 	}
-	v := view{service: s, policy: s.Update, phase: plan.RolloutUpdate, to: want}
+	v := view{service: s, policy: s.Update, phase: phaseUpdate, to: want}
 	var containers []observed.Container
 	for _, c := range byService[in.Service] {
 		if c.State != observed.StateDead {
@@ -254,8 +275,8 @@ func (r *Rollouts) Review(in reconciler.Review) reconciler.Decision {
 		}
 	}
 	switch {
-	case known && ro.Phase == plan.RolloutRollback:
-		v.phase, v.policy, v.from = plan.RolloutRollback, s.Rollback, ro.From
+	case known && ro.Phase == phaseRollback:
+		v.phase, v.policy, v.from = phaseRollback, s.Rollback, ro.From
 		cfg, ok := r.definition(in.Service, ro.From)
 		if !ok {
 			dec.Reports = append(dec.Reports, reconciler.Report{Reason: record.RolloutPaused, Stuck: true, Occurrence: want,
@@ -272,7 +293,7 @@ func (r *Rollouts) Review(in reconciler.Review) reconciler.Decision {
 			}
 		}
 	case len(obsolete) == 0:
-		if !known || ro.Phase != plan.RolloutUpdate {
+		if !known || ro.Phase != phaseUpdate {
 			return dec
 		}
 		if len(containers) == s.Replicas && allHealthy(s, containers) {
@@ -327,7 +348,7 @@ func (r *Rollouts) step(dec *reconciler.Decision, in reconciler.Review, v view) 
 			// the replica is the update's, started as compose would
 			dec.Add = append(dec.Add, plan.Operation{Type: plan.OpStartContainer, ResourceID: plan.ReplicaID(s.Name, c.Number),
 				Cause: v.phase + ": starting a replica created by an interrupted step", Service: s.Name, Container: c.Name, ContainerID: c.ID,
-				Number: c.Number, StopTimeout: s.StopGracePeriod, Rollout: v.phase, RolloutFrom: v.from, RolloutTo: v.to})
+				Number: c.Number, StopTimeout: s.StopGracePeriod, Payload: step{Phase: v.phase, From: v.from, To: v.to}})
 			for _, n := range in.Plan.Nodes {
 				if n.Op.ContainerID == c.ID && n.Op.Type == plan.OpStartContainer {
 					dec.Hold = append(dec.Hold, n)
@@ -345,7 +366,7 @@ func (r *Rollouts) step(dec *reconciler.Decision, in reconciler.Review, v view) 
 		dec.Reports = append(dec.Reports, reconciler.Report{Reason: record.ReplicaFailed, Container: c.Name, Occurrence: c.ID,
 			Message: fmt.Sprintf("%s (%s) did not become healthy within %s: %s", c.Name, v.phase, p.Monitor, describeState(c))})
 	}
-	if len(failed) > 0 && v.phase == plan.RolloutUpdate && float64(len(failed))/float64(max(s.Replicas, 1)) > p.MaxFailureRatio {
+	if len(failed) > 0 && v.phase == phaseUpdate && float64(len(failed))/float64(max(s.Replicas, 1)) > p.MaxFailureRatio {
 		switch p.FailureAction {
 		case desired.FailureContinue:
 			// the failed replicas are left to the restart policy
@@ -365,7 +386,7 @@ func (r *Rollouts) step(dec *reconciler.Decision, in reconciler.Review, v view) 
 				Message: why + ": rolling back to the previous definition, " + describe(s.Rollback)})
 			// the rollback's first step: the failed replicas go
 			for _, c := range failed {
-				dec.Add = append(dec.Add, removal(s, c, plan.RolloutRollback, v.from, v.to, "rolling back: "+why))
+				dec.Add = append(dec.Add, removal(s, c, phaseRollback, v.from, v.to, "rolling back: "+why))
 			}
 			return
 		default:
@@ -374,7 +395,7 @@ func (r *Rollouts) step(dec *reconciler.Decision, in reconciler.Review, v view) 
 			return
 		}
 	}
-	if len(failed) > 0 && v.phase == plan.RolloutRollback {
+	if len(failed) > 0 && v.phase == phaseRollback {
 		// replicas of the previous definition that fail are the restart
 		// policy's: the rollback goes on (failure_action continue)
 		failed = nil
@@ -406,7 +427,7 @@ func (r *Rollouts) step(dec *reconciler.Decision, in reconciler.Review, v view) 
 	}
 	sortOld(v.old)
 	switch {
-	case v.phase == plan.RolloutRollback && len(v.old) == 0 && total >= n:
+	case v.phase == phaseRollback && len(v.old) == 0 && total >= n:
 		dec.Reports = append(dec.Reports, reconciler.Report{Reason: record.RolledBack, Stuck: true, Occurrence: v.to,
 			Message: fmt.Sprintf("the service runs the previous definition again (%d replica(s)); the new one is not tried again until the file changes", len(v.cur))})
 	case p.Order == desired.StartFirst && len(v.old) > 0 && total <= n:
@@ -436,7 +457,7 @@ func (r *Rollouts) step(dec *reconciler.Decision, in reconciler.Review, v view) 
 // successor is healthy: while a rollout runs, it alone adds and removes.
 func holdRecreates(dec *reconciler.Decision, in reconciler.Review) {
 	for _, n := range in.Plan.Nodes {
-		if n.Op.Service != in.Service || n.Op.Rollout != "" {
+		if _, ours := stepOf(n.Op); n.Op.Service != in.Service || ours {
 			continue
 		}
 		switch n.Op.Type {
@@ -449,13 +470,13 @@ func holdRecreates(dec *reconciler.Decision, in reconciler.Review) {
 func removal(s *desired.Service, c observed.Container, phase, from, to, cause string) plan.Operation {
 	return plan.Operation{Type: plan.OpRemoveContainer, ResourceID: plan.ReplicaID(s.Name, c.Number), Cause: cause,
 		Service: s.Name, Container: c.Name, ContainerID: c.ID, Number: c.Number, StopTimeout: s.StopGracePeriod,
-		Rollout: phase, RolloutFrom: from, RolloutTo: to}
+		Payload: step{Phase: phase, From: from, To: to}}
 }
 
 func addition(s *desired.Service, v view, replicas int, cause string) plan.Operation {
 	return plan.Operation{Type: plan.OpAddReplica, ResourceID: "service:" + s.Name, Cause: cause, Service: s.Name,
 		Replicas: replicas, Config: v.target, StopTimeout: s.StopGracePeriod,
-		Rollout: v.phase, RolloutFrom: v.from, RolloutTo: v.to}
+		Payload: step{Phase: v.phase, From: v.from, To: v.to}}
 }
 
 // sortOld orders the replicas to replace: the highest number first, as
@@ -538,7 +559,7 @@ func (r *Rollouts) Annotate(st *plan.ProjectStatus, d *desired.State, _ time.Tim
 		ro, ok := rollouts[ss.Service]
 		want := plan.ExpectedHash(s.Config, nil)
 		switch {
-		case ok && ro.Phase == plan.RolloutRollback && ro.To == want:
+		case ok && ro.Phase == phaseRollback && ro.To == want:
 			if ss.Updated == 0 && ss.Healthy >= ss.Desired {
 				ss.Reason = "update rolled back (" + ro.Why + "); the new definition waits for the next edit"
 			} else {

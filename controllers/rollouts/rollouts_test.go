@@ -122,7 +122,7 @@ func (w *world) run(d *desired.State, r *Rollouts, low, high, parallel int) []re
 			}
 		}
 		for _, n := range dec.Apply(p).Nodes {
-			if n.Op.Service == "api" && n.Op.Rollout == "" && (n.Op.Type == plan.OpRecreateContainer || n.Op.Type == plan.OpCreateContainer) {
+			if n.Op.Service == "api" && !isStep(n.Op) && (n.Op.Type == plan.OpRecreateContainer || n.Op.Type == plan.OpCreateContainer) {
 				w.t.Fatalf("compose's own recreate of api was let through: %+v", n.Op)
 			}
 		}
@@ -299,7 +299,7 @@ func TestAStepCutShortIsTakenUp(t *testing.T) {
 		t.Fatalf("adds %+v: want the created replica started", dec.Add)
 	}
 	for _, n := range dec.Apply(p).Nodes {
-		if n.Op.Type == plan.OpStartContainer && n.Op.Rollout == "" {
+		if n.Op.Type == plan.OpStartContainer && !isStep(n.Op) {
 			t.Errorf("the plan's own start was let through beside the rollout's: %+v", n.Op)
 		}
 	}
@@ -311,3 +311,5 @@ func TestAStepCutShortIsTakenUp(t *testing.T) {
 		t.Errorf("a replica started a second ago: %+v; want a wait", dec)
 	}
 }
+
+func isStep(op plan.Operation) bool { _, ok := stepOf(op); return ok }

@@ -33,6 +33,7 @@ import (
 	"github.com/reconcile-dev/reconcile/internal/record"
 	"github.com/reconcile-dev/reconcile/internal/statedir"
 	"github.com/reconcile-dev/reconcile/observed"
+	"github.com/reconcile-dev/reconcile/reconciler/execute"
 	"github.com/reconcile-dev/reconcile/reconciler/plan"
 )
 
@@ -52,15 +53,18 @@ type Options struct {
 	Log           *slog.Logger
 	Version       string
 
-	DryRun          bool
-	LockDir         string
-	Listen          string
-	Resync          time.Duration
-	Workers         int
-	ShutdownTimeout time.Duration
-	Notify          []string
-	NotifyFilter    []string
-	NotifyWindow    time.Duration
+	DryRun  bool
+	LockDir string
+	Listen  string
+	Resync  time.Duration
+	Workers int
+	// EngineConcurrency bounds the engine operations in flight across
+	// every project (0: unbounded).
+	EngineConcurrency int
+	ShutdownTimeout   time.Duration
+	Notify            []string
+	NotifyFilter      []string
+	NotifyWindow      time.Duration
 }
 
 // host is what a daemon has once, whatever the number of projects it
@@ -76,6 +80,9 @@ type host struct {
 	records  *record.Recorder
 	stateDir string
 	engineID string
+
+	// slots bound the engine operations in flight, every project's
+	slots execute.Slots
 
 	// agent finds projects (--projects, --discover); nil for a daemon of
 	// one project (-f).
@@ -112,7 +119,7 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	h := &host{opts: opts, log: opts.Log, loader: loader, stateDir: opts.StateDir}
+	h := &host{opts: opts, log: opts.Log, loader: loader, stateDir: opts.StateDir, slots: execute.NewSlots(opts.EngineConcurrency)}
 	agentMode := opts.ProjectsDir != "" || opts.Discover
 	// The project named by -f (or found in the working directory, without
 	// an agent's flags): bad input at start is exit 2, before any lock or
@@ -289,6 +296,12 @@ func Run(ctx context.Context, opts Options) error {
 	return nil
 }
 
+// DefaultEngineConcurrency is how many engine operations (a compose up of
+// one service, a start, a removal) a daemon has in flight at once, across
+// every project: the engine serialises much of their work (measured in
+// the agent benchmark), so more only queue up inside it.
+const DefaultEngineConcurrency = 8
+
 // engineRetry paces the wait for an engine that does not answer at start.
 const engineRetry = time.Second
 
@@ -304,8 +317,10 @@ func (h *host) newProject(d *desired.State, opts desired.Options, locks []*state
 		Options:  plan.Options{RemoveOrphans: h.opts.RemoveOrphans},
 		DryRun:   h.opts.DryRun,
 		Workers:  h.opts.Workers,
-		Offline:  func() bool { return !h.connected.Load() },
-		OptedOut: h.optedOut,
+
+		EngineSlots: h.slots,
+		Offline:     func() bool { return !h.connected.Load() },
+		OptedOut:    h.optedOut,
 	}, d, opts, locks)
 	if err != nil {
 		return nil, exitcode.With(exitcode.Internal, err)

@@ -31,6 +31,7 @@ import (
 	"github.com/reconcile-dev/reconcile/internal/statedir"
 	"github.com/reconcile-dev/reconcile/observed"
 	"github.com/reconcile-dev/reconcile/reconciler"
+	"github.com/reconcile-dev/reconcile/reconciler/execute"
 	"github.com/reconcile-dev/reconcile/reconciler/plan"
 )
 
@@ -49,6 +50,9 @@ type Config struct {
 	DryRun   bool
 	// Workers bounds how many services are reconciled at once.
 	Workers int
+	// EngineSlots bounds the engine operations in flight across every
+	// project of the host (nil: unbounded).
+	EngineSlots execute.Slots
 	// Once runs the loop as `reconcile --once`: the files are read once and
 	// not watched, and what the run finds stopped or removed when it starts
 	// is brought up as compose's up would (restarts.Restarts.UpAtStart).
@@ -150,6 +154,8 @@ func New(cfg Config, d *desired.State, opts desired.Options, locks []*statedir.L
 		Metrics: met,
 		Workers: cfg.Workers,
 		Offline: cfg.Offline,
+
+		EngineSlots: cfg.EngineSlots,
 	}
 	p.restarts, err = restarts.New(clock.Real{}, statedir.StateFile(cfg.StateDir, name), log, func(err error) {
 		if p.met != nil {

@@ -60,8 +60,11 @@ type Executor struct {
 	Clock   clock.Clock
 	// PollInterval paces waits on dependency conditions.
 	PollInterval time.Duration
-	// Concurrency bounds how many operations run at once.
+	// Concurrency bounds how many operations of this plan run at once.
 	Concurrency int
+	// Slots, when set, bounds the operations in flight across every
+	// executor sharing them (one host's engine).
+	Slots Slots
 	// OnBegin, when set, is told about every operation just before it
 	// runs, so that the events it causes can be told from anyone else's.
 	OnBegin func(n *plan.Node)
@@ -158,6 +161,11 @@ func (e *Executor) Execute(ctx context.Context, p *plan.Plan) error {
 					}
 				}
 				go func(nodes []*plan.Node) {
+					if err := e.Slots.acquire(ctx); err != nil {
+						results <- outcome{nodes: nodes, err: err}
+						return
+					}
+					defer e.Slots.release()
 					start := e.now()
 					err := e.run(ctx, nodes)
 					results <- outcome{nodes: nodes, err: err, took: e.now().Sub(start)}

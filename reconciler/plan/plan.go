@@ -107,9 +107,6 @@ type Operation struct {
 	Required  bool
 	// StopTimeout bounds graceful stops (the service's stop_grace_period).
 	StopTimeout time.Duration
-	// Dependency names the `restart: true` dependency whose restart this
-	// restart follows (a cascade); empty otherwise.
-	Dependency string
 	// RestartPolicy and RestartRetries are what OpSetRestartPolicy sets.
 	RestartPolicy  string
 	RestartRetries int
@@ -120,19 +117,12 @@ type Operation struct {
 	// Config, when set, is the definition OpAddReplica creates replicas
 	// from (a rollback's previous one) instead of the desired one.
 	Config *types.ServiceConfig
-	// Rollout says which step of a rolling update an operation is
-	// (RolloutUpdate, RolloutRollback), so that the rollout policy learns
-	// what was done from the executor; RolloutFrom and RolloutTo are the
-	// config hashes replaced and replacing.
-	Rollout                string
-	RolloutFrom, RolloutTo string
+	// Payload is what the policy that added the operation keeps with it, of
+	// a type that policy owns (a rollout's step, a cascade's dependency):
+	// the executor never reads it, and the policy reads its own back when
+	// the executor reports the operation begun or done.
+	Payload any
 }
-
-// Rollout steps an operation can be, and the phases of a service's rollout.
-const (
-	RolloutUpdate   = "update"
-	RolloutRollback = "rollback"
-)
 
 // Node is an operation in the plan's graph.
 type Node struct {
