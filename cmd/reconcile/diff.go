@@ -29,8 +29,8 @@ Exit code: 0 in sync, 1 drift found (0 with --exit-code=false), 2 bad input
 (as --once: an image the plan needs that is neither present nor pullable, a
 missing external network or volume), 3 engine unreachable, 4 any other error.
 
--o json prints one JSON document (schema reconcile.dev/report/v1, in the
-README): the drift, each item with what differs, and the plan.`,
+-o json prints one JSON document (schema reconcile.dev/report/v1, in
+docs/commands.md): the drift, each item with what differs, and the plan.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkOutput(output); err != nil {
@@ -80,7 +80,7 @@ README): the drift, each item with what differs, and the plan.`,
 		},
 	}
 	cmd.Flags().BoolVar(&exitCode, "exit-code", true, "exit 1 when there is drift")
-	cmd.Flags().StringVarP(&output, "output", "o", "text", "text, or json (the report schema in the README)")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "text, or json (the report schema in docs/commands.md)")
 	return cmd
 }
 

@@ -11,17 +11,17 @@ import (
 	"github.com/reconcile-dev/reconcile/internal/enginetest"
 )
 
-// documentedEndpoints reads the README's table of engine API endpoints.
+// documentedEndpoints reads the table of engine API endpoints.
 func documentedEndpoints(t *testing.T) []string {
 	t.Helper()
-	b, err := os.ReadFile("../../README.md")
+	b, err := os.ReadFile("../../docs/daemon.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := string(b)
 	start, end := strings.Index(s, "<!-- endpoints:begin -->"), strings.Index(s, "<!-- endpoints:end -->")
 	if start < 0 || end < start {
-		t.Fatal("the README has no endpoints table")
+		t.Fatal("docs/daemon.md has no endpoints table")
 	}
 	var out []string
 	for _, m := range regexp.MustCompile("`((?:GET|POST|PUT|DELETE|HEAD) /[^`]*)`").FindAllStringSubmatch(s[start:end], -1) {
@@ -84,7 +84,7 @@ volumes: {data: {}}
 	documented := documentedEndpoints(t)
 	for _, e := range used {
 		if !slices.Contains(documented, e) {
-			t.Errorf("%s is used but not in the README's endpoints table", e)
+			t.Errorf("%s is used but not in the endpoints table of docs/daemon.md", e)
 		}
 	}
 }

@@ -113,7 +113,7 @@ Compose SDK, in dependency order.
 	pf.StringVar(&g.stateDir, "state-dir", "", "directory of the daemon's project lock and restart state (default $XDG_STATE_HOME/reconcile)")
 
 	root.Flags().BoolVar(&once, "once", false, "converge once, wait until converged, and exit")
-	root.Flags().StringVarP(&onceOutput, "output", "o", "text", "with --once: text, or json (one report on stdout, the schema in the README)")
+	root.Flags().StringVarP(&onceOutput, "output", "o", "text", "with --once: text, or json (one report on stdout, the schema in docs/commands.md)")
 	root.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "with --once: how long to wait for convergence")
 	root.Flags().DurationVar(&settle, "settle", daemon.DefaultSettle, "with --once: how long convergence must hold after this run acted (a container that dies at once is not converged)")
 	root.Flags().BoolVar(&df.DryRun, "dry-run", false, "daemon: report drift as it happens, never act")

@@ -1,5 +1,5 @@
 // Package exitcode is the one home of reconcile's exit codes (documented in
-// the README's exit-code table) and of the error that carries one, so that
+// the exit-code table of docs/commands.md) and of the error that carries one, so that
 // the daemon's package can say how its failures end the process without
 // living in package main.
 package exitcode
@@ -11,7 +11,7 @@ import (
 	"github.com/reconcile-dev/reconcile/internal/engine"
 )
 
-// Exit codes, documented in the README.
+// Exit codes, documented in docs/commands.md.
 const (
 	OK           = 0
 	NotConverged = 1 // --once: not converged in time; diff: drift found

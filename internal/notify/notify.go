@@ -94,7 +94,7 @@ func ParseFilter(specs []string) (Filter, error) {
 				f.Types = append(f.Types, record.Type(v))
 			case "reason":
 				if !record.Reason(v).Known() {
-					return Filter{}, fmt.Errorf("--notify-filter %q: no reason %q (the README lists them)", spec, v)
+					return Filter{}, fmt.Errorf("--notify-filter %q: no reason %q (docs/records.md lists them)", spec, v)
 				}
 				f.Reasons = append(f.Reasons, record.Reason(v))
 			case "project":

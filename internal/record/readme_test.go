@@ -7,18 +7,18 @@ import (
 	"testing"
 )
 
-// TestReadmeReasonTableIsTheCatalogue holds the README's table of record
+// TestReadmeReasonTableIsTheCatalogue holds docs/records.md's table of record
 // reasons to Catalogue: the same reasons, in the same order, each with its
 // type and meaning.
 func TestReadmeReasonTableIsTheCatalogue(t *testing.T) {
-	b, err := os.ReadFile("../../README.md")
+	b, err := os.ReadFile("../../docs/records.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	text := string(b)
 	begin, end := strings.Index(text, "<!-- reasons:begin -->"), strings.Index(text, "<!-- reasons:end -->")
 	if begin < 0 || end < begin {
-		t.Fatal("README has no <!-- reasons:begin --> ... <!-- reasons:end --> table")
+		t.Fatal("docs/records.md has no <!-- reasons:begin --> ... <!-- reasons:end --> table")
 	}
 	row := regexp.MustCompile("^\\| `([A-Za-z]+)` \\| (Normal|Warning) \\| (.+) \\|$")
 	var got []ReasonInfo
@@ -28,11 +28,11 @@ func TestReadmeReasonTableIsTheCatalogue(t *testing.T) {
 		}
 	}
 	if len(got) != len(Catalogue) {
-		t.Errorf("README lists %d reasons, the catalogue %d", len(got), len(Catalogue))
+		t.Errorf("docs/records.md lists %d reasons, the catalogue %d", len(got), len(Catalogue))
 	}
 	for i := range min(len(got), len(Catalogue)) {
 		if got[i] != Catalogue[i] {
-			t.Errorf("row %d: README %+v\n        catalogue %+v", i+1, got[i], Catalogue[i])
+			t.Errorf("row %d: docs %+v\n        catalogue %+v", i+1, got[i], Catalogue[i])
 		}
 	}
 }

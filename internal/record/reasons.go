@@ -134,7 +134,7 @@ type ReasonInfo struct {
 }
 
 // Catalogue is every reason with its type and a one-line meaning, in the
-// order the README's table lists them; a test holds the two together.
+// order docs/records.md's table lists them; a test holds the two together.
 var Catalogue = []ReasonInfo{
 	{ContainerMissing, Warning, "a desired replica has no container"},
 	{ExtraReplica, Warning, "more replicas run than desired"},

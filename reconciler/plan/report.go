@@ -7,7 +7,7 @@ const ReportSchema = "reconcile.dev/report/v1"
 // Report is what `reconcile diff -o json` and `reconcile --once -o json`
 // print: the drift found, the plan that would put it right, and, for
 // --once, how the run ended. CI steps and pull-request bots read it, so its
-// fields are documented in the README and only ever added to.
+// fields are documented in docs/commands.md and only ever added to.
 type Report struct {
 	Schema  string `json:"schema"`
 	Command string `json:"command"` // "diff" or "once"
