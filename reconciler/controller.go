@@ -161,11 +161,6 @@ func (c *Controller) Event(ev observed.Event) {
 	}
 }
 
-// ExpectOwn remembers an action of the reconciler's own that does not go
-// through the executor (a reload's rolling restart), so that its events are
-// known as ours.
-func (c *Controller) ExpectOwn(op plan.Operation) { c.expect.Expect(op, c.clock().Now()) }
-
 // Resync lists everything afresh and queues every service, desired or
 // observed: what the daemon does on connect, on reconnect and periodically,
 // because the event stream alone can lose events. The policies that learn

@@ -72,6 +72,8 @@ func ownEvents(t plan.OpType) (causes []observed.Action, final observed.Action) 
 		return []observed.Action{observed.ActionUnpause}, observed.ActionUnpause
 	case plan.OpSetRestartPolicy:
 		return []observed.Action{observed.ActionUpdate}, observed.ActionUpdate
+	case plan.OpSignal:
+		return []observed.Action{observed.ActionKill}, observed.ActionKill
 	}
 	return nil, ""
 }

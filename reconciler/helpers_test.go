@@ -228,6 +228,11 @@ func (f *fakeEngine) ContainerUpdate(_ context.Context, id string, o client.Cont
 	return client.ContainerUpdateResult{}, nil
 }
 
+func (f *fakeEngine) ContainerKill(_ context.Context, id string, o client.ContainerKillOptions) (client.ContainerKillResult, error) {
+	f.record("kill " + id + " " + o.Signal)
+	return client.ContainerKillResult{}, nil
+}
+
 func (f *fakeEngine) NetworkDisconnect(_ context.Context, network string, o client.NetworkDisconnectOptions) (client.NetworkDisconnectResult, error) {
 	f.record("disconnect " + o.Container + " from " + network)
 	return client.NetworkDisconnectResult{}, nil

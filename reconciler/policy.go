@@ -86,11 +86,21 @@ type LeftDownTeller interface {
 	LeftDown(d *desired.State, service string, snap *observed.Snapshot, now time.Time) plan.LeftDown
 }
 
-// Syncer is a controller that keeps something other than containers in
-// line for a service: an upstream file and the reload it needs. Unlike a
-// Guard it acts.
+// Syncer is a policy that brings a service in line where a plan of
+// container operations cannot say it: an upstream file and the reload it
+// needs, a configuration reload. It runs in the service's reconcile, under
+// its key, so nothing else acts on the service meanwhile; and it acts only
+// through act, whose operations the executor carries out, the controller
+// knows as its own, and the accountants hear of.
 type Syncer interface {
-	Sync(ctx context.Context, in Review) (Result, error)
+	Sync(ctx context.Context, in Review, act Actor) (Result, error)
+}
+
+// Actor carries out operations on a Syncer's behalf, through the executor;
+// the operations given in one call run side by side, and its error joins
+// their failures.
+type Actor interface {
+	Act(ctx context.Context, ops ...plan.Operation) error
 }
 
 // StatusAnnotator is a policy that adds what it knows to a status.

@@ -51,7 +51,7 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (Result, error) 
 		if pol.Sync == nil {
 			continue
 		}
-		r, err := pol.Sync.Sync(ctx, Review{Desired: d, Snapshot: snap, Service: key, Plan: p, Now: c.clock().Now()})
+		r, err := pol.Sync.Sync(ctx, Review{Desired: d, Snapshot: snap, Service: key, Plan: p, Now: c.clock().Now()}, c.actor(d, key))
 		if err != nil {
 			return Result{}, fmt.Errorf("syncing service %s (%s): %w", key, pol.Name, err)
 		}
@@ -208,6 +208,25 @@ func (c *Controller) createInfra(ctx context.Context, d *desired.State, key stri
 	return nil
 }
 
+// actor carries out a syncer's operations on service key through the
+// executor, as the plan's: remembered as the reconciler's own, accounted
+// and recorded when the executor reports them.
+func (c *Controller) actor(d *desired.State, key string) Actor {
+	return actorFunc(func(ctx context.Context, ops ...plan.Operation) error {
+		p := &plan.Plan{}
+		for _, op := range ops {
+			p.Add(op)
+		}
+		err := c.executor(ctx, d, key).Execute(ctx, p)
+		c.Invalidate()
+		return err
+	})
+}
+
+type actorFunc func(ctx context.Context, ops ...plan.Operation) error
+
+func (f actorFunc) Act(ctx context.Context, ops ...plan.Operation) error { return f(ctx, ops...) }
+
 func (c *Controller) executor(ctx context.Context, d *desired.State, key string) *execute.Executor {
 	return &execute.Executor{
 		Desired:     d,
@@ -260,7 +279,10 @@ func (c *Controller) actionDone(d *desired.State) func(n *plan.Node, err error, 
 			container = op.Network
 		}
 		switch {
-		case skipped:
+		case skipped, !op.Type.Recorded():
+			if err == nil && !skipped {
+				c.metric(func(m Metrics) { m.Action(op.Type.String()) })
+			}
 		case err != nil:
 			c.record(op.Type.Reason(err), op.Service, container, fmt.Sprintf("%s: %v", op.Cause, err))
 		default:

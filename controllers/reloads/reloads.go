@@ -1,6 +1,7 @@
 // Package reloads runs a service's reload action when a configuration file
-// it mounts changes: a checked exec, a signal to its main process, or a
-// rolling restart that drains each replica first.
+// it mounts changes: a checked exec, a signal to its main process (through
+// the engine), or a rolling restart that drains each replica first; in the
+// service's own reconcile, every action through the executor.
 package reloads
 
 import (
@@ -14,28 +15,18 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
-	"github.com/moby/moby/client"
 
 	"github.com/reconcile-dev/reconcile/desired"
 	"github.com/reconcile-dev/reconcile/internal/clock"
-	"github.com/reconcile-dev/reconcile/internal/engine"
 	"github.com/reconcile-dev/reconcile/internal/record"
 	"github.com/reconcile-dev/reconcile/observed"
 	"github.com/reconcile-dev/reconcile/reconciler"
 	"github.com/reconcile-dev/reconcile/reconciler/execute"
+	"github.com/reconcile-dev/reconcile/reconciler/plan"
 )
-
-// ReloadEngine is what reloads need of the engine: exec, restart, and
-// inspect (for the main process's host PID).
-type ReloadEngine interface {
-	engine.Execer
-	ContainerRestart(ctx context.Context, id string, options client.ContainerRestartOptions) (client.ContainerRestartResult, error)
-	ContainerInspect(ctx context.Context, id string, options client.ContainerInspectOptions) (client.ContainerInspectResult, error)
-}
 
 // ErrReloadRejected marks a reload whose check failed: nothing was reloaded
 // and the old configuration keeps serving.
@@ -45,18 +36,24 @@ var ErrReloadRejected = errors.New("reload rejected by its check")
 // replica to be running (and healthy) again before it gives up on the rest.
 const DefaultRollTimeout = 2 * time.Minute
 
+// Step is the payload of a reload's operations (plan.Operation.Payload):
+// why the reload runs. A restart carrying it is a reload's, not a crash's,
+// and no restart budget counts it.
+type Step struct{ Why string }
+
 // Reloads runs a service's reload action on its running replicas when a
 // configuration file it mounts changes: an exec (after an optional check),
-// a signal to the main process, or a rolling restart.
+// a signal to the main process, or a rolling restart. A change is only
+// noted (Changed) where it is seen; the reload runs in the service's own
+// reconcile (Sync), and every action of it is an operation the executor
+// carries out (Actor): one owner per service.
 type Reloads struct {
-	Engine  ReloadEngine
+	// Observe takes a fresh snapshot (the controller's): a rolling restart
+	// waits on it for each replica to be back.
 	Observe execute.SnapshotFunc
 	Records reconciler.Recorder
 	Log     *slog.Logger
 	Clock   clock.Clock
-	// OnRestart is told before a replica is restarted for a reload, so the
-	// restart controller does not take the restart for the user's stop.
-	OnRestart func(service string, number int, containerID string)
 	// BeforeRestart, when set, runs before a replica is restarted: the
 	// upstream controller takes it out of the load balancer's files.
 	// It returns a function that undoes it once the replica is back.
@@ -64,20 +61,55 @@ type Reloads struct {
 	Poll          time.Duration
 	RollTimeout   time.Duration
 
-	locks sync.Map // service -> *sync.Mutex
+	mu sync.Mutex
+	// owed holds, per service, why a reload is owed (the changes seen
+	// since its last reload).
+	owed map[string][]string
 }
 
-// Reload runs the service's reload action on every running replica; why
-// says what changed. One reload of a service runs at a time.
-func (r *Reloads) Reload(ctx context.Context, d *desired.State, service, why string) error {
+// Changed notes that a configuration service mounts changed (why says
+// which): its next reconcile reloads it. It only notes; the caller queues
+// the service.
+func (r *Reloads) Changed(service, why string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.owed == nil {
+		r.owed = map[string][]string{}
+	}
+	if !slices.Contains(r.owed[service], why) {
+		r.owed[service] = append(r.owed[service], why)
+	}
+}
+
+// take returns and forgets why a reload is owed to service.
+func (r *Reloads) take(service string) (string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	why, ok := r.owed[service]
+	delete(r.owed, service)
+	return strings.Join(why, "; "), ok
+}
+
+// Sync runs the reload owed to the service, if any (a Syncer). A reload
+// that fails is recorded, and not tried again until the next change.
+func (r *Reloads) Sync(ctx context.Context, in reconciler.Review, act reconciler.Actor) (reconciler.Result, error) {
+	why, ok := r.take(in.Service)
+	if !ok {
+		return reconciler.Result{}, nil
+	}
+	if err := r.Reload(ctx, act, in.Desired, in.Service, why); err != nil && r.Log != nil {
+		r.Log.Warn("reload failed", "service", in.Service, "error", err)
+	}
+	return reconciler.Result{}, nil
+}
+
+// Reload runs the service's reload action on every running replica,
+// through act; why says what changed.
+func (r *Reloads) Reload(ctx context.Context, act reconciler.Actor, d *desired.State, service, why string) error {
 	svc := d.Services[service]
 	if svc == nil {
 		return nil
 	}
-	mu, _ := r.locks.LoadOrStore(service, &sync.Mutex{})
-	mu.(*sync.Mutex).Lock()
-	defer mu.(*sync.Mutex).Unlock()
-
 	snap, err := r.Observe(ctx)
 	if err != nil {
 		return fmt.Errorf("observing %s for a reload: %w", service, err)
@@ -92,46 +124,54 @@ func (r *Reloads) Reload(ctx context.Context, d *desired.State, service, why str
 	if len(replicas) == 0 {
 		return nil
 	}
-	act := svc.Policy.Reload
+	a := svc.Policy.Reload
 	if r.Log != nil {
 		r.Log.Debug("reload start", "service", service, "replicas", len(replicas), "why", why)
 	}
-	if len(act.Check) > 0 {
+	op := func(c observed.Container, t plan.OpType) plan.Operation {
+		return plan.Operation{Type: t, ResourceID: plan.ReplicaID(service, c.Number), Cause: "reload: " + why,
+			Service: service, Container: c.Name, ContainerID: c.ID, Number: c.Number,
+			Timeout: a.Timeout, StopTimeout: svc.StopGracePeriod, Payload: Step{Why: why}}
+	}
+	if len(a.Check) > 0 {
 		for _, c := range replicas {
-			res, took, err := r.exec(ctx, c, act.Check, act.Timeout)
-			if err != nil || res.ExitCode != 0 {
-				out := strings.TrimSpace(res.Stderr + "\n" + res.Stdout)
-				if err != nil {
-					out = err.Error()
-				}
-				out = act.Mask(out)
+			check := op(c, plan.OpExec)
+			check.Command = a.Check
+			start := r.clock().Now()
+			if err := act.Act(ctx, check); err != nil {
+				code, out := execFailure(err, a.Mask)
 				r.record(record.ReloadRejected, service, c.Name, fmt.Sprintf("%s: check %q failed (exit %d, %s): %s; nothing reloaded, the old configuration keeps serving",
-					why, act.CheckShown(), res.ExitCode, took.Round(time.Millisecond), oneLine(out)))
-				return fmt.Errorf("%w: %s", ErrReloadRejected, oneLine(out))
+					why, a.CheckShown(), code, r.clock().Now().Sub(start).Round(time.Millisecond), out))
+				return fmt.Errorf("%w: %s", ErrReloadRejected, out)
 			}
 		}
 	}
 	var errs []error
 	switch {
-	case len(act.Exec) > 0:
+	case len(a.Exec) > 0:
 		for _, c := range replicas {
-			res, took, err := r.exec(ctx, c, act.Exec, act.Timeout)
-			action := "exec " + act.ExecShown()
-			if err == nil && res.ExitCode != 0 {
-				err = fmt.Errorf("exit code %d: %s", res.ExitCode, oneLine(act.Mask(res.Stderr+res.Stdout)))
-			}
-			errs = append(errs, r.done(service, c.Name, action, why, took, err))
-		}
-	case act.Signal != "":
-		for _, c := range replicas {
+			reload := op(c, plan.OpExec)
+			reload.Command = a.Exec
 			start := r.clock().Now()
-			err := r.signal(ctx, c, act.Signal)
-			errs = append(errs, r.done(service, c.Name, "signal "+act.Signal, why, r.clock().Now().Sub(start), err))
+			err := act.Act(ctx, reload)
+			if err != nil {
+				code, out := execFailure(err, a.Mask)
+				err = fmt.Errorf("exit code %d: %s", code, out)
+			}
+			errs = append(errs, r.done(service, c.Name, "exec "+a.ExecShown(), why, r.clock().Now().Sub(start), err))
+		}
+	case a.Signal != "":
+		for _, c := range replicas {
+			sig := op(c, plan.OpSignal)
+			sig.Signal = a.Signal
+			start := r.clock().Now()
+			err := act.Act(ctx, sig)
+			errs = append(errs, r.done(service, c.Name, "signal "+a.Signal, why, r.clock().Now().Sub(start), err))
 		}
 	default:
 		for _, c := range replicas {
 			start := r.clock().Now()
-			err := r.restartOne(ctx, d, svc, c)
+			err := r.restartOne(ctx, act, d, svc, c, op(c, plan.OpRestartContainer))
 			errs = append(errs, r.done(service, c.Name, "rolling restart", why, r.clock().Now().Sub(start), err))
 			if err != nil {
 				break // keep the remaining replicas serving
@@ -141,45 +181,19 @@ func (r *Reloads) Reload(ctx context.Context, d *desired.State, service, why str
 	return errors.Join(errs...)
 }
 
-func (r *Reloads) exec(ctx context.Context, c observed.Container, cmd []string, timeout time.Duration) (engine.ExecResult, time.Duration, error) {
-	if timeout <= 0 {
-		timeout = desired.DefaultReloadTimeout
+// execFailure is an exec's exit code and what it said, masked and on one
+// line (or the error, when the command did not run).
+func execFailure(err error, mask func(string) string) (int, string) {
+	var ee *execute.ExecError
+	if errors.As(err, &ee) {
+		return ee.ExitCode, oneLine(mask(strings.TrimSpace(ee.Stderr + "\n" + ee.Stdout)))
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	start := r.clock().Now()
-	res, err := engine.Exec(ctx, r.Engine, c.ID, cmd)
-	return res, r.clock().Now().Sub(start), err
-}
-
-// signal delivers sig to the container's main process from the host, by
-// its host PID, and not through the engine's kill API, which marks the
-// container manually stopped on some engine versions. Where the host PID is
-// out of reach (a remote engine), `kill` runs inside the container.
-func (r *Reloads) signal(ctx context.Context, c observed.Container, name string) error {
-	sig, ok := desired.SignalNumber(name)
-	if !ok {
-		return fmt.Errorf("unknown signal %s", name)
-	}
-	in, err := r.Engine.ContainerInspect(ctx, c.ID, client.ContainerInspectOptions{})
-	if err != nil {
-		return fmt.Errorf("inspecting %s: %w", c.Name, err)
-	}
-	if st := in.Container.State; st != nil && st.Pid > 0 {
-		if err := syscall.Kill(st.Pid, sig); err == nil {
-			return nil
-		}
-	}
-	res, err := engine.Exec(ctx, r.Engine, c.ID, []string{"kill", "-s", strings.TrimPrefix(name, "SIG"), "1"})
-	if err == nil && res.ExitCode != 0 {
-		err = fmt.Errorf("kill inside the container: exit code %d: %s", res.ExitCode, oneLine(res.Stderr))
-	}
-	return err
+	return -1, oneLine(mask(err.Error()))
 }
 
 // restartOne restarts a replica and waits until it runs again, healthy if
 // it has a check.
-func (r *Reloads) restartOne(ctx context.Context, d *desired.State, svc *desired.Service, c observed.Container) error {
+func (r *Reloads) restartOne(ctx context.Context, act reconciler.Actor, d *desired.State, svc *desired.Service, c observed.Container, restart plan.Operation) error {
 	if r.BeforeRestart != nil {
 		release, err := r.BeforeRestart(ctx, d, svc.Name, c)
 		if release != nil {
@@ -189,11 +203,7 @@ func (r *Reloads) restartOne(ctx context.Context, d *desired.State, svc *desired
 			return fmt.Errorf("taking %s out of rotation: %w", c.Name, err)
 		}
 	}
-	if r.OnRestart != nil {
-		r.OnRestart(svc.Name, c.Number, c.ID)
-	}
-	t := int((svc.StopGracePeriod + time.Second - 1) / time.Second)
-	if _, err := r.Engine.ContainerRestart(ctx, c.ID, client.ContainerRestartOptions{Timeout: &t}); err != nil {
+	if err := act.Act(ctx, restart); err != nil {
 		return fmt.Errorf("restarting %s: %w", c.Name, err)
 	}
 	timeout := r.RollTimeout

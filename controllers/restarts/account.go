@@ -17,6 +17,9 @@ func isCascade(op plan.Operation) bool { _, ok := op.Payload.(cascadeRestart); r
 // a start of an exited replica, a restart of a running one, or the stop
 // that holds a replica with a spent budget down.
 func counted(op plan.Operation) bool {
+	if op.Payload != nil && !isCascade(op) {
+		return false // another policy's operation, for its own reason (a reload's restart)
+	}
 	switch op.Type {
 	case plan.OpStartContainer, plan.OpRestartContainer, plan.OpStopContainer, plan.OpSetRestartPolicy:
 		return op.Number > 0

@@ -32,6 +32,9 @@ func (r *Restarts) Learn(seen reconciler.Seen, d *desired.State) {
 	defer r.mu.Unlock()
 	switch ev.Action {
 	case observed.ActionKill:
+		if ours && seen.Op == plan.OpSignal {
+			return // a reload's signal through the engine, not a kill
+		}
 		r.kills[id] = kill{signal: ev.Signal, at: at}
 	case observed.ActionOOM:
 		r.ooms[id] = at

@@ -20,7 +20,6 @@ import (
 	"github.com/reconcile-dev/reconcile/desired"
 	"github.com/reconcile-dev/reconcile/internal/clock"
 	"github.com/reconcile-dev/reconcile/internal/record"
-	"github.com/reconcile-dev/reconcile/internal/statedir"
 	"github.com/reconcile-dev/reconcile/observed"
 	"github.com/reconcile-dev/reconcile/reconciler"
 	"github.com/reconcile-dev/reconcile/reconciler/plan"
@@ -30,9 +29,10 @@ import (
 // again.
 const DrainRetry = 100 * time.Millisecond
 
-// Reloader reloads a service (the load balancer) after its file changed.
+// Reloader reloads a service (the load balancer) after its file changed,
+// through act.
 type Reloader interface {
-	Reload(ctx context.Context, d *desired.State, service, why string) error
+	Reload(ctx context.Context, act reconciler.Actor, d *desired.State, service, why string) error
 }
 
 // Upstreams keeps each `x-reconcile.upstreams` file equal to the target's
@@ -78,7 +78,7 @@ func (u *Upstreams) init() {
 
 // Sync writes the upstream files of a load-balancer service whose content
 // changed, then reloads it (check first).
-func (u *Upstreams) Sync(ctx context.Context, in reconciler.Review) (reconciler.Result, error) {
+func (u *Upstreams) Sync(ctx context.Context, in reconciler.Review, act reconciler.Actor) (reconciler.Result, error) {
 	lb := in.Desired.Services[in.Service]
 	if lb == nil || len(lb.Policy.Upstreams) == 0 {
 		return reconciler.Result{}, nil
@@ -122,7 +122,7 @@ func (u *Upstreams) Sync(ctx context.Context, in reconciler.Review) (reconciler.
 		// written but not yet loaded (a reload failed, or the daemon
 		// restarted): only the reload is owed
 		if old, _ := os.ReadFile(up.File); string(old) != content {
-			if err := writeUpstream(in.Desired, lb, up.File, []byte(content)); err != nil {
+			if err := act.Act(ctx, writeUpstream(in.Service, lb, up, []byte(content))); err != nil {
 				errs = append(errs, err)
 				continue
 			}
@@ -138,7 +138,7 @@ func (u *Upstreams) Sync(ctx context.Context, in reconciler.Review) (reconciler.
 		listing[up.File] = members
 	}
 	if len(changed) > 0 && u.Reloader != nil {
-		if err := u.Reloader.Reload(ctx, in.Desired, in.Service, "upstream "+strings.Join(changed, "; ")); err != nil {
+		if err := u.Reloader.Reload(ctx, act, in.Desired, in.Service, "upstream "+strings.Join(changed, "; ")); err != nil {
 			// the load balancer still serves the old list: a replica
 			// being drained is not out yet
 			return reconciler.Result{}, errors.Join(append(errs, err)...)
@@ -223,22 +223,19 @@ func render(up desired.Upstream, members []string) string {
 	return b.String()
 }
 
-// writeUpstream replaces the file atomically (temporary file, rename),
-// except where the file is itself the source of a bind mount: a rename
-// would leave the container with the old file, so it is written in place.
-func writeUpstream(d *desired.State, lb *desired.Service, path string, data []byte) error {
+// writeUpstream is the operation that writes an upstream file: replaced
+// atomically (temporary file, rename), except where the file is itself the
+// source of a bind mount: a rename would leave the container with the old
+// file, so it is written in place.
+func writeUpstream(service string, lb *desired.Service, up desired.Upstream, data []byte) plan.Operation {
+	inPlace := false
 	for _, v := range lb.Config.Volumes {
-		if v.Type == types.VolumeTypeBind && filepath.Clean(v.Source) == filepath.Clean(path) {
-			if err := os.WriteFile(path, data, 0o644); err != nil {
-				return fmt.Errorf("writing upstream file %s: %w", path, err)
-			}
-			return nil
+		if v.Type == types.VolumeTypeBind && filepath.Clean(v.Source) == filepath.Clean(up.File) {
+			inPlace = true
 		}
 	}
-	if err := statedir.WriteAtomic(path, data, 0o644); err != nil {
-		return fmt.Errorf("writing upstream file: %w", err)
-	}
-	return nil
+	return plan.Operation{Type: plan.OpWriteFile, ResourceID: "file:" + up.File, Cause: "upstream " + up.Name + " changed",
+		Service: service, File: up.File, Content: data, InPlace: inPlace}
 }
 
 // Review holds back stopping, restarting or removing a replica that an

@@ -2,6 +2,7 @@ package upstreams
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,8 +21,25 @@ import (
 
 type fakeReloader struct{ calls []string }
 
-func (f *fakeReloader) Reload(_ context.Context, _ *desired.State, service, why string) error {
+func (f *fakeReloader) Reload(_ context.Context, _ reconciler.Actor, _ *desired.State, service, why string) error {
 	f.calls = append(f.calls, service+": "+why)
+	return nil
+}
+
+// fileActor does what the executor does with the file writes a sync asks
+// for, and keeps what it was asked.
+type fileActor struct{ ops []plan.Operation }
+
+func (a *fileActor) Act(_ context.Context, ops ...plan.Operation) error {
+	for _, op := range ops {
+		a.ops = append(a.ops, op)
+		if op.Type != plan.OpWriteFile {
+			return fmt.Errorf("unexpected %s", op.Type)
+		}
+		if err := os.WriteFile(op.File, op.Content, 0o644); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -105,7 +123,7 @@ func TestUpstreamSyncWritesOnlyChangesAndKeepsTheLastList(t *testing.T) {
 	path := g.d.Services["lb"].Policy.Upstreams[0].File
 	sync := func(cs ...observed.Container) {
 		t.Helper()
-		if _, err := u.Sync(context.Background(), reconciler.Review{Desired: g.d, Snapshot: snapWith(g, cs...), Service: "lb"}); err != nil {
+		if _, err := u.Sync(context.Background(), reconciler.Review{Desired: g.d, Snapshot: snapWith(g, cs...), Service: "lb"}, &fileActor{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -136,7 +154,7 @@ func TestUpstreamSyncWritesOnlyChangesAndKeepsTheLastList(t *testing.T) {
 func TestUpstreamReviewDrainsBeforeRemoval(t *testing.T) {
 	g, u, _, enqueued := lbRig(t)
 	all := []observed.Container{api(1, "healthy"), api(2, "healthy"), api(3, "healthy")}
-	if _, err := u.Sync(context.Background(), reconciler.Review{Desired: g.d, Snapshot: snapWith(g, all...), Service: "lb"}); err != nil {
+	if _, err := u.Sync(context.Background(), reconciler.Review{Desired: g.d, Snapshot: snapWith(g, all...), Service: "lb"}, &fileActor{}); err != nil {
 		t.Fatal(err)
 	}
 	removal := &plan.Plan{Nodes: []*plan.Node{{ID: 1, Op: plan.Operation{Type: plan.OpRemoveContainer, Service: "api", Container: "p-api-3", ContainerID: "id-p-api-3"}}}}
@@ -149,7 +167,7 @@ func TestUpstreamReviewDrainsBeforeRemoval(t *testing.T) {
 		t.Fatalf("listed replica: plan %v, requeue %d, enqueued %v; want it held and the lb asked to rewrite", pl, after, *enqueued)
 	}
 	// the lb rewrites its file without the draining replica
-	if _, err := u.Sync(context.Background(), reconciler.Review{Desired: g.d, Snapshot: snapWith(g, all...), Service: "lb"}); err != nil {
+	if _, err := u.Sync(context.Background(), reconciler.Review{Desired: g.d, Snapshot: snapWith(g, all...), Service: "lb"}, &fileActor{}); err != nil {
 		t.Fatal(err)
 	}
 	b, _ := os.ReadFile(g.d.Services["lb"].Policy.Upstreams[0].File)
@@ -162,7 +180,7 @@ func TestUpstreamReviewDrainsBeforeRemoval(t *testing.T) {
 	// no removal planned any more: the replica may come back
 	removal = &plan.Plan{}
 	review()
-	if _, err := u.Sync(context.Background(), reconciler.Review{Desired: g.d, Snapshot: snapWith(g, all...), Service: "lb"}); err != nil {
+	if _, err := u.Sync(context.Background(), reconciler.Review{Desired: g.d, Snapshot: snapWith(g, all...), Service: "lb"}, &fileActor{}); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(g.d.Services["lb"].Policy.Upstreams[0].File); !strings.Contains(string(b), "p-api-3") {
@@ -174,7 +192,7 @@ func TestDrainHoldsAReplicaOutUntilReleased(t *testing.T) {
 	g, u, _, _ := lbRig(t)
 	all := []observed.Container{api(1, "healthy"), api(2, "healthy"), api(3, "healthy")}
 	sync := func() {
-		if _, err := u.Sync(context.Background(), reconciler.Review{Desired: g.d, Snapshot: snapWith(g, all...), Service: "lb"}); err != nil {
+		if _, err := u.Sync(context.Background(), reconciler.Review{Desired: g.d, Snapshot: snapWith(g, all...), Service: "lb"}, &fileActor{}); err != nil {
 			t.Error(err)
 		}
 	}
@@ -202,7 +220,7 @@ func TestDrainHoldsAReplicaOutUntilReleased(t *testing.T) {
 
 type failingReloader struct{ calls, fail int }
 
-func (f *failingReloader) Reload(context.Context, *desired.State, string, string) error {
+func (f *failingReloader) Reload(context.Context, reconciler.Actor, *desired.State, string, string) error {
 	f.calls++
 	if f.calls <= f.fail {
 		return reloads.ErrReloadRejected
@@ -216,7 +234,7 @@ func TestAFailedReloadIsRetriedAndKeepsTheReplicaListed(t *testing.T) {
 	u.Reloader = rel
 	all := []observed.Container{api(1, "healthy"), api(2, "healthy")}
 	sync := func() error {
-		_, err := u.Sync(context.Background(), reconciler.Review{Desired: g.d, Snapshot: snapWith(g, all...), Service: "lb"})
+		_, err := u.Sync(context.Background(), reconciler.Review{Desired: g.d, Snapshot: snapWith(g, all...), Service: "lb"}, &fileActor{})
 		return err
 	}
 	if err := sync(); err == nil {

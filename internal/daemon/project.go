@@ -88,9 +88,6 @@ type Project struct {
 	locks   []*statedir.Lock
 
 	reloadMu sync.Mutex
-	// reloading tracks the config reloads under way: shutdown waits for
-	// them, for at most --shutdown-timeout.
-	reloading sync.WaitGroup
 	// saveFailed says a failed write of the restart state was recorded.
 	saveFailed atomic.Bool
 
@@ -174,14 +171,10 @@ func New(cfg Config, d *desired.State, opts desired.Options, locks []*statedir.L
 		p.records.Event(record.StateDiscarded, "", "", fmt.Sprintf("the restart state could not be read (%v): moved to %s; restart counts start anew", rs.DiscardedBecause, rs.Discarded))
 	}
 	p.reloads = &reloads.Reloads{
-		Engine:  cfg.Engine.Client,
 		Observe: p.ctrl.Snapshot,
 		Records: p.records,
 		Log:     log,
 		Clock:   clock.Real{},
-		OnRestart: func(service string, number int, id string) {
-			p.ctrl.ExpectOwn(plan.Operation{Type: plan.OpRestartContainer, Service: service, Number: number, ContainerID: id})
-		},
 	}
 	var written func(string)
 	if !cfg.Once {
@@ -213,6 +206,7 @@ func New(cfg Config, d *desired.State, opts desired.Options, locks []*statedir.L
 	// file before a restart or removal of it may run.
 	p.ctrl.Policies = []reconciler.Policy{
 		{Name: "rollouts", Decide: ro, Account: ro, Status: ro},
+		{Name: "reloads", Sync: p.reloads},
 		{Name: "upstreams", Decide: ups, Sync: ups, Status: ups},
 		{Name: "restarts", Decide: rs, Account: rs, Learn: rs, Listed: rs, Relisted: rs, LeftDown: rs, Status: rs},
 	}
@@ -275,12 +269,11 @@ func (p *Project) Run(ctx, work context.Context) {
 			p.files.Run(ctx, func(changed []string) { p.Reload("changed: " + strings.Join(changed, ", ")) })
 		})
 		wg.Go(func() {
-			p.configs.Run(ctx, func(changed []string) { p.configChanged(ctx, work, changed) })
+			p.configs.Run(ctx, p.configChanged)
 		})
 	}
 	p.ctrl.Run(ctx, work)
 	wg.Wait()
-	p.reloading.Wait() // reloads under way finish, or are cancelled with work
 }
 
 // Close writes what the restart state owes and gives up the watches and
@@ -356,10 +349,9 @@ func (p *Project) watchConfigs(d *desired.State) {
 	}
 }
 
-// configChanged runs the reload action of each service that mounts a
-// changed path, services side by side, each reload on its own. Reloads run
-// under work, so that shutdown lets them finish within its timeout.
-func (p *Project) configChanged(run, work context.Context, changed []string) {
+// configChanged notes that each service mounting a changed path owes a
+// reload, and queues it: the reload runs in the service's own reconcile.
+func (p *Project) configChanged(changed []string) {
 	d := p.ctrl.Desired()
 	sources := reloads.ConfigSources(d)
 	why := map[string][]string{}
@@ -373,14 +365,8 @@ func (p *Project) configChanged(run, work context.Context, changed []string) {
 			p.records.Event(record.ReloadSkipped, svc, "", "changed: "+strings.Join(paths, ", ")+" (dry run: not reloading)")
 			continue
 		}
-		if run.Err() != nil {
-			return // shutting down: no new reload
-		}
-		p.reloading.Go(func() {
-			if err := p.reloads.Reload(work, d, svc, "changed: "+strings.Join(paths, ", ")); err != nil {
-				p.log.Warn("reload failed", "service", svc, "error", err)
-			}
-		})
+		p.reloads.Changed(svc, "changed: "+strings.Join(paths, ", "))
+		p.ctrl.Enqueue(svc)
 	}
 }
 

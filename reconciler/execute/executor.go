@@ -40,6 +40,7 @@ type ContainerEngine interface {
 	ContainerUnpause(ctx context.Context, id string, options client.ContainerUnpauseOptions) (client.ContainerUnpauseResult, error)
 	NetworkDisconnect(ctx context.Context, network string, options client.NetworkDisconnectOptions) (client.NetworkDisconnectResult, error)
 	ContainerUpdate(ctx context.Context, id string, options client.ContainerUpdateOptions) (client.ContainerUpdateResult, error)
+	ContainerKill(ctx context.Context, id string, options client.ContainerKillOptions) (client.ContainerKillResult, error)
 }
 
 // SnapshotFunc takes a fresh snapshot; waits poll it.
@@ -265,6 +266,13 @@ func (e *Executor) act(ctx context.Context, nodes []*plan.Node) error {
 		return e.wait(ctx, op)
 	case plan.OpAddReplica:
 		return e.addReplicas(ctx, op)
+	case plan.OpExec:
+		return e.exec(ctx, op)
+	case plan.OpSignal:
+		_, err := e.Engine.ContainerKill(ctx, op.ContainerID, client.ContainerKillOptions{Signal: op.Signal})
+		return wrap(err, "sending %s to container %s", op.Signal, op.Container)
+	case plan.OpWriteFile:
+		return writeFile(op)
 	}
 	return fmt.Errorf("no executor for operation %s", op.Type)
 }

@@ -53,6 +53,11 @@ func (f *fakeEngine) enter() func() {
 	return func() { f.active.Add(-1) }
 }
 
+func (f *fakeEngine) ContainerKill(_ context.Context, id string, o client.ContainerKillOptions) (client.ContainerKillResult, error) {
+	f.record("kill " + id + " " + o.Signal)
+	return client.ContainerKillResult{}, nil
+}
+
 func (f *fakeEngine) Up(_ context.Context, project *types.Project, opts api.UpOptions) error {
 	defer f.enter()()
 	names := opts.Create.Services

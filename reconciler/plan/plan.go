@@ -49,6 +49,16 @@ const (
 	// policy adds it.
 	OpAddReplica    OpType = 19
 	OpWaitCondition OpType = 20
+	// OpExec runs Command in a running container and fails on a non-zero
+	// exit (*execute.ExecError): a reload's check and its reload. No diff
+	// plans it; the reload policy runs it.
+	OpExec OpType = 21
+	// OpSignal sends Signal to a container's main process through the
+	// engine: a reload by signal.
+	OpSignal OpType = 22
+	// OpWriteFile writes Content to File (atomically, or in place where the
+	// file is itself a bind mount's source: InPlace): an upstream file.
+	OpWriteFile OpType = 23
 )
 
 func (t OpType) String() string {
@@ -79,6 +89,12 @@ func (t OpType) String() string {
 		return "AddReplica"
 	case OpWaitCondition:
 		return "WaitCondition"
+	case OpExec:
+		return "Exec"
+	case OpSignal:
+		return "Signal"
+	case OpWriteFile:
+		return "WriteFile"
 	}
 	return "Unknown(" + strconv.Itoa(int(t)) + ")"
 }
@@ -117,6 +133,15 @@ type Operation struct {
 	// Config, when set, is the definition OpAddReplica creates replicas
 	// from (a rollback's previous one) instead of the desired one.
 	Config *types.ServiceConfig
+	// Command and Timeout are what OpExec runs, and for how long at most.
+	Command []string
+	Timeout time.Duration
+	// Signal is what OpSignal sends (SIGHUP).
+	Signal string
+	// File, Content and InPlace are what OpWriteFile writes.
+	File    string
+	Content []byte
+	InPlace bool
 	// Payload is what the policy that added the operation keeps with it, of
 	// a type that policy owns (a rollout's step, a cascade's dependency):
 	// the executor never reads it, and the policy reads its own back when
@@ -291,6 +316,17 @@ var opReasons = map[OpType][2]record.Reason{
 	OpSetRestartPolicy:  {record.RestartPolicySet, record.FailedSetRestartPolicy},
 	OpAddReplica:        {record.ReplicaAdded, record.FailedAddReplica},
 	OpWaitCondition:     {record.DependencyReady, record.FailedWaitCondition},
+}
+
+// Recorded reports whether the controller records an operation of this
+// type when it is done: execs, signals and file writes are a reload's or an
+// upstream's steps, which their policy records in its own words.
+func (t OpType) Recorded() bool {
+	switch t {
+	case OpExec, OpSignal, OpWriteFile:
+		return false
+	}
+	return true
 }
 
 // Reason is the event-record reason for an operation done, or failed when
