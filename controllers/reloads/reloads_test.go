@@ -89,7 +89,9 @@ func (a *fakeActor) Act(_ context.Context, ops ...plan.Operation) error {
 
 type recorder struct{ reasons []string }
 
-func (r *recorder) Event(reason record.Reason, _, _, _ string) { r.reasons = append(r.reasons, string(reason)) }
+func (r *recorder) Event(reason record.Reason, _, _, _ string) {
+	r.reasons = append(r.reasons, string(reason))
+}
 
 func TestAReloadRunsInTheServicesReconcileThroughTheExecutor(t *testing.T) {
 	tests := []struct {
