@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -92,6 +93,29 @@ services:
 				}
 			},
 		},
+		{
+			name:  "a changed service rolls, one replica at a time",
+			stack: rollStack("1"),
+			setup: func(t *testing.T, p *enginetest.Project) {
+				once(t, p, "--state-dir", t.TempDir()) // version 1 up
+				p.Rewrite(rollStack("2"))
+			},
+			done: func(t *testing.T, p *enginetest.Project, base string) bool {
+				return hasRecord(records(t, base), string(record.RolloutComplete), "")
+			},
+			once: 0,
+			check: func(t *testing.T, p *enginetest.Project, ev *enginetest.EventLog) {
+				// start-first: each new replica numbered after the highest,
+				// healthy before its old one goes; compose's own up would
+				// have recreated 1 and 2 at once
+				if got := strings.Join(names(p), ","); got != p.Name+"-api-3,"+p.Name+"-api-4" {
+					t.Errorf("replicas after the update: %s, want api-3 and api-4", got)
+				}
+				if _, ok := allOn(p, 2); !ok {
+					t.Error("not every replica runs healthy on one definition")
+				}
+			},
+		},
 	}
 	for _, sc := range scenarios {
 		for _, mode := range []string{"once", "daemon"} {
@@ -110,7 +134,8 @@ services:
 					if r.Code != sc.once {
 						t.Fatalf("--once: %s\nwant exit %d", r, sc.once)
 					}
-					if sc.once == exitNotConverged && !strings.Contains(r.Stderr, string(record.RestartBudgetExhausted)) {
+					if sc.once == exitNotConverged && !strings.Contains(r.Stderr, string(record.RestartBudgetExhausted)) ||
+						strings.HasPrefix(sc.name, "a changed service") && !strings.Contains(r.Stderr, string(record.RolloutComplete)) {
 						t.Errorf("--once does not say why it ended:\n%s", r.Stderr)
 					}
 				} else {
@@ -121,4 +146,30 @@ services:
 			})
 		}
 	}
+}
+
+// rollStack is two replicas rolled start-first; version changes the
+// definition.
+func rollStack(version string) string {
+	return `
+services:
+  api:
+    image: {{.Image}}
+    restart: always
+    environment: {VERSION: "` + version + `"}
+    healthcheck: {test: ["CMD", "/testapp", "health"], interval: 1s, timeout: 2s, retries: 2}
+    deploy:
+      replicas: 2
+      update_config: {order: start-first, monitor: 5s}
+`
+}
+
+// names are the project's container names, sorted.
+func names(p *enginetest.Project) []string {
+	var out []string
+	for name := range p.IDs() {
+		out = append(out, name)
+	}
+	slices.Sort(out)
+	return out
 }

@@ -1,9 +1,13 @@
 package main
 
 import (
+	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 
 	"github.com/reconcile-dev/reconcile/internal/enginetest"
 	"github.com/reconcile-dev/reconcile/internal/record"
@@ -153,6 +157,17 @@ services:
 	}
 	if !found {
 		t.Errorf("status does not say api-2 is left down: %+v", st.Services)
+	}
+	// the dashboard says it too, on the replica's mark
+	br := openBrowser(t)
+	ctx, cancel := context.WithTimeout(br.ctx, 30*time.Second)
+	defer cancel()
+	mark := fmt.Sprintf(`#graph g.replica[data-container=%q][data-left-down=%q]`, tired, record.RestartBudgetExhausted)
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS(mark))); err != nil {
+		t.Fatalf("the dashboard does not mark %s left down: %v", tired, err)
+	}
+	if title := eval[string](t, br, `document.querySelector('`+mark+` title').textContent`); !strings.Contains(title, "dependents run on the other replicas") {
+		t.Errorf("the mark's title: %q", title)
 	}
 	// the healthy replica is still the daemon's to bring back
 	dockerKill(t, p, stateOf(p.Name+"-api-1").ID)

@@ -155,10 +155,12 @@ function drawGraph() {
     s.containers.slice().sort((a, b) => a.number - b.number).forEach((c, i) => {
       const [kind, label] = markState(c);
       const x = 40 + (i % PER_ROW) * MARK_W, y = 76 + Math.floor(i / PER_ROW) * MARK;
-      const m = el("g", {class: "replica", "data-container": c.name, "data-state": kind, "data-upstreams": (c.upstreams || []).join(",")}, g);
-      el("title", {}, m, `${short(c.name)}: ${label}${c.lastExit ? " (" + c.lastExit + ")" : ""}${(c.upstreams || []).length ? "; in upstream " + c.upstreams.join(", ") : ""}`);
+      const m = el("g", {class: "replica", "data-container": c.name, "data-state": kind, "data-upstreams": (c.upstreams || []).join(","), "data-left-down": c.leftDown || ""}, g);
+      // a replica left down on purpose holds no dependent back while another replica meets its condition
+      const leftDown = c.leftDown ? ` — left down (${c.leftDown}); dependents run on the other replicas` : "";
+      el("title", {}, m, `${short(c.name)}: ${label}${c.lastExit ? " (" + c.lastExit + ")" : ""}${leftDown}${(c.upstreams || []).length ? "; in upstream " + c.upstreams.join(", ") : ""}`);
       shape(kind, m, x, y);
-      el("text", {x, y: y + 20, "text-anchor": "middle"}, m, `#${c.number} ${label}`);
+      el("text", {x, y: y + 20, "text-anchor": "middle"}, m, `#${c.number} ${c.leftDown ? "left down" : label}`);
       if ((c.upstreams || []).length) el("text", {class: "lb", x: x + 9, y: y - 8}, m, "LB");
     });
   }
