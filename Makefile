@@ -34,9 +34,11 @@ example-images: engine
 	./examples/production/build.sh
 
 # The real compose CLI, at the SDK's version, for the parity tests: built
-# from its own module in tools/compose, never part of reconcile.
+# from its own module in tools/compose, never part of reconcile, and stamped
+# with its version as compose's release build stamps it (its containers'
+# com.docker.compose.version label).
 compose-cli:
-	cd tools/compose && $(GO) build -o ../../bin/docker-compose github.com/docker/compose/v5/cmd
+	cd tools/compose && $(GO) build -ldflags "-X github.com/docker/compose/v5/internal.Version=$$($(GO) list -m -f '{{.Version}}' github.com/docker/compose/v5)" -o ../../bin/docker-compose github.com/docker/compose/v5/cmd
 
 # The daemon in the foreground (Ctrl-C stops it and leaves the stack running).
 demo: build images

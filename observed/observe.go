@@ -46,6 +46,20 @@ func Observe(ctx context.Context, c Lister, project string, now time.Time) (*Sna
 	return all.Of(project), nil
 }
 
+// ObserveContainers is Observe with one list call, the project's
+// containers, and base's networks, volumes and images: what a look needs
+// after container events alone, which change none of those (a container's
+// destroy may come with its network's removal: that look lists all four).
+func ObserveContainers(ctx context.Context, c Lister, project string, base *Snapshot, now time.Time) (*Snapshot, error) {
+	filter := make(client.Filters).Add("label", api.ProjectLabel+"="+project)
+	containers, err := c.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: filter})
+	if err != nil {
+		return nil, fmt.Errorf("listing containers of project %s: %w", project, err)
+	}
+	l := &Listing{now: now, containers: containers.Items, networks: base.Networks, volumes: base.Volumes, images: base.Images}
+	return l.Of(project), nil
+}
+
 // ObserveAll lists every compose project on the engine with the same four
 // calls as one project's Observe: an agent's periodic relist costs what one
 // project's does, whatever the number of projects. Of cuts a project's

@@ -51,8 +51,11 @@ const DefaultDependencyRetry = 2 * time.Second
 // service's part of the plan. It is the daemon's loop without its inputs.
 type Controller struct {
 	Observe execute.SnapshotFunc
-	Compose execute.Composer
-	Engine  execute.ContainerEngine
+	// ObserveContainers, when set, refreshes base's containers alone (one
+	// list call): what a look takes after container events only.
+	ObserveContainers func(ctx context.Context, base *observed.Snapshot) (*observed.Snapshot, error)
+	Compose           execute.Composer
+	Engine            execute.ContainerEngine
 	// Exec runs post_start hooks after the controller's own starts.
 	Exec engine.Execer
 	// Images, when set, makes missing images present before containers are
@@ -182,6 +185,7 @@ func (c *Controller) Resync(ctx context.Context) error {
 func (c *Controller) ResyncWith(snap *observed.Snapshot, mark uint64) {
 	c.snapshots.mu.Lock()
 	c.adopt(snap, mark)
+	c.snapshots.fullAt = c.snapshots.markFull.Load()
 	c.snapshots.mu.Unlock()
 	c.outcomes.releaseAll()
 	c.resync(snap)

@@ -119,6 +119,52 @@ func TestControllerUsesTheCachedSnapshotUntilInvalidated(t *testing.T) {
 	}
 }
 
+// TestContainerEventsAloneListContainersAlone: after container events only,
+// a look lists the containers and keeps the other lists; our own action, a
+// relist or a destroy (compose's down removes networks after containers)
+// lists all four again.
+func TestContainerEventsAloneListContainersAlone(t *testing.T) {
+	tests := []struct {
+		name       string
+		change     func(c *Controller)
+		full, cont int32 // the observations it takes
+	}{
+		{"a start", func(c *Controller) { c.Observed(observed.Event{Action: observed.ActionStart, ContainerID: "x"}) }, 0, 1},
+		{"a health change", func(c *Controller) {
+			c.Observed(observed.Event{Action: observed.ActionHealthStatus, Health: observed.HealthHealthy, ContainerID: "x"})
+		}, 0, 1},
+		{"a destroy", func(c *Controller) { c.Observed(observed.Event{Action: observed.ActionDestroy, ContainerID: "x"}) }, 1, 0},
+		{"an action of ours", func(c *Controller) { c.Invalidate() }, 1, 0},
+		{"a relist mark", func(c *Controller) { c.Mark() }, 1, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWorld(load(t, "services:\n  app: {image: a}\n")).running("app")
+			f := &fakeEngine{w: w}
+			c, _, observes := newController(w, f)
+			var containers atomic.Int32
+			c.ObserveContainers = func(ctx context.Context, base *observed.Snapshot) (*observed.Snapshot, error) {
+				containers.Add(1)
+				snap, err := f.observe(ctx)
+				if err == nil && len(base.Networks) != len(snap.Networks) {
+					t.Error("the base's networks were not kept")
+				}
+				return snap, err
+			}
+			if _, err := c.Snapshot(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			tt.change(c)
+			if _, err := c.Snapshot(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if full, cont := observes.Load()-1, containers.Load(); full != tt.full || cont != tt.cont {
+				t.Errorf("%d full lists and %d container lists, want %d and %d", full, cont, tt.full, tt.cont)
+			}
+		})
+	}
+}
+
 func TestResyncWithAdoptsTheCallersSnapshot(t *testing.T) {
 	w := newWorld(load(t, "services:\n  app: {image: a}\n")).running("app")
 	f := &fakeEngine{w: w}

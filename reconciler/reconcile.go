@@ -61,7 +61,7 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (Result, error) 
 		return out, nil
 	}
 	err = c.executor(ctx, d, key).Execute(ctx, p)
-	c.Invalidate()
+	c.invalidateAfter(p)
 	if perm := execute.AsPermanent(err); perm != nil {
 		reason := record.EngineRefused
 		if perm.Kind == execute.PermanentHook {
@@ -218,9 +218,27 @@ func (c *Controller) actor(d *desired.State, key string) Actor {
 			p.Add(op)
 		}
 		err := c.executor(ctx, d, key).Execute(ctx, p)
-		c.Invalidate()
+		c.invalidateAfter(p)
 		return err
 	})
+}
+
+// invalidateAfter marks the cached snapshot stale after p ran: wholly when
+// p went through compose (which may create networks and volumes, pull or
+// build images), its containers alone otherwise.
+func (c *Controller) invalidateAfter(p *plan.Plan) {
+	for _, n := range p.Nodes {
+		switch n.Op.Type {
+		case plan.OpCreateNetwork, plan.OpCreateVolume, plan.OpCreateContainer, plan.OpRecreateContainer, plan.OpAddReplica:
+			c.Invalidate()
+			return
+		}
+		if n.Group != "" {
+			c.Invalidate() // a group is one compose up
+			return
+		}
+	}
+	c.snapshots.gen.Add(1)
 }
 
 type actorFunc func(ctx context.Context, ops ...plan.Operation) error

@@ -22,11 +22,19 @@ type snapshots struct {
 	// gen counts what may have changed the engine's state (events, our own
 	// actions); a cached snapshot is used only while gen has not moved, so
 	// an idle daemon makes no list calls between resyncs.
-	gen  atomic.Uint64
-	mu   sync.Mutex
-	snap *observed.Snapshot
-	at   uint64
-	has  bool
+	gen atomic.Uint64
+	// full counts what may have changed more than containers (our own
+	// actions, a relist, a container's destroy): while it has not moved
+	// since the last full list, a look lists containers alone.
+	full atomic.Uint64
+	// markFull is full as Mark left it: a listing taken by someone else
+	// after the mark is a full list as of then.
+	markFull atomic.Uint64
+	mu       sync.Mutex
+	snap     *observed.Snapshot
+	at       uint64
+	fullAt   uint64
+	has      bool
 
 	// facts holds what recent events say about containers. The engine
 	// emits an event before its list view catches up (a `die` is sent
@@ -48,6 +56,9 @@ type fact struct {
 // event reader: a counter and a map entry, nothing more.
 func (c *Controller) Observed(ev observed.Event) {
 	s := &c.snapshots
+	if ev.Action == observed.ActionDestroy {
+		s.full.Add(1) // compose's down removes the network after the containers
+	}
 	g := s.gen.Add(1)
 	f := ev.Fact()
 	if f.Kind == "" || ev.ContainerID == "" {
@@ -61,8 +72,12 @@ func (c *Controller) Observed(ev observed.Event) {
 	s.facts[ev.ContainerID] = fact{Fact: f, gen: g, at: c.clock().Now()}
 }
 
-// Invalidate marks the cached snapshot stale: something may have changed.
-func (c *Controller) Invalidate() { c.snapshots.gen.Add(1) }
+// Invalidate marks the cached snapshot stale, lists included: something
+// may have changed (an action of ours, a relist).
+func (c *Controller) Invalidate() {
+	c.snapshots.full.Add(1)
+	c.snapshots.gen.Add(1)
+}
 
 // Snapshot returns the current snapshot, from the cache when nothing has
 // happened since it was taken. A fresh one is patched with recent events'
@@ -71,22 +86,36 @@ func (c *Controller) Snapshot(ctx context.Context) (*observed.Snapshot, error) {
 	s := &c.snapshots
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	full := s.full.Load()
 	g := s.gen.Load()
-	if s.has && s.at == g {
+	if s.has && s.at == g && s.fullAt == full {
 		return s.snap, nil
 	}
-	snap, err := c.Observe(ctx)
+	var snap *observed.Snapshot
+	var err error
+	if s.has && s.fullAt == full && c.ObserveContainers != nil {
+		// only container events since the last full list: the lists of
+		// networks, volumes and images hold (a bring-up of 100 services
+		// makes 600 events, each worth a look)
+		snap, err = c.ObserveContainers(ctx, s.snap)
+	} else {
+		snap, err = c.Observe(ctx)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("observing the project: %w", err)
 	}
 	c.adopt(snap, g)
+	s.fullAt = full
 	return snap, nil
 }
 
 // Mark invalidates the cached snapshot and returns the generation a list
 // about to be taken by someone else (an agent's one listing of every
 // project) stands for: what ResyncWith is given with it.
-func (c *Controller) Mark() uint64 { return c.snapshots.gen.Add(1) }
+func (c *Controller) Mark() uint64 {
+	c.snapshots.markFull.Store(c.snapshots.full.Add(1))
+	return c.snapshots.gen.Add(1)
+}
 
 // adopt makes snap, listed at generation g, the cached snapshot: patched
 // with recent events' facts and shown to the policies that learn from

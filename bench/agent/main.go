@@ -42,12 +42,18 @@ func main() {
 	duration := flag.Duration("duration", 60*time.Second, "how long to measure the idle agent")
 	n := flag.Int("n", 25, "kills for the detect-to-act latency")
 	flag.StringVar(&logFile, "log", "", "keep the agent's JSON log in this file")
+	flag.IntVar(&engineConcurrency, "engine-concurrency", -1, "the agent's --engine-concurrency (-1: its default)")
+	flag.IntVar(&workers, "workers", 0, "the agent's --workers (0: its default)")
 	flag.Parse()
 	benchkit.Exit(run(*bin, *projects, *services, *replicas, *duration, *n))
 }
 
 // logFile, when set, keeps the agent's log.
 var logFile string
+
+// engineConcurrency is the agent's --engine-concurrency, when >= 0;
+// workers its --workers, when > 0.
+var engineConcurrency, workers int
 
 // composeBin is the compose CLI the agent's convergence is compared with.
 var composeBin string
@@ -160,7 +166,14 @@ func run(bin string, nProjects, services, replicas int, duration time.Duration, 
 		return err
 	}
 	base := "http://127.0.0.1:" + port
-	cmd := exec.Command(bin, "--projects", root, "--state-dir", root, "--listen", "127.0.0.1:"+port, "--log-level", "debug", "--log-format", "json")
+	args := []string{"--projects", root, "--state-dir", root, "--listen", "127.0.0.1:" + port, "--log-level", "debug", "--log-format", "json"}
+	if engineConcurrency >= 0 {
+		args = append(args, "--engine-concurrency", fmt.Sprint(engineConcurrency))
+	}
+	if workers > 0 {
+		args = append(args, "--workers", fmt.Sprint(workers))
+	}
+	cmd := exec.Command(bin, args...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return err
@@ -209,7 +222,8 @@ func run(bin string, nProjects, services, replicas int, duration time.Duration, 
 		time.Sleep(200 * time.Millisecond)
 	}
 	took := time.Since(start)
-	fmt.Printf("converged %d projects, %d containers in %s\n", nProjects, total, took.Round(time.Millisecond))
+	cpu, _ := benchkit.CPUSeconds(cmd.Process.Pid)
+	fmt.Printf("converged %d projects, %d containers in %s (the agent's CPU meanwhile: %.1f s)\n", nProjects, total, took.Round(time.Millisecond), cpu)
 	if composeTook > 0 {
 		fmt.Printf("  against docker compose up -d --wait of each at once: %s, ratio %.2f   (target <= 1.0)\n", composeTook.Round(time.Millisecond), took.Seconds()/composeTook.Seconds())
 	}

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"github.com/docker/compose/v5/pkg/api"
 	"maps"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -118,7 +120,14 @@ func TestParityWithComposeUp(t *testing.T) {
 				t.Errorf("reconcile changed compose's containers:\nbefore %v\nafter  %v", before, after)
 			}
 
-			// the same containers, labels and hashes
+			// the same containers, labels and hashes; the version label is
+			// compose's release (the CLI is built as compose's release
+			// build stamps it, make compose-cli), not left empty
+			for n, la := range byReconcile {
+				if v := la[api.VersionLabel]; !regexp.MustCompile(`^5\.\d+\.\d+$`).MatchString(v) {
+					t.Errorf("%s: %s is %q, want the SDK's version, as compose writes it", n, api.VersionLabel, v)
+				}
+			}
 			if a, b := slices.Sorted(maps.Keys(byReconcile)), slices.Sorted(maps.Keys(byCompose)); !slices.Equal(a, b) {
 				t.Fatalf("containers: reconcile %v, compose %v", a, b)
 			}

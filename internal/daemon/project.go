@@ -139,6 +139,9 @@ func New(cfg Config, d *desired.State, opts desired.Options, locks []*statedir.L
 		Observe: func(ctx context.Context) (*observed.Snapshot, error) {
 			return observed.Observe(ctx, cfg.Engine.Client, name, time.Now())
 		},
+		ObserveContainers: func(ctx context.Context, base *observed.Snapshot) (*observed.Snapshot, error) {
+			return observed.ObserveContainers(ctx, cfg.Engine.Client, name, base, time.Now())
+		},
 		Compose: cfg.Engine.Compose,
 		Engine:  cfg.Engine.Client,
 		Exec:    cfg.Engine.Client,
