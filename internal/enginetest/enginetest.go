@@ -448,8 +448,9 @@ type built struct {
 }
 
 // build builds pkg in the module at dir (relative to the repository root)
-// into a temporary directory left to the system's cleaning, once.
-func (b *built) build(t testing.TB, dir, pkg, name string) string {
+// into a temporary directory left to the system's cleaning, once; flags
+// are go build's, given the module's directory.
+func (b *built) build(t testing.TB, dir, pkg, name string, flags func(dir string) ([]string, error)) string {
 	t.Helper()
 	b.once.Do(func() {
 		_, self, _, ok := runtime.Caller(0)
@@ -463,8 +464,18 @@ func (b *built) build(t testing.TB, dir, pkg, name string) string {
 			return
 		}
 		b.path = filepath.Join(tmp, name)
-		cmd := exec.Command("go", "build", "-o", b.path, pkg)
-		cmd.Dir = filepath.Join(filepath.Dir(self), "..", "..", dir)
+		modDir := filepath.Join(filepath.Dir(self), "..", "..", dir)
+		args := []string{"build", "-o", b.path}
+		if flags != nil {
+			more, err := flags(modDir)
+			if err != nil {
+				b.err = fmt.Errorf("building %s: %w", name, err)
+				return
+			}
+			args = append(args, more...)
+		}
+		cmd := exec.Command("go", append(args, pkg)...)
+		cmd.Dir = modDir
 		if out, err := cmd.CombinedOutput(); err != nil {
 			b.err = fmt.Errorf("building %s: %w: %s", name, err, out)
 		}
@@ -481,15 +492,25 @@ var reconcileBin, composeBin built
 // path: end-to-end tests run it as users do, exit codes and all.
 func Binary(t testing.TB) string {
 	t.Helper()
-	return reconcileBin.build(t, ".", "./cmd/reconcile", "reconcile")
+	return reconcileBin.build(t, ".", "./cmd/reconcile", "reconcile", nil)
 }
 
 // ComposeCLI builds the real compose command line (tools/compose pins it at
 // the SDK's version) once per test process and returns its path, for tests
-// that hold reconcile's containers against `docker compose up`'s.
+// that hold reconcile's containers against `docker compose up`'s. It is
+// stamped with its version as compose's release build stamps it (as `make
+// compose-cli` does), which its com.docker.compose.version label carries.
 func ComposeCLI(t testing.TB) string {
 	t.Helper()
-	return composeBin.build(t, "tools/compose", "github.com/docker/compose/v5/cmd", "docker-compose")
+	return composeBin.build(t, "tools/compose", "github.com/docker/compose/v5/cmd", "docker-compose", func(dir string) ([]string, error) {
+		cmd := exec.Command("go", "list", "-m", "-f", "{{.Version}}", "github.com/docker/compose/v5")
+		cmd.Dir = dir
+		out, err := cmd.Output()
+		if err != nil {
+			return nil, fmt.Errorf("reading compose's version: %w", err)
+		}
+		return []string{"-ldflags", "-X github.com/docker/compose/v5/internal.Version=" + strings.TrimSpace(string(out))}, nil
+	})
 }
 
 // Result is what one run of the reconcile binary did.
