@@ -102,11 +102,8 @@ services:
 	eventually(t, 10*time.Second, "the killed worker back", func() bool { return running(p)["worker"] == 1 })
 }
 
-// TestAReplicaLeftDownDoesNotHoldItsDependents walks the quickstart's own
-// steps: api-2 killed until its budget is spent, then web (restart: always,
-// depends on api healthy) killed. api-1 runs healthy, so web comes back.
-func TestAReplicaLeftDownDoesNotHoldItsDependents(t *testing.T) {
-	p := enginetest.NewProject(t, `
+// leftDownStack is the quickstart's api and web.
+const leftDownStack = `
 services:
   api:
     image: {{.Image}}
@@ -119,7 +116,15 @@ services:
     restart: always
     depends_on:
       api: {condition: service_healthy}
-`)
+`
+
+// TestAReplicaLeftDownDoesNotHoldItsDependents walks the quickstart's own
+// steps: api-2 killed until its budget is spent, then web (restart: always,
+// depends on api healthy) killed. api-1 runs healthy, so web comes back.
+// Recreating web then leaves api-2 down.
+func TestAReplicaLeftDownDoesNotHoldItsDependents(t *testing.T) {
+	p := enginetest.NewProject(t, leftDownStack)
+	ev := p.Record()
 	_, base := startDaemon(t, p, nil)
 	eventually(t, 90*time.Second, "convergence", converged(p, map[string]int{"api": 2, "web": 1}))
 	tired := p.Name + "-api-2"
@@ -145,6 +150,7 @@ services:
 	dockerKill(t, p, stateOf(web).ID)
 	took := eventually(t, 15*time.Second, "web back while api-1 serves", func() bool { return stateOf(web).State == observed.StateRunning })
 	t.Logf("web back after %s", took)
+	webID := stateOf(web).ID
 
 	st := statusJSON(t, base)
 	found := false
@@ -169,6 +175,18 @@ services:
 	if title := eval[string](t, br, `document.querySelector('`+mark+` title').textContent`); !strings.Contains(title, "dependents run on the other replicas") {
 		t.Errorf("the mark's title: %q", title)
 	}
+	// recreating a dependent leaves the tired replica down: compose's up of
+	// web starts web alone, not its dependencies' stopped containers
+	edited := time.Now()
+	p.Rewrite(strings.Replace(leftDownStack, "    restart: always\n", "    restart: always\n    environment: {MODE: edited}\n", 1))
+	eventually(t, 20*time.Second, "web recreated", func() bool { c := stateOf(web); return c.State == observed.StateRunning && c.ID != webID })
+	if n := ev.Count(tired, "start", edited); n != 0 {
+		t.Errorf("api-2, left down, was started %d times by the recreate of a dependent", n)
+	}
+	if c := stateOf(tired); c.State != observed.StateExited {
+		t.Errorf("api-2 is %s after web's recreate, want left down", c.State)
+	}
+
 	// the healthy replica is still the daemon's to bring back
 	dockerKill(t, p, stateOf(p.Name+"-api-1").ID)
 	eventually(t, 15*time.Second, "api-1 back", func() bool { return stateOf(p.Name+"-api-1").State == observed.StateRunning })

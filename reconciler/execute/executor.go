@@ -297,6 +297,10 @@ func (e *Executor) upService(ctx context.Context, service string) error {
 	// racing to create one network make two networks of the same name (the
 	// plan creates them first, under a lock).
 	project = project.WithoutUnnecessaryResources()
+	start, err := startOnly(e.Desired.Project, service)
+	if err != nil {
+		return err
+	}
 	timeout := e.Desired.Services[service].StopGracePeriod
 	err = e.Compose.Up(ctx, project, api.UpOptions{
 		Create: api.CreateOptions{
@@ -308,9 +312,22 @@ func (e *Executor) upService(ctx context.Context, service string) error {
 			QuietPull:            true,
 			Timeout:              &timeout,
 		},
-		Start: api.StartOptions{Project: project, Services: []string{service}},
+		Start: api.StartOptions{Project: start, Services: []string{service}},
 	})
 	return wrap(err, "compose up of service %s", service)
+}
+
+// startOnly is the project compose's start phase is given: the service
+// alone. Compose starts every stopped container of every service in that
+// project, dependencies included, so a dependency's replica left down on
+// purpose (a spent budget, a person's stop) would be started by the up of
+// a dependent; reconcile has checked the dependencies before acting.
+func startOnly(p *types.Project, service string) (*types.Project, error) {
+	start, err := p.WithSelectedServices([]string{service}, types.IgnoreDependencies)
+	if err != nil {
+		return nil, fmt.Errorf("narrowing project to service %s alone: %w", service, err)
+	}
+	return start, nil
 }
 
 // addReplicas runs compose's `up` of one service scaled to op.Replicas,
@@ -334,6 +351,10 @@ func (e *Executor) addReplicas(ctx context.Context, op plan.Operation) error {
 	}
 	svc.SetScale(op.Replicas)
 	project.Services[op.Service] = svc
+	start, err := startOnly(project, op.Service)
+	if err != nil {
+		return err
+	}
 	timeout := e.Desired.Services[op.Service].StopGracePeriod
 	err = e.Compose.Up(ctx, project, api.UpOptions{
 		Create: api.CreateOptions{
@@ -345,7 +366,7 @@ func (e *Executor) addReplicas(ctx context.Context, op plan.Operation) error {
 			QuietPull:            true,
 			Timeout:              &timeout,
 		},
-		Start: api.StartOptions{Project: project, Services: []string{op.Service}},
+		Start: api.StartOptions{Project: start, Services: []string{op.Service}},
 	})
 	return wrap(err, "compose up of service %s scaled to %d", op.Service, op.Replicas)
 }
