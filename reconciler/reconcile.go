@@ -297,7 +297,7 @@ func (c *Controller) actionDone(d *desired.State) func(n *plan.Node, err error, 
 			container = op.Network
 		}
 		switch {
-		case skipped, !op.Type.Recorded():
+		case skipped, errors.Is(err, execute.ErrGone), !op.Type.Recorded():
 			if err == nil && !skipped {
 				c.metric(func(m Metrics) { m.Action(op.Type.String()) })
 			}

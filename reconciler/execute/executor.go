@@ -182,7 +182,7 @@ func (e *Executor) Execute(ctx context.Context, p *plan.Plan) error {
 			status[n] = out.err
 			e.done(n, out.err, out.took)
 		}
-		if out.err != nil {
+		if out.err != nil && !errors.Is(out.err, ErrGone) {
 			errs = append(errs, fmt.Errorf("%s %s: %w", out.nodes[0].Op.Type, out.nodes[0].Op.ResourceID, out.err))
 		}
 	}
@@ -192,6 +192,8 @@ func (e *Executor) Execute(ctx context.Context, p *plan.Plan) error {
 func (e *Executor) done(n *plan.Node, err error, took time.Duration) {
 	log := e.logger().With("op", n.Op.Type.String(), "resource", n.Op.ResourceID, "cause", n.Op.Cause)
 	switch {
+	case errors.Is(err, ErrGone):
+		log.Debug("operation moot: its container went away", "reason", err)
 	case errors.Is(err, ErrSkipped):
 		log.Warn("operation skipped", "reason", err)
 	case err != nil:

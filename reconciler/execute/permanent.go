@@ -2,7 +2,9 @@ package execute
 
 import (
 	"errors"
+	"fmt"
 	"regexp"
+	"strings"
 
 	cerrdefs "github.com/containerd/errdefs"
 
@@ -51,12 +53,38 @@ var (
 	reJoined = regexp.MustCompile(`[Nn]o such container: (\S+)|joining network namespace of container|cannot join (IPC|network|PID) of a non running container`)
 )
 
+// ErrGone marks an operation whose container went away under it (`docker
+// rm -f` between a die and its destroy): not a failure, nothing to record;
+// the container's destroy event queues the next look, which plans anew.
+var ErrGone = errors.New("the container went away")
+
+// gone reports whether err says op's own container is gone or being
+// removed.
+func gone(op plan.Operation, err error) bool {
+	if op.ContainerID == "" {
+		return false
+	}
+	msg := err.Error()
+	switch {
+	case cerrdefs.IsConflict(err) && strings.Contains(msg, "marked for removal"),
+		strings.Contains(msg, "removal of container") && strings.Contains(msg, "is already in progress"):
+		return true
+	case cerrdefs.IsNotFound(err):
+		m := reJoined.FindStringSubmatch(msg)
+		return m == nil || m[1] == "" || m[1] == op.ContainerID || m[1] == op.Container
+	}
+	return false
+}
+
 // classify marks err permanent when it is one of the failures above. A
 // NotFound naming the operation's own container is not: the container went
 // away meanwhile, and the next look plans it anew.
 func classify(op plan.Operation, err error) error {
 	if err == nil || AsPermanent(err) != nil {
 		return err
+	}
+	if gone(op, err) {
+		return fmt.Errorf("%w: %w", ErrGone, err)
 	}
 	var hook *HookError
 	msg := err.Error()
