@@ -88,6 +88,8 @@ type Project struct {
 	locks   []*statedir.Lock
 
 	reloadMu sync.Mutex
+	// notWatched are the configuration mounts said to be over the caps.
+	notWatched map[string]bool
 	// saveFailed says a failed write of the restart state was recorded.
 	saveFailed atomic.Bool
 
@@ -123,7 +125,7 @@ func LockProject(stateDir, lockDir, engineID, name string) ([]*statedir.Lock, er
 func New(cfg Config, d *desired.State, opts desired.Options, locks []*statedir.Lock) (_ *Project, err error) {
 	name := d.Project.Name
 	log := cfg.Log.With("project", name)
-	p := &Project{cfg: cfg, name: name, opts: opts, log: log, locks: locks, done: make(chan struct{})}
+	p := &Project{cfg: cfg, name: name, opts: opts, log: log, locks: locks, done: make(chan struct{}), notWatched: map[string]bool{}}
 	defer func() {
 		if err != nil {
 			p.Close()
@@ -347,9 +349,41 @@ func (p *Project) watchConfigs(d *desired.State) {
 	if p.configs == nil || p.cfg.Engine.Remote() {
 		return // the mounts name the engine's files, not this machine's
 	}
-	if err := p.configs.Set(slices.Collect(maps.Keys(reloads.ConfigSources(d)))); err != nil {
-		p.log.Warn("some configuration mounts cannot be watched", "error", err)
+	sources := reloads.ConfigSources(d)
+	err := p.configs.Set(slices.Collect(maps.Keys(sources)))
+	if err == nil {
+		return
 	}
+	// a mount over the caps (a monitoring agent's /:/rootfs:ro, /sys, a
+	// device) is said once per path, naming its services, and not watched
+	var other []error
+	for _, e := range unjoin(err) {
+		var over *filewatch.OverCapsError
+		if !errors.As(e, &over) {
+			other = append(other, e)
+			continue
+		}
+		path := over.Path
+		if p.notWatched[path] {
+			continue
+		}
+		p.notWatched[path] = true
+		for _, svc := range sources[path] {
+			p.records.Event(record.ConfigNotWatched, svc, "", fmt.Sprintf("%s is mounted read-only but is not watched as configuration: over %d files, %d MiB or %d levels, or kernel files (/proc, /sys, /dev) or a device; its edits reload nothing",
+				path, filewatch.MaxFiles, filewatch.MaxBytes>>20, filewatch.MaxDepth))
+		}
+	}
+	if len(other) > 0 {
+		p.log.Warn("some configuration mounts cannot be watched", "error", errors.Join(other...))
+	}
+}
+
+// unjoin unpacks a joined error.
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }
 
 // configChanged notes that each service mounting a changed path owes a

@@ -7,16 +7,11 @@ package filewatch
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -74,23 +69,28 @@ func (w *Watcher) Set(paths []string) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	hashes, isDir, dirs := map[string]string{}, map[string]bool{}, map[string]bool{}
+	var errs []error
 	for _, p := range paths {
 		p = filepath.Clean(p)
-		st, err := os.Stat(p)
-		dir := err == nil && st.IsDir()
-		isDir[p] = dir
 		if h, ok := w.hashes[p]; ok {
 			hashes[p] = h
 		} else {
-			hashes[p] = Hash(p)
+			h, err := HashBounded(p)
+			if err != nil {
+				errs = append(errs, err) // over the caps: not watched at all
+				continue
+			}
+			hashes[p] = h
 		}
+		st, err := os.Stat(p)
+		dir := err == nil && st.IsDir()
+		isDir[p] = dir
 		if dir {
 			dirs[p] = true
 		} else {
 			dirs[filepath.Dir(p)] = true
 		}
 	}
-	var errs []error
 	for d := range dirs {
 		if w.dirs[d] {
 			continue
@@ -219,43 +219,15 @@ func Debounce(ctx context.Context, kicks <-chan struct{}, clk clock.Clock, quiet
 }
 
 // Hash is a digest of a file's content, or of every file under a directory
-// (names and contents); "" when the path does not exist.
+// (names and contents), within the caps of HashBounded; "" when the path
+// does not exist, and a mark that never matches a content when it is over
+// the caps.
 func Hash(path string) string {
-	st, err := os.Stat(path)
+	h, err := HashBounded(path)
 	if err != nil {
-		return ""
+		return "over-caps"
 	}
-	h := sha256.New()
-	if !st.IsDir() {
-		if err := hashFile(h, path); err != nil {
-			return "unreadable:" + err.Error()
-		}
-		return hex.EncodeToString(h.Sum(nil))
-	}
-	var files []string
-	_ = filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.Type().IsRegular() {
-			files = append(files, p)
-		}
-		return nil
-	})
-	slices.Sort(files)
-	for _, f := range files {
-		rel, _ := filepath.Rel(path, f)
-		fmt.Fprintf(h, "%s\x00", rel)
-		_ = hashFile(h, f)
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
-
-func hashFile(w io.Writer, path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	_, err = io.Copy(w, f)
-	return err
+	return h
 }
 
 func isUnder(name, dir string) bool {

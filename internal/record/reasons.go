@@ -97,6 +97,7 @@ const (
 	EngineConnected    Reason = "EngineConnected"
 	Reloaded           Reason = "Reloaded"
 	ReloadSkipped      Reason = "ReloadSkipped"
+	ConfigNotWatched   Reason = "ConfigNotWatched"
 )
 
 // Reloads and upstreams.
@@ -203,6 +204,7 @@ var Catalogue = []ReasonInfo{
 	{EngineConnected, Normal, "connected to the engine and relisted the project"},
 	{Reloaded, Normal, "a service's reload action ran after its configuration changed"},
 	{ReloadSkipped, Normal, "dry run: a reload that would have run"},
+	{ConfigNotWatched, Warning, "a read-only mount too large to follow as configuration (over the caps), or no configuration at all (/proc, /sys, /dev, a device): not watched, its edits reload nothing"},
 
 	{ReloadRejected, Warning, "a reload's check failed; nothing was reloaded"},
 	{ReloadFailed, Warning, "a reload action failed"},
