@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"unicode"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,6 +50,19 @@ type Server struct {
 // ErrNoProject is what Status wraps for a ?project= the daemon does not
 // reconcile.
 var ErrNoProject = errors.New("no such project")
+
+// sseLine is text made safe for one `data:` line of an event stream: a CR
+// or LF (or any other control character) would end the line there and let
+// what follows, a `?project=` value echoed in an error, write an event of
+// its own into the page.
+func sseLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
+}
 
 // Pacing of the live streams: a burst of changes is one status sent, at
 // most every statusDebounce; statusRefresh re-sends it regardless, for
@@ -133,7 +147,7 @@ func (s *Server) statusStream(w http.ResponseWriter, r *http.Request) {
 	send := func(force bool) error {
 		st, err := status(r.Context(), project)
 		if err != nil {
-			_, err = fmt.Fprintf(w, "event: unavailable\ndata: %s\n\n", strings.ReplaceAll(err.Error(), "\n", " "))
+			_, err = fmt.Fprintf(w, "event: unavailable\ndata: %s\n\n", sseLine(err.Error()))
 			flusher.Flush()
 			return err
 		}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -173,4 +174,62 @@ func TestEventsOfOneProject(t *testing.T) {
 			t.Errorf("/events%s: projects %q, want %q", tt.query, got, tt.want)
 		}
 	}
+}
+
+// TestAStreamedValueCannotWriteAnEventOfItsOwn: /status/stream echoes an
+// unknown ?project= in its `unavailable` event, and the dashboard copies
+// its own ?project= there: a CR or LF in it used to end the data line and
+// let a crafted link draw a status of the attacker's making.
+func TestAStreamedValueCannotWriteAnEventOfItsOwn(t *testing.T) {
+	srv, _ := newServer(t, true, nil)
+	for _, evil := range []string{"x\revent: status\rdata: {\"project\":\"pwned\"}\r\r", "x\nevent: status\ndata: {}\n\n", "x\r\nevent: status"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/status/stream?project="+url.QueryEscape(evil), nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var lines []string
+		sc := bufio.NewScanner(resp.Body)
+		sc.Split(scanSSELines)
+		for sc.Scan() && len(lines) < 6 {
+			lines = append(lines, sc.Text())
+		}
+		cancel()
+		resp.Body.Close()
+		for _, l := range lines {
+			if strings.HasPrefix(l, "event: status") || strings.Contains(l, "pwned") && !strings.HasPrefix(l, "data: ") {
+				t.Errorf("%q wrote a line of its own into the stream: %q", evil, lines)
+			}
+		}
+		if !slices.ContainsFunc(lines, func(l string) bool { return l == "event: unavailable" }) {
+			t.Errorf("%q: no unavailable event: %q", evil, lines)
+		}
+	}
+}
+
+// scanSSELines splits an event stream as a browser does: a line ends at
+// CR, LF or CRLF.
+func scanSSELines(data []byte, atEOF bool) (int, []byte, error) {
+	for i, b := range data {
+		if b == '\n' {
+			return i + 1, data[:i], nil
+		}
+		if b == '\r' {
+			if i+1 < len(data) {
+				if data[i+1] == '\n' {
+					return i + 2, data[:i], nil
+				}
+				return i + 1, data[:i], nil
+			}
+			if atEOF {
+				return i + 1, data[:i], nil
+			}
+			return 0, nil, nil // a LF may follow
+		}
+	}
+	if atEOF && len(data) > 0 {
+		return len(data), data, nil
+	}
+	return 0, nil, nil
 }

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -67,6 +68,18 @@ type Filter struct {
 	Types    []record.Type
 	Reasons  []record.Reason
 	Projects []string
+}
+
+// urlish is anything a sender's error may quote of its receiver's address:
+// a URL (scheme://...), whose path or user part carries a token.
+var urlish = regexp.MustCompile(`[A-Za-z][A-Za-z0-9+.-]*://[^\s"']+`)
+
+// withoutURLs cuts every URL out of a sender's error, keeping its scheme.
+func withoutURLs(s string) string {
+	return urlish.ReplaceAllStringFunc(s, func(u string) string {
+		scheme, _, _ := strings.Cut(u, "://")
+		return scheme + "://<redacted>"
+	})
 }
 
 // DefaultFilter sends Warning records only.
@@ -151,7 +164,7 @@ func (n *Notifier) Run(ctx context.Context, records <-chan record.Record) {
 		outboxes[i] = make(chan string, outboxSize)
 		sending.Go(func() {
 			for msg := range outboxes[i] {
-				n.send(ctx, clk, s, msg)
+				n.send(ctx, clk, i, s, msg)
 			}
 		})
 	}
@@ -214,8 +227,10 @@ func (n *Notifier) Run(ctx context.Context, records <-chan record.Record) {
 	}
 }
 
-// send delivers one message to one receiver, trying again with backoff.
-func (n *Notifier) send(ctx context.Context, clk clock.Clock, s Sender, msg string) {
+// send delivers one message to receiver i, trying again with backoff. A
+// failure names the receiver by its position, never by its URL, which
+// carries its token: a sender's error that quotes a URL has it cut out.
+func (n *Notifier) send(ctx context.Context, clk clock.Clock, i int, s Sender, msg string) {
 	log := logging.Or(n.Log)
 	delay := sendBackoff
 	for attempt := 1; ; attempt++ {
@@ -230,7 +245,7 @@ func (n *Notifier) send(ctx context.Context, clk clock.Clock, s Sender, msg stri
 			return
 		}
 		if attempt == sendAttempts {
-			log.Warn("notification not sent", "attempts", attempt, "error", failed[0])
+			log.Warn("notification not sent", "receiver", fmt.Sprintf("--notify #%d", i+1), "attempts", attempt, "error", withoutURLs(failed[0].Error()))
 			return
 		}
 		select {

@@ -2,6 +2,8 @@ package notify
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -156,4 +158,55 @@ func TestParseFilter(t *testing.T) {
 			}
 		}
 	}
+}
+
+// failingSender fails every send with what shoutrrr's senders say: the
+// request's URL, token and all.
+type failingSender struct{ url string }
+
+func (f failingSender) Send(string, *types.Params) []error {
+	return []error{fmt.Errorf(`failed to send discord notification: Post "%s": dial tcp: connection refused`, f.url)}
+}
+
+// TestAFailedSendNeverPrintsTheReceiversURL: the Discord webhook's token
+// was printed in the warning of a failed send.
+func TestAFailedSendNeverPrintsTheReceiversURL(t *testing.T) {
+	const canary = "tok3n-canary-8f2e"
+	var logs strings.Builder
+	var mu sync.Mutex
+	n := &Notifier{
+		Senders: []Sender{&fakeSender{}, failingSender{url: "https://discord.com/api/webhooks/123/" + canary}},
+		Clock:   clock.NewFake(time.Unix(1_000_000, 0)),
+		Log:     slog.New(slog.NewTextHandler(syncWriter{&logs, &mu}, nil)),
+	}
+	recs := make(chan record.Record, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { n.Run(ctx, recs); close(done) }()
+	recs <- rec(record.RestartBudgetExhausted, "shop-api-1", "left down")
+	clk := n.Clock.(*clock.Fake)
+	waitFor(t, "the send given up", func() bool {
+		clk.Advance(time.Minute)
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Contains(logs.String(), "notification not sent")
+	})
+	cancel()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	if out := logs.String(); strings.Contains(out, canary) || !strings.Contains(out, "--notify #2") || !strings.Contains(out, "https://<redacted>") {
+		t.Errorf("the warning must name the receiver by position and never print its URL:\n%s", out)
+	}
+}
+
+type syncWriter struct {
+	b  *strings.Builder
+	mu *sync.Mutex
+}
+
+func (w syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
 }
