@@ -11,8 +11,8 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"unicode"
 	"time"
+	"unicode"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
