@@ -16,6 +16,30 @@ type Execer interface {
 	ExecInspect(ctx context.Context, execID string, options client.ExecInspectOptions) (client.ExecInspectResult, error)
 }
 
+// MaxExecOutput is how much of each output stream of a command run in a
+// container is kept: its last bytes, where an error says what went wrong.
+const MaxExecOutput = 64 << 10
+
+// tail keeps the last max bytes written to it.
+type tail struct {
+	buf bytes.Buffer
+	max int
+}
+
+func (t *tail) Write(p []byte) (int, error) {
+	n := len(p)
+	if len(p) > t.max {
+		p = p[len(p)-t.max:]
+	}
+	if over := t.buf.Len() + len(p) - t.max; over > 0 {
+		t.buf.Next(over)
+	}
+	t.buf.Write(p)
+	return n, nil
+}
+
+func (t *tail) String() string { return t.buf.String() }
+
 // ExecResult is what a command run in a container produced.
 type ExecResult struct {
 	ExitCode int
@@ -34,7 +58,12 @@ func Exec(ctx context.Context, c Execer, containerID string, cmd []string) (Exec
 // privileges given (a compose lifecycle hook sets them); output is always
 // attached.
 func ExecWith(ctx context.Context, c Execer, containerID string, opts client.ExecCreateOptions) (ExecResult, error) {
-	cmd := opts.Cmd
+	// errors name the command's first word: its arguments may carry a
+	// value interpolated from the environment
+	cmd := "(none)"
+	if len(opts.Cmd) > 0 {
+		cmd = opts.Cmd[0]
+	}
 	opts.AttachStdout, opts.AttachStderr = true, true
 	created, err := c.ExecCreate(ctx, containerID, opts)
 	if err != nil {
@@ -45,10 +74,12 @@ func ExecWith(ctx context.Context, c Execer, containerID string, opts client.Exe
 		return ExecResult{}, fmt.Errorf("starting exec %q in %s: %w", cmd, containerID, err)
 	}
 	defer att.Close()
-	var stdout, stderr bytes.Buffer
+	// the output is kept to its last MaxExecOutput bytes a stream: a
+	// command that prints without end costs bounded memory
+	stdout, stderr := &tail{max: MaxExecOutput}, &tail{max: MaxExecOutput}
 	copied := make(chan error, 1)
 	go func() {
-		_, err := stdcopy.StdCopy(&stdout, &stderr, att.Reader)
+		_, err := stdcopy.StdCopy(stdout, stderr, att.Reader)
 		copied <- err
 	}()
 	select {
