@@ -31,19 +31,54 @@ func Default() (string, error) {
 // RuntimeDir is where the locks that make a daemon the only reconciler of a
 // project on an engine live, whatever its --state-dir:
 // $RECONCILE_LOCK_DIR, else $XDG_RUNTIME_DIR/reconcile, else
-// /run/reconcile for root, else TMPDIR/reconcile-UID. A daemon in a
-// container shares it with the host's by a bind mount.
-func RuntimeDir() string {
-	if d := os.Getenv("RECONCILE_LOCK_DIR"); d != "" {
+// /run/reconcile for root, else the user's state directory's locks/. Never
+// a shared /tmp, where another user could plant the directory or a link
+// first. A daemon in a container shares it with the host's by a bind mount.
+func RuntimeDir() string { return runtimeDir(os.Getenv, os.Geteuid()) }
+
+func runtimeDir(getenv func(string) string, euid int) string {
+	if d := getenv("RECONCILE_LOCK_DIR"); d != "" {
 		return d
 	}
-	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+	if d := getenv("XDG_RUNTIME_DIR"); d != "" {
 		return filepath.Join(d, "reconcile")
 	}
-	if os.Geteuid() == 0 {
+	if euid == 0 {
 		return "/run/reconcile"
 	}
-	return filepath.Join(os.TempDir(), "reconcile-"+strconv.Itoa(os.Geteuid()))
+	if d := getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "reconcile", "locks")
+	}
+	if home := getenv("HOME"); home != "" {
+		return filepath.Join(home, ".local", "state", "reconcile", "locks")
+	}
+	return "" // nowhere safe: Acquire refuses
+}
+
+// ownDir makes dir (0700) and checks it is a directory of this user's that
+// nobody else may write to, reached by no link: a lock or state file in a
+// directory another user controls can be swapped under the daemon.
+func ownDir(dir string) error {
+	if dir == "" {
+		return errors.New("no directory for the locks: set --lock-dir, RECONCILE_LOCK_DIR or XDG_RUNTIME_DIR")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("creating state directory %s: %w", dir, err)
+	}
+	st, err := os.Lstat(dir)
+	if err != nil {
+		return fmt.Errorf("checking %s: %w", dir, err)
+	}
+	sys, _ := st.Sys().(*syscall.Stat_t)
+	switch {
+	case !st.IsDir():
+		return fmt.Errorf("%s is not a directory (a link is not followed)", dir)
+	case sys != nil && int(sys.Uid) != os.Geteuid():
+		return fmt.Errorf("%s belongs to user %d, not to this user (%d): refusing to keep locks or state there", dir, sys.Uid, os.Geteuid())
+	case st.Mode().Perm()&0o002 != 0:
+		return fmt.Errorf("%s may be written by anyone (mode %s): refusing to keep locks or state there", dir, st.Mode().Perm())
+	}
+	return nil
 }
 
 // EngineLockDir is the directory of one engine's project locks in dir: the
@@ -62,11 +97,11 @@ type Lock struct {
 // flock, so the kernel releases it when the process dies, however it dies;
 // the file holds the holder's PID so that the refusal can name it.
 func Acquire(dir, project string) (*Lock, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("creating state directory %s: %w", dir, err)
+	if err := ownDir(dir); err != nil {
+		return nil, err
 	}
 	path := filepath.Join(dir, project+".lock")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("opening lock %s: %w", path, err)
 	}

@@ -57,3 +57,93 @@ func TestDefaultHonoursXDG(t *testing.T) {
 		t.Fatalf("Default() = %s", d)
 	}
 }
+
+// TestLocksLiveWhereNoOtherUserCanPlantThem: the lock directory is never a
+// shared /tmp; a directory that is a link, anyone's to write, or another
+// user's is refused; a lock file that is a link is not followed.
+func TestLocksLiveWhereNoOtherUserCanPlantThem(t *testing.T) {
+	env := func(kv ...string) func(string) string {
+		return func(k string) string {
+			for i := 0; i+1 < len(kv); i += 2 {
+				if kv[i] == k {
+					return kv[i+1]
+				}
+			}
+			return ""
+		}
+	}
+	for _, tt := range []struct {
+		name string
+		get  func(string) string
+		euid int
+		want string
+	}{
+		{"explicit", env("RECONCILE_LOCK_DIR", "/srv/locks", "XDG_RUNTIME_DIR", "/run/user/1000"), 1000, "/srv/locks"},
+		{"the user's runtime directory", env("XDG_RUNTIME_DIR", "/run/user/1000"), 1000, "/run/user/1000/reconcile"},
+		{"root", env(), 0, "/run/reconcile"},
+		{"a user without a runtime directory: the state directory, not /tmp", env("HOME", "/home/ann"), 1000, "/home/ann/.local/state/reconcile/locks"},
+		{"nowhere safe", env(), 1000, ""},
+	} {
+		if got := runtimeDir(tt.get, tt.euid); got != tt.want {
+			t.Errorf("%s: %q, want %q", tt.name, got, tt.want)
+		}
+	}
+
+	base := t.TempDir()
+	real := filepath.Join(base, "real")
+	if err := os.Mkdir(real, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(base, "link")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	open := filepath.Join(base, "open")
+	if err := os.Mkdir(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o1777); err != nil { // as /tmp
+		t.Fatal(err)
+	}
+	others := filepath.Join(base, "others")
+	if err := os.Mkdir(others, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(others, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	planted := filepath.Join(base, "planted")
+	if err := os.Mkdir(planted, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	victim := filepath.Join(base, "victim")
+	if err := os.WriteFile(victim, []byte("keep me\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(victim, filepath.Join(planted, "shop.lock")); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		dir  string
+		ok   bool
+	}{
+		{"its own directory", real, true},
+		{"a link to a directory", link, false},
+		{"a directory anyone may write (/tmp)", open, false},
+		{"another user's directory", others, false},
+		{"a lock file planted as a link", planted, false},
+		{"no directory at all", "", false},
+	} {
+		l, err := Acquire(tt.dir, "shop")
+		if (err == nil) != tt.ok {
+			t.Errorf("%s: %v, want ok %v", tt.name, err, tt.ok)
+		}
+		if l != nil {
+			_ = l.Release()
+		}
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "keep me\n" {
+		t.Errorf("the file a planted link points at was written: %q", b)
+	}
+}
