@@ -118,6 +118,7 @@ Compose SDK, in dependency order.
 	root.Flags().DurationVar(&settle, "settle", daemon.DefaultSettle, "with --once: how long convergence must hold after this run acted (a container that dies at once is not converged)")
 	root.Flags().BoolVar(&df.DryRun, "dry-run", false, "daemon: report drift as it happens, never act")
 	root.Flags().StringVar(&df.Listen, "listen", "", "daemon: serve /metrics, /healthz, /readyz, /status and /events on this address (e.g. 127.0.0.1:9090)")
+	root.Flags().StringArrayVar(&df.AllowedHosts, "allowed-hosts", nil, "daemon: Host names the HTTP endpoints answer besides loopback ones and the --listen address (repeatable: a name Prometheus or a proxy reaches the daemon by)")
 	root.Flags().DurationVar(&df.Resync, "resync", time.Minute, "daemon: relist everything this often, in case the event stream lost something (0: never)")
 	root.Flags().IntVar(&df.Workers, "workers", 4, "daemon: services of a project reconciled at once")
 	root.Flags().IntVar(&df.EngineConcurrency, "engine-concurrency", daemon.DefaultEngineConcurrency, "daemon: engine operations in flight at once, across every project (0: unbounded)")

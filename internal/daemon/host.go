@@ -56,8 +56,11 @@ type Options struct {
 	DryRun  bool
 	LockDir string
 	Listen  string
-	Resync  time.Duration
-	Workers int
+	// AllowedHosts are Host names requests to Listen may name besides the
+	// loopback ones and the listen address's own.
+	AllowedHosts []string
+	Resync       time.Duration
+	Workers      int
 	// EngineConcurrency bounds the engine operations in flight across
 	// every project (0: unbounded).
 	EngineConcurrency int
@@ -553,6 +556,19 @@ func (h *host) status(ctx context.Context, name string, inspect observed.Inspect
 	return st, nil
 }
 
+// allowedHosts are the Host names the endpoints answer besides loopback
+// ones: the listen address's own (unless it listens on every address) and
+// those given.
+func allowedHosts(addr string, more []string) []string {
+	out := slices.Clone(more)
+	if host, _, err := net.SplitHostPort(addr); err == nil && host != "" {
+		if ip := net.ParseIP(host); ip == nil || !ip.IsUnspecified() {
+			out = append(out, host)
+		}
+	}
+	return out
+}
+
 // serve starts the HTTP endpoints on addr.
 func (h *host) serve(addr string) (*http.Server, error) {
 	if !httpapi.Loopback(addr) {
@@ -580,10 +596,13 @@ func (h *host) serve(addr string) (*http.Server, error) {
 		LiveStatus: func(ctx context.Context, project string) (any, error) {
 			return h.status(ctx, project, nil)
 		},
-		Changes: &h.changes,
-		Page:    dashboard.Handler(),
+		Changes:      &h.changes,
+		Page:         dashboard.Handler(),
+		AllowedHosts: allowedHosts(addr, h.opts.AllowedHosts),
 	}
-	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	// IdleTimeout ends idle keep-alive connections; the live streams keep
+	// theirs open by writing, every statusRefresh at the latest.
+	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			h.log.Error("HTTP server stopped", "error", err)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -45,6 +46,11 @@ type Server struct {
 	Changes *Changes
 	// Page, when set, is served at / (the dashboard).
 	Page http.Handler
+	// AllowedHosts are the Host names (no port) requests may name besides
+	// the loopback ones (localhost, 127.0.0.1, ::1): the listen address's,
+	// and --allowed-hosts. Any other is refused, so that a page of another
+	// site whose name was rebound to this address cannot read it.
+	AllowedHosts []string
 }
 
 // ErrNoProject is what Status wraps for a ?project= the daemon does not
@@ -112,7 +118,29 @@ func (s *Server) Handler() http.Handler {
 	if s.Page != nil {
 		mux.Handle("GET /", s.Page)
 	}
-	return mux
+	return s.hostCheck(mux)
+}
+
+// hostCheck refuses a request whose Host is neither a loopback name nor an
+// allowed one: DNS rebinding makes a browser send another site's name to
+// this address, and the answer would be that site's to read.
+func (s *Server) hostCheck(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		host = strings.Trim(strings.ToLower(host), "[]")
+		ok := host == "localhost" || slices.ContainsFunc(s.AllowedHosts, func(a string) bool { return strings.EqualFold(a, host) })
+		if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+			ok = true
+		}
+		if !ok {
+			http.Error(w, "host "+sseLine(r.Host)+" is not allowed (--allowed-hosts)", http.StatusMisdirectedRequest)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // statusStream sends the status as Server-Sent Events: at once, then each

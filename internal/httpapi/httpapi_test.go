@@ -233,3 +233,43 @@ func scanSSELines(data []byte, atEOF bool) (int, []byte, error) {
 	}
 	return 0, nil, nil
 }
+
+// TestARebindingPageCannotReadTheDaemon: a page of another site whose name
+// was rebound to the daemon's address sends that name as Host; every
+// endpoint refuses it, and answers loopback names and the allowed ones.
+func TestARebindingPageCannotReadTheDaemon(t *testing.T) {
+	rec := record.New(slog.New(slog.DiscardHandler), clock.Real{}, 10)
+	s := &Server{Registry: prometheus.NewRegistry(), Records: rec,
+		Status:       func(context.Context, string) (any, error) { return map[string]string{"project": "shop"}, nil },
+		Ready:        func() (bool, string) { return true, "" },
+		AllowedHosts: []string{"reconcile.internal"},
+	}
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	for _, tt := range []struct {
+		host string
+		ok   bool
+	}{
+		{"127.0.0.1:9090", true},
+		{"localhost:9090", true},
+		{"LOCALHOST", true},
+		{"[::1]:9090", true},
+		{"reconcile.internal:9090", true},
+		{"attacker.example:9090", false},
+		{"attacker.example", false},
+		{"10.0.0.5:9090", false},
+	} {
+		for _, path := range []string{"/status", "/events", "/metrics", "/healthz", "/reasons"} {
+			req, _ := http.NewRequest("GET", srv.URL+path, nil)
+			req.Host = tt.host
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if ok := resp.StatusCode == http.StatusOK; ok != tt.ok {
+				t.Errorf("Host %s, %s: %d, want answered %v", tt.host, path, resp.StatusCode, tt.ok)
+			}
+		}
+	}
+}
