@@ -202,8 +202,8 @@ func (r ReadOnly) Load() ([]byte, error) { return File(r).Load() }
 func (ReadOnly) Save([]byte) error       { return nil }
 
 func (f File) Save(data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(f.Path), 0o700); err != nil {
-		return fmt.Errorf("creating state directory: %w", err)
+	if err := ownDir(filepath.Dir(f.Path)); err != nil {
+		return err
 	}
 	return WriteAtomic(f.Path, data, 0o600)
 }

@@ -147,3 +147,34 @@ func TestLocksLiveWhereNoOtherUserCanPlantThem(t *testing.T) {
 		t.Errorf("the file a planted link points at was written: %q", b)
 	}
 }
+
+// TestStateIsTheUsersOnly: the state files hold what a rollback needs (a
+// previous definition, its environment included, as Docker's own
+// container configs do): 0600 in a 0700 directory, never in a directory
+// another user may write.
+func TestStateIsTheUsersOnly(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	f := File{Path: RolloutFile(dir, "shop")}
+	if err := f.Save([]byte(`{"definitions": {"api": {"environment": {"TOKEN": "canary"}}}}`)); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]os.FileMode{dir: 0o700, f.Path: 0o600} {
+		st, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != want {
+			t.Errorf("%s: mode %s, want %s", path, st.Mode().Perm(), want)
+		}
+	}
+	open := filepath.Join(t.TempDir(), "open")
+	if err := os.Mkdir(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := (File{Path: RolloutFile(open, "shop")}).Save([]byte("{}")); err == nil {
+		t.Error("saved state in a directory anyone may write")
+	}
+}
