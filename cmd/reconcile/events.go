@@ -94,7 +94,7 @@ func (p *eventPrinter) print(r record.Record) {
 	} else {
 		typ = fmt.Sprintf("%-7s", typ)
 	}
-	fmt.Fprintf(p.w, "%-8s  %s  %-24s  %-28s  %s\n", r.Time.Local().Format("15:04:05"), typ, r.Reason, object, r.Message)
+	fmt.Fprintf(p.w, "%-8s  %s  %-24s  %-28s  %s\n", r.Time.Local().Format("15:04:05"), typ, logging.Printable(string(r.Reason)), logging.Printable(object), logging.Printable(r.Message))
 }
 
 // recent prints the daemon's recent records once.

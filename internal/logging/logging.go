@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/moby/term"
 )
@@ -84,7 +85,7 @@ func (h *textHandler) Handle(_ context.Context, r slog.Record) error {
 	b.WriteByte(' ')
 	b.WriteString(h.levelText(r.Level))
 	b.WriteByte(' ')
-	b.WriteString(r.Message)
+	b.WriteString(Printable(r.Message))
 	for _, a := range h.attrs {
 		writeAttr(&b, "", a)
 	}
@@ -97,6 +98,24 @@ func (h *textHandler) Handle(_ context.Context, r slog.Record) error {
 	defer h.mu.Unlock()
 	_, err := io.WriteString(h.w, b.String())
 	return err
+}
+
+// Printable is text made safe for a terminal: a control character (an
+// escape sequence a container's output or a file name may carry, a CR that
+// would overwrite the line) is shown escaped (\x1b), never sent as is.
+func Printable(s string) string {
+	if !strings.ContainsFunc(s, unicode.IsControl) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			fmt.Fprintf(&b, "\\x%02x", r)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 func (h *textHandler) levelText(l slog.Level) string {
@@ -134,8 +153,8 @@ func writeAttr(b *strings.Builder, group string, a slog.Attr) {
 	b.WriteString(key)
 	b.WriteByte('=')
 	s := a.Value.String()
-	if s == "" || strings.ContainsAny(s, " \t\n\"=") {
-		s = fmt.Sprintf("%q", s)
+	if s == "" || strings.ContainsAny(s, " \t\n\"=") || strings.ContainsFunc(s, unicode.IsControl) {
+		s = fmt.Sprintf("%q", s) // %q escapes control characters
 	}
 	b.WriteString(s)
 }

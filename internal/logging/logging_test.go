@@ -61,3 +61,28 @@ func TestLevelColours(t *testing.T) {
 		t.Errorf("warn level = %q", got)
 	}
 }
+
+// TestControlCharactersNeverReachTheTerminal: a record's text can carry
+// what a container printed or a file was named; an escape sequence in it
+// would recolour, retitle or rewrite the operator's terminal.
+func TestControlCharactersNeverReachTheTerminal(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"plain text, café", "plain text, café"},
+		{"\x1b]0;pwned\x07title", `\x1b]0;pwned\x07title`},
+		{"over\rwritten", `over\x0dwritten`},
+		{"bell\x07", `bell\x07`},
+	} {
+		if got := Printable(tt.in); got != tt.want {
+			t.Errorf("Printable(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+	var out strings.Builder
+	log, err := New(&out, Options{Format: "text"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Warn("exited: \x1b[2Jcleared", "container", "api\x1b[31m-1")
+	if strings.ContainsRune(out.String(), '\x1b') {
+		t.Errorf("an escape reached the text log: %q", out.String())
+	}
+}
