@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"path"
 	"path/filepath"
 	"slices"
@@ -293,6 +294,12 @@ func (a *agent) try(ctx context.Context, s *source) {
 		}
 		s.problem, s.filesHash = pr, hash
 	}
+	if strings.HasPrefix(s.key, "engine:") {
+		if err := checkOrigin(s.opts); err != nil {
+			fail(guessName(s), record.ProjectInvalid, fmt.Sprintf("%s: %v; not reconciled", s.from, err))
+			return
+		}
+	}
 	d, err := desired.Load(ctx, a.h.loader, s.opts)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -334,6 +341,36 @@ func (a *agent) try(ctx context.Context, s *source) {
 	s.p, s.problem, s.filesHash = p, nil, ""
 	a.h.start(p)
 	p.Records().Event(record.ProjectAdded, "", "", fmt.Sprintf("reconciling project %s from %s (%d service(s))", name, s.from, len(d.Order)))
+}
+
+// checkOrigin vets the files a discovered project's labels name before
+// anything reads them: any container may carry compose's labels, and the
+// daemon reads as root. Its working directory must be absolute, and its
+// compose and env files absolute regular files (not links) inside it.
+func checkOrigin(opts desired.Options) error {
+	dir := opts.ProjectDir
+	if !filepath.IsAbs(dir) {
+		return fmt.Errorf("its working directory label %q is not an absolute path", dir)
+	}
+	dir = filepath.Clean(dir)
+	for _, f := range append(slices.Clone(opts.Files), opts.EnvFiles...) {
+		clean := filepath.Clean(f)
+		rel, err := filepath.Rel(dir, clean)
+		switch {
+		case !filepath.IsAbs(f):
+			return fmt.Errorf("its labels name %q, not an absolute path", f)
+		case err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)):
+			return fmt.Errorf("its labels name %s, outside its working directory %s", clean, dir)
+		}
+		st, err := os.Lstat(clean)
+		if err != nil {
+			return fmt.Errorf("its labels name %s: %w", clean, err)
+		}
+		if !st.Mode().IsRegular() {
+			return fmt.Errorf("its labels name %s, which is not a regular file (%s)", clean, st.Mode().Type())
+		}
+	}
+	return nil
 }
 
 // optedOut lets a running project go once its files opt out.
