@@ -66,6 +66,8 @@ type Executor struct {
 	// Slots, when set, bounds the operations in flight across every
 	// executor sharing them (one host's engine).
 	Slots Slots
+	// HookTimeout bounds each post_start hook (DefaultHookTimeout when 0).
+	HookTimeout time.Duration
 	// OnBegin, when set, is told about every operation just before it
 	// runs, so that the events it causes can be told from anyone else's.
 	OnBegin func(n *plan.Node)

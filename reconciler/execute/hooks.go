@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/docker/compose/v5/pkg/compose"
 	"github.com/moby/moby/client"
@@ -47,14 +48,27 @@ func (e *Executor) postStart(ctx context.Context, service, containerID, containe
 	if e.Exec == nil {
 		return fmt.Errorf("service %s has post_start hooks and this executor cannot run commands in containers", service)
 	}
+	limit := e.HookTimeout
+	if limit <= 0 {
+		limit = DefaultHookTimeout
+	}
 	for i, hook := range svc.Config.PostStart {
-		res, err := engine.ExecWith(ctx, e.Exec, containerID, client.ExecCreateOptions{
+		hookCtx, cancel := context.WithTimeout(ctx, limit)
+		res, err := engine.ExecWith(hookCtx, e.Exec, containerID, client.ExecCreateOptions{
 			User:       hook.User,
 			Privileged: hook.Privileged,
 			Env:        compose.ToMobyEnv(hook.Environment),
 			WorkingDir: hook.WorkingDir,
 			Cmd:        hook.Command,
 		})
+		timedOut := hookCtx.Err() != nil && ctx.Err() == nil
+		cancel()
+		if timedOut {
+			// a hook that never ends fails for good: starting again would
+			// run it again
+			return &HookError{Service: service, Container: containerName, Hook: "post_start", Index: i,
+				ExitCode: -1, Output: fmt.Sprintf("still running after %s (the post_start timeout)", limit)}
+		}
 		if err != nil {
 			return fmt.Errorf("running post_start[%d] of service %s: %w", i, service, err)
 		}
@@ -63,12 +77,17 @@ func (e *Executor) postStart(ctx context.Context, service, containerID, containe
 			if strings.TrimSpace(out) == "" {
 				out = res.Stdout
 			}
+			// masked before it is cut: a value cut in two would escape
 			return &HookError{Service: service, Container: containerName, Hook: "post_start", Index: i,
-				ExitCode: res.ExitCode, Output: maskValues(tail(out), svc, hook.Environment)}
+				ExitCode: res.ExitCode, Output: tail(maskValues(out, svc, hook.Environment))}
 		}
 	}
 	return nil
 }
+
+// DefaultHookTimeout bounds each post_start hook reconcile runs after its
+// own starts: compose waits for a hook without end; a daemon must not.
+const DefaultHookTimeout = 2 * time.Minute
 
 // tail keeps the end of a hook's output, on one line.
 func tail(out string) string {

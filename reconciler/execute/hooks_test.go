@@ -6,9 +6,11 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/moby/moby/client"
 
+	"github.com/reconcile-dev/reconcile/internal/engine"
 	"github.com/reconcile-dev/reconcile/reconciler/plan"
 )
 
@@ -99,5 +101,52 @@ services:
 				t.Errorf("error %q: want exit 5 and the output with the password masked", err)
 			}
 		})
+	}
+}
+
+// hangingExec runs commands that never end.
+type hangingExec struct{ fakeExec }
+
+func (h *hangingExec) ExecAttach(context.Context, string, client.ExecAttachOptions) (client.ExecAttachResult, error) {
+	_, conn := net.Pipe() // nothing is ever written, nothing closed
+	return client.ExecAttachResult{HijackedResponse: client.NewHijackedResponse(conn, "")}, nil
+}
+
+// TestAPostStartHookIsBoundedAndItsOutputMaskedWhole: a hook that never ends
+// fails for good after the timeout, instead of holding the service's
+// reconcile; and the environment's values are masked before the output is
+// cut to its tail, so a value the cut splits does not escape in part.
+func TestAPostStartHookIsBoundedAndItsOutputMaskedWhole(t *testing.T) {
+	d := load(t, `
+services:
+  app:
+    image: x
+    environment: {DB_PASSWORD: hunter2-secret}
+    post_start:
+      - command: ["warm", "up"]
+`)
+	run := func(ex engine.Execer) error {
+		w := newWorld(d)
+		c := w.add("app", 1, "exited")
+		eng := &fakeEngine{w: w}
+		e := &Executor{Desired: d, Compose: eng, Engine: eng, Exec: ex, Observe: eng.observe, HookTimeout: 200 * time.Millisecond}
+		p := &plan.Plan{}
+		p.Add(plan.Operation{Type: plan.OpStartContainer, ResourceID: plan.ReplicaID("app", 1), Service: "app", Container: c.Name, ContainerID: c.ID, Number: 1})
+		return e.Execute(context.Background(), p)
+	}
+	start := time.Now()
+	err := run(&hangingExec{})
+	var hook *HookError
+	if !errors.As(err, &hook) || AsPermanent(err) == nil || !strings.Contains(hook.Output, "post_start timeout") {
+		t.Fatalf("a hook that never ends: %v, want a permanent hook failure naming the timeout", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("took %s with a 200ms timeout", took)
+	}
+	// the secret straddles where the output's tail begins
+	out := strings.Repeat("x", 600) + "hunter2-secret" + strings.Repeat("y", hookOutputTail-7)
+	err = run(&fakeExec{code: 1, stderr: out})
+	if !errors.As(err, &hook) || strings.Contains(hook.Output, "secret") {
+		t.Errorf("the output shows part of the value: %v", err)
 	}
 }
