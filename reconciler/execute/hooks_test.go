@@ -10,6 +10,7 @@ import (
 
 	"github.com/moby/moby/client"
 
+	"github.com/reconcile-dev/reconcile/desired"
 	"github.com/reconcile-dev/reconcile/internal/engine"
 	"github.com/reconcile-dev/reconcile/reconciler/plan"
 )
@@ -71,14 +72,8 @@ services:
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			w := newWorld(d)
-			c := w.add("app", 1, "exited")
-			eng := &fakeEngine{w: w}
 			ex := &fakeExec{code: tt.code, stderr: "cannot reach db with hunter2-secret\n"}
-			e := &Executor{Desired: d, Compose: eng, Engine: eng, Exec: ex, Observe: eng.observe}
-			p := &plan.Plan{}
-			p.Add(plan.Operation{Type: tt.op, ResourceID: plan.ReplicaID("app", 1), Service: "app", Container: c.Name, ContainerID: c.ID, Number: 1})
-			err := e.Execute(context.Background(), p)
+			err := runOnApp(d, tt.op, ex, 0)
 			if len(ex.calls) != 1 {
 				t.Fatalf("%d hook execs, want 1", len(ex.calls))
 			}
@@ -104,6 +99,18 @@ services:
 	}
 }
 
+// runOnApp runs one operation of type op on app's exited replica 1, with
+// ex running the hooks.
+func runOnApp(d *desired.State, op plan.OpType, ex engine.Execer, hookTimeout time.Duration) error {
+	w := newWorld(d)
+	c := w.add("app", 1, "exited")
+	eng := &fakeEngine{w: w}
+	e := &Executor{Desired: d, Compose: eng, Engine: eng, Exec: ex, Observe: eng.observe, HookTimeout: hookTimeout}
+	p := &plan.Plan{}
+	p.Add(plan.Operation{Type: op, ResourceID: plan.ReplicaID("app", 1), Service: "app", Container: c.Name, ContainerID: c.ID, Number: 1})
+	return e.Execute(context.Background(), p)
+}
+
 // hangingExec runs commands that never end.
 type hangingExec struct{ fakeExec }
 
@@ -125,15 +132,7 @@ services:
     post_start:
       - command: ["warm", "up"]
 `)
-	run := func(ex engine.Execer) error {
-		w := newWorld(d)
-		c := w.add("app", 1, "exited")
-		eng := &fakeEngine{w: w}
-		e := &Executor{Desired: d, Compose: eng, Engine: eng, Exec: ex, Observe: eng.observe, HookTimeout: 200 * time.Millisecond}
-		p := &plan.Plan{}
-		p.Add(plan.Operation{Type: plan.OpStartContainer, ResourceID: plan.ReplicaID("app", 1), Service: "app", Container: c.Name, ContainerID: c.ID, Number: 1})
-		return e.Execute(context.Background(), p)
-	}
+	run := func(ex engine.Execer) error { return runOnApp(d, plan.OpStartContainer, ex, 200*time.Millisecond) }
 	start := time.Now()
 	err := run(&hangingExec{})
 	var hook *HookError
