@@ -483,12 +483,14 @@ func TestAStateDirectoryThatCannotBeWrittenDoesNotStopReconciling(t *testing.T) 
 }
 
 // smallFileSystem mounts a 64 KiB tmpfs for the test: the only way to fill
-// a file system without filling the machine's. It needs root (CI runs
-// tests as root); elsewhere the test is skipped, saying why.
+// a file system without filling the machine's. It is 0700, as a state
+// directory is (a tmpfs is 1777 by default, which the daemon refuses to
+// keep state in). It needs root (CI runs tests as root); elsewhere the
+// test is skipped, saying why.
 func smallFileSystem(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", dir).CombinedOutput(); err != nil {
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", dir).CombinedOutput(); err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("mounting a small tmpfs: %v: %s", err, out)
 		}
