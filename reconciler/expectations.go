@@ -146,14 +146,6 @@ func (e *Expectations) Observe(ev observed.Event, now time.Time) Seen {
 	return seen
 }
 
-// Pending reports whether an operation of ours on the container still
-// waits for its events: a decision about it must not act twice.
-func (e *Expectations) Pending(containerID string, now time.Time) bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return slices.ContainsFunc(e.byID[containerID], func(x expectation) bool { return now.Sub(x.at) <= ExpectationTTL })
-}
-
 // Len is how many containers have operations of ours outstanding.
 func (e *Expectations) Len() int {
 	e.mu.Lock()

@@ -98,7 +98,7 @@ func (p *Project) Converge(ctx context.Context, settle time.Duration) (Outcome, 
 	ticker := time.NewTicker(oncePoll)
 	defer ticker.Stop()
 	for {
-		st, res, err := p.look(ctx)
+		st, res, err := p.ctrl.Look(ctx, nil)
 		if err != nil {
 			if ctx.Err() != nil && out.Result != nil {
 				return out, nil // out of time while looking: the last look stands
@@ -129,19 +129,6 @@ func (p *Project) Converge(ctx context.Context, settle time.Duration) (Outcome, 
 		case <-ticker.C:
 		}
 	}
-}
-
-// look is the project's status (with what the policies know) and diff now.
-func (p *Project) look(ctx context.Context) (plan.ProjectStatus, *plan.Result, error) {
-	snap, err := p.ctrl.Snapshot(ctx)
-	if err != nil {
-		return plan.ProjectStatus{}, nil, err
-	}
-	st, err := p.ctrl.Status(ctx, nil)
-	if err != nil {
-		return plan.ProjectStatus{}, nil, err
-	}
-	return st, plan.Diff(p.ctrl.Desired(), snap, p.ctrl.Options), nil
 }
 
 // firstTerminal is the first service, by name, that cannot converge without
