@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/reconcile-dev/reconcile/internal/secrets"
 )
 
 // InputError is bad input: a file, and where it applies a service and a key,
@@ -21,6 +23,9 @@ type InputError struct {
 	Service string // the service concerned, empty for project-level input
 	Key     string // dotted path of the offending key, e.g. x-reconcile.restart.delay
 	Err     error
+	// secrets masks the message: an error of the loader may quote a value
+	// it interpolated.
+	secrets *secrets.Set
 }
 
 // Error renders one line: file[:line]: service "s": key: reason.
@@ -43,7 +48,9 @@ func (e *InputError) Error() string {
 	if e.Err != nil {
 		b.WriteString(e.Err.Error())
 	}
-	return OneLine(b.String())
+	// masked before and after the fold: a multi-line value is masked whole,
+	// and each of its lines once joined
+	return e.secrets.Mask(OneLine(e.secrets.Mask(b.String())))
 }
 
 func (e *InputError) Unwrap() error { return e.Err }

@@ -7,8 +7,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"go.yaml.in/yaml/v4"
+
+	"github.com/reconcile-dev/reconcile/internal/secrets"
 )
 
 // Limits on one load. compose's loader decodes every file into maps with
@@ -35,20 +38,49 @@ const (
 // against the limits before the SDK's loader reads any of them. It reads
 // the YAML as a tree of nodes, which keeps an alias as one node however
 // much it expands to, so a bomb costs no more here than its size on disk.
-func prescan(files []string) error {
-	s := &scanner{seen: map[string]bool{}, services: map[string]bool{}}
+//
+// It also returns the variables the files interpolate, true for those
+// referred to anywhere but an image: their values are never printed.
+func prescan(files []string) (map[string]bool, error) {
+	s := &scanner{seen: map[string]bool{}, services: map[string]bool{}, refs: map[string]bool{}}
 	for _, f := range files {
 		if err := s.file(f, 0); err != nil {
-			return err
+			return s.refs, err
 		}
 	}
-	return nil
+	return s.refs, nil
 }
 
 type scanner struct {
 	seen     map[string]bool
 	nodes    int
 	services map[string]bool
+	refs     map[string]bool
+}
+
+// references notes the variables the scalars below n refer to. An image's
+// tag is printed in diffs and records and is rarely a secret, so a variable
+// referred to only there is noted false; one used anywhere else, true. The
+// tree is walked as written (an alias once, where it is defined), so the
+// cost is the file's size.
+func (s *scanner) references(n *yaml.Node, key string) {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		if !strings.Contains(n.Value, "$") {
+			return
+		}
+		for _, name := range secrets.Referenced(n.Value) {
+			s.refs[name] = s.refs[name] || key != "image"
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			s.references(n.Content[i+1], n.Content[i].Value)
+		}
+	case yaml.DocumentNode, yaml.SequenceNode:
+		for _, c := range n.Content {
+			s.references(c, key)
+		}
+	}
 }
 
 func (s *scanner) file(path string, depth int) error {
@@ -70,7 +102,12 @@ func (s *scanner) file(path string, depth int) error {
 			if errors.Is(err, io.EOF) {
 				return nil
 			}
-			return nil // syntax errors are compose's to report, with their line
+			// syntax errors are compose's to report, with their line; what
+			// the file refers to is taken from its text
+			for _, name := range secrets.Referenced(string(data)) {
+				s.refs[name] = true
+			}
+			return nil
 		}
 		if len(doc.Content) == 0 {
 			continue
@@ -80,6 +117,7 @@ func (s *scanner) file(path string, depth int) error {
 			return &InputError{File: path, Line: line, Err: fmt.Errorf(
 				"the YAML expands to more than %d nodes once its aliases and merge keys are resolved (the limit of one project)", MaxYAMLNodes)}
 		}
+		s.references(root, "")
 		if err := s.countServices(path, root); err != nil {
 			return err
 		}

@@ -16,6 +16,8 @@ import (
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/docker/compose/v5/pkg/api"
+
+	"github.com/reconcile-dev/reconcile/internal/secrets"
 )
 
 // ProjectLoader is the part of the Compose SDK that desired needs: its
@@ -62,6 +64,9 @@ type State struct {
 	// `x-reconcile: {enabled: false}` at the top level; a daemon given the
 	// project by -f still reconciles it.
 	Disabled bool
+	// Secrets is what is never printed of this project: every string about
+	// it that leaves the process is passed through Secrets.Mask.
+	Secrets *secrets.Set
 
 	loc *locator
 }
@@ -75,14 +80,14 @@ func (s *State) InputError(service, key string, err error) *InputError {
 		path = append(path, strings.Split(key, ".")...)
 	}
 	file, line := s.loc.find(path...)
-	return &InputError{File: file, Line: line, Service: service, Key: key, Err: err}
+	return &InputError{File: file, Line: line, Service: service, Key: key, Err: err, secrets: s.Secrets}
 }
 
 // TopLevelError builds an error about a top-level key (networks.front.external),
 // located in the compose file that sets it.
 func (s *State) TopLevelError(key string, err error) *InputError {
 	file, line := s.loc.find(strings.Split(key, ".")...)
-	return &InputError{File: file, Line: line, Key: key, Err: err}
+	return &InputError{File: file, Line: line, Key: key, Err: err, secrets: s.Secrets}
 }
 
 // Service is one service's desired shape and policy.
@@ -95,6 +100,8 @@ type Service struct {
 	DependsOn       []Dependency
 	StopGracePeriod time.Duration
 	HasHealthcheck  bool
+	// Secrets is the project's: what is never printed.
+	Secrets *secrets.Set
 	// Update is how a change of definition replaces the replicas;
 	// Rollback how a failed update goes back.
 	Update, Rollback UpdatePolicy
@@ -154,7 +161,17 @@ func regularFile(path string) error {
 	return fmt.Errorf("not a regular file (%s): refused", info.Mode().Type())
 }
 
-func load(ctx context.Context, loader ProjectLoader, opts Options) (*State, error) {
+func load(ctx context.Context, loader ProjectLoader, opts Options) (_ *State, err error) {
+	// what the files interpolate, and the env files they read it from:
+	// what a failure's message is masked with
+	var refs map[string]bool
+	var dotenvFiles []string
+	defer func() {
+		var ie *InputError
+		if err != nil && errors.As(err, &ie) && ie.secrets == nil {
+			ie.secrets = failureSecrets(refs, dotenvFiles)
+		}
+	}()
 	envFiles, err := absPaths(opts.EnvFiles)
 	if err != nil {
 		return nil, &InputError{Key: "--env-file", Err: err}
@@ -177,6 +194,7 @@ func load(ctx context.Context, loader ProjectLoader, opts Options) (*State, erro
 			return nil, ie
 		}
 	}
+	dotenvFiles = envFiles
 	if len(envFiles) == 0 && len(candidates) > 0 {
 		dotenv := filepath.Join(filepath.Dir(candidates[0]), ".env")
 		if opts.ProjectDir != "" {
@@ -185,8 +203,9 @@ func load(ctx context.Context, loader ProjectLoader, opts Options) (*State, erro
 		if err := boundedFile(dotenv); err != nil {
 			return nil, err
 		}
+		dotenvFiles = []string{dotenv}
 	}
-	if err := prescan(candidates); err != nil {
+	if refs, err = prescan(candidates); err != nil {
 		return nil, err
 	}
 	loc := newLocator(candidates)
@@ -249,7 +268,8 @@ func load(ctx context.Context, loader ProjectLoader, opts Options) (*State, erro
 		project.Services[name] = svc
 	}
 
-	state := &State{Project: project, Services: map[string]*Service{}, Files: dedupe(files), loc: loc}
+	state := &State{Project: project, Services: map[string]*Service{}, Files: dedupe(files), loc: loc,
+		Secrets: projectSecrets(project, refs)}
 	if err := uniqueContainerNames(state); err != nil {
 		return nil, err
 	}
@@ -288,11 +308,13 @@ func load(ctx context.Context, loader ProjectLoader, opts Options) (*State, erro
 		if r := &s.Policy.Reload; len(r.Check)+len(r.Exec) > 0 {
 			r.maskCommands(func(key string, i int) (string, bool) {
 				return loc.scalar("services", name, ExtensionKey, "reload", key, strconv.Itoa(i))
-			}, project.Environment)
+			})
 		}
 		if err := resolveUpstreams(project, s, loc); err != nil {
 			return nil, err
 		}
+		s.Secrets = state.Secrets
+		s.Policy.Reload.secrets = state.Secrets
 		state.Services[name] = s
 	}
 	if err := validateDependencies(state, loc); err != nil {

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/reconcile-dev/reconcile/internal/secrets"
 )
 
 // ExtensionKey is the compose extension that carries reconcile's policy, on a
@@ -79,11 +81,12 @@ type ReloadAction struct {
 	Signal  string        // sent to the main process without the engine's kill API
 	Restart bool          // rolling restart, one healthy replica at a time
 	Timeout time.Duration // bound for Check and Exec
-	// secrets are the values interpolated into Check and Exec from the
-	// environment, and checkShown, execShown the commands with them masked:
-	// a token in a command must not reach a log, a record or a page.
-	secrets               []string
+	// checkShown and execShown are the commands as the file spells them,
+	// every variable reference masked: a token interpolated into a command
+	// must not reach a log, a record or a page.
 	checkShown, execShown string
+	// secrets masks what the commands print: the project's Set.
+	secrets *secrets.Set
 }
 
 // CheckShown is the check command as records show it: values interpolated
@@ -100,28 +103,12 @@ func shown(masked string, cmd []string) string {
 	return strings.Join(cmd, " ")
 }
 
-// Mask hides the interpolated values in text a command printed.
-func (r *ReloadAction) Mask(text string) string {
-	for _, v := range r.secrets {
-		text = strings.ReplaceAll(text, v, Masked)
-	}
-	return text
-}
+// Mask hides the project's secret values in text a command printed.
+func (r *ReloadAction) Mask(text string) string { return r.secrets.Mask(text) }
 
-// Masked is what stands for a value that is never printed.
-const Masked = "***"
-
-// MinMasked is the shortest interpolated value masked in free text: a
-// shorter one ("1", "on") would garble output and guards nothing.
-const MinMasked = 4
-
-// reVariable finds the variables a raw compose value refers to.
-var reVariable = regexp.MustCompile(`\$(?:\{([A-Za-z_][A-Za-z0-9_]*)[^}]*\}|([A-Za-z_][A-Za-z0-9_]*))`)
-
-// maskCommands fills the masked forms of the reload commands from their raw
-// text in the compose file: each variable reference shows as Masked, and its
-// value is remembered to mask the commands' output.
-func (r *ReloadAction) maskCommands(raw func(key string, i int) (string, bool), env map[string]string) {
+// maskCommands fills the shown forms of the reload commands from their raw
+// text in the compose file: each variable reference shows as Masked.
+func (r *ReloadAction) maskCommands(raw func(key string, i int) (string, bool)) {
 	mask := func(key string, cmd []string) string {
 		parts := make([]string, len(cmd))
 		changed := false
@@ -131,13 +118,7 @@ func (r *ReloadAction) maskCommands(raw func(key string, i int) (string, bool), 
 			if !ok || !strings.Contains(text, "$") {
 				continue
 			}
-			for _, m := range reVariable.FindAllStringSubmatch(text, -1) {
-				name := m[1] + m[2]
-				if v := env[name]; len(v) >= MinMasked && !slices.Contains(r.secrets, v) {
-					r.secrets = append(r.secrets, v)
-				}
-			}
-			parts[i] = reVariable.ReplaceAllString(text, Masked)
+			parts[i] = secrets.MaskReferences(text)
 			changed = true
 		}
 		if !changed {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -22,8 +23,9 @@ func newDiffCommand(g *globals) *cobra.Command {
 		Use:   "diff",
 		Short: "Show drift between the compose files and the engine, and the plan, without acting",
 		Long: `diff compares the compose files with what the engine runs and prints every
-difference and the plan that would converge them. Environment values are never
-printed: a changed variable shows as its key with a masked value.
+difference and the plan that would converge them. Secrets are never printed: a
+changed variable shows as its key with a masked value, and an environment value
+or an interpolated one shows as *** wherever it appears (a command, a label).
 
 Exit code: 0 in sync, 1 drift found (0 with --exit-code=false), 2 bad input
 (as --once: an image the plan needs that is neither present nor pullable, a
@@ -66,12 +68,18 @@ docs/commands.md): the drift, each item with what differs, and the plan.`,
 				}
 				details[dr.ContainerID] = plan.Explain(d.Services[dr.Service], cfg)
 			}
+			// rendered whole, then masked whole: nothing of the project's
+			// secrets is printed, whichever part of the report quotes it
+			var out bytes.Buffer
 			if output == "json" {
-				if err := writeJSON(g.stdout, plan.NewReport("diff", d.Project.Name, res, details)); err != nil {
+				if err := writeJSON(&out, plan.NewReport("diff", d.Project.Name, res, details)); err != nil {
 					return withCode(exitInternal, err)
 				}
 			} else {
-				printDiff(g.stdout, d.Project.Name, res, details)
+				printDiff(&out, d.Project.Name, res, details)
+			}
+			if _, err := io.WriteString(g.stdout, d.Secrets.Mask(out.String())); err != nil {
+				return withCode(exitInternal, fmt.Errorf("writing the diff: %w", err))
 			}
 			if !res.InSync() && exitCode {
 				return withCode(exitNotConverged, errSilent)

@@ -230,25 +230,40 @@ func containsString(list []string, s string) bool {
 	return false
 }
 
+// TestSecretsNeverPrinted: a value from .env reaches the environment, the
+// command and a label; as it changes, diff, --once and status print it
+// nowhere, and an edit that makes compose refuse the value (an invalid
+// duration quoting it) is refused without it.
 func TestSecretsNeverPrinted(t *testing.T) {
 	t.Parallel()
-	const first, second = "canary-first-5d1e0c", "canary-second-a94f21"
+	const first, second, third = "canary-first-5d1e0c", "canary-second-a94f21", "canary-third-77c0aa"
 	p := enginetest.NewProject(t, `
 services:
   api:
     image: {{.Image}}
+    command: ["serve", "--key=${DB_PASSWORD}"]
+    labels: {auth: "basic ${DB_PASSWORD}"}
     environment: {DB_PASSWORD: "${DB_PASSWORD}"}
+    stop_grace_period: ${GRACE:-2s}
 `)
 	p.Write(".env", "DB_PASSWORD="+first+"\n")
 	r1 := once(t, p, "--log-level", "debug")
 	p.Write(".env", "DB_PASSWORD="+second+"\n")
 	r2 := reconcile(t, p.Dir, nil, "diff", "-f", p.File, "-p", p.Name, "--log-level", "debug")
-	if r2.Code != 1 || !strings.Contains(r2.Stdout, "environment.DB_PASSWORD: changed") {
+	if r2.Code != 1 || !strings.Contains(r2.Stdout, "environment.DB_PASSWORD: changed") ||
+		!strings.Contains(r2.Stdout, `command: ["serve", "--key=***"] -> ["serve", "--key=***"]`) ||
+		!strings.Contains(r2.Stdout, `labels.auth: "basic ***" -> "basic ***"`) {
 		t.Fatalf("diff after the secret changed: %s", r2)
 	}
+	r2j := reconcile(t, p.Dir, nil, "diff", "-o", "json", "-f", p.File, "-p", p.Name)
 	r3 := once(t, p, "--log-level", "debug")
 	r4 := reconcile(t, p.Dir, nil, "status", "-f", p.File, "-p", p.Name, "-o", "json", "--log-level", "debug")
-	for _, r := range []result{r1, r2, r3, r4} {
+	p.Write(".env", "DB_PASSWORD="+second+"\nGRACE="+third+"\n")
+	r5 := reconcile(t, p.Dir, nil, "--once", "-f", p.File, "-p", p.Name)
+	if r5.Code != 2 || !strings.Contains(r5.Stderr, "stop_grace_period") {
+		t.Fatalf("--once with an invalid duration from .env: %s", r5)
+	}
+	for _, r := range []result{r1, r2, r2j, r3, r4, r5} {
 		if strings.Contains(r.Stdout+r.Stderr, "canary-") {
 			t.Errorf("a secret value was printed:\n%s", r)
 		}

@@ -49,7 +49,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	silent := errors.Is(err, errSilent)
 	if !silent {
-		fmt.Fprintln(stderr, "reconcile: "+desired.OneLine(err.Error()))
+		fmt.Fprintln(root.ErrOrStderr(), "reconcile: "+desired.OneLine(err.Error()))
 	}
 	return codeOf(err, exitInput)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/reconcile-dev/reconcile/internal/engine"
 	"github.com/reconcile-dev/reconcile/internal/logging"
 	"github.com/reconcile-dev/reconcile/internal/notify"
+	"github.com/reconcile-dev/reconcile/internal/secrets"
 	"github.com/reconcile-dev/reconcile/internal/session"
 	"github.com/reconcile-dev/reconcile/internal/statedir"
 	"github.com/reconcile-dev/reconcile/observed"
@@ -44,10 +45,15 @@ type globals struct {
 
 	stdout, stderr io.Writer
 	log            *slog.Logger
+	// secrets holds the loaded projects' Sets: stdout and stderr are
+	// masked with it, whatever prints there. Shared by copies of globals
+	// (one per project of status --projects).
+	secrets *secrets.Holder
 }
 
 func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
-	g := &globals{stdout: stdout, stderr: stderr}
+	g := &globals{secrets: &secrets.Holder{}}
+	g.stdout, g.stderr = secrets.Writer(stdout, g.secrets), secrets.Writer(stderr, g.secrets)
 	var once bool
 	var timeout, settle time.Duration
 	onceOutput := "text"
@@ -92,8 +98,8 @@ Compose SDK, in dependency order.
 			return runOnce(cmd.Context(), g, timeout, settle)
 		},
 	}
-	root.SetOut(stdout)
-	root.SetErr(stderr)
+	root.SetOut(g.stdout)
+	root.SetErr(g.stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return withCode(exitInput, err) })
 
 	pf := root.PersistentFlags()
@@ -190,7 +196,11 @@ func (g *globals) open(ctx context.Context) (*session.Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	return session.Open(ctx, session.Options{Load: opts, Loader: loader, Connect: g.connect})
+	sess, err := session.Open(ctx, session.Options{Load: opts, Loader: loader, Connect: g.connect})
+	if sess != nil && sess.Desired != nil {
+		g.secrets.Include(sess.Desired.Secrets)
+	}
+	return sess, err
 }
 
 // openObserved opens a session and returns it with a snapshot of the project:

@@ -28,6 +28,7 @@ import (
 	"github.com/reconcile-dev/reconcile/internal/filewatch"
 	"github.com/reconcile-dev/reconcile/internal/metrics"
 	"github.com/reconcile-dev/reconcile/internal/record"
+	"github.com/reconcile-dev/reconcile/internal/secrets"
 	"github.com/reconcile-dev/reconcile/internal/statedir"
 	"github.com/reconcile-dev/reconcile/observed"
 	"github.com/reconcile-dev/reconcile/reconciler"
@@ -75,6 +76,9 @@ type Project struct {
 	opts desired.Options
 	log  *slog.Logger
 
+	// secrets is the Set of the desired state in force: the project's log
+	// and records are masked with it.
+	secrets  secrets.Holder
 	records  *record.Recorder
 	met      *metrics.Project
 	ctrl     *reconciler.Controller
@@ -124,14 +128,16 @@ func LockProject(stateDir, lockDir, engineID, name string) ([]*statedir.Lock, er
 // Close releases them.
 func New(cfg Config, d *desired.State, opts desired.Options, locks []*statedir.Lock) (_ *Project, err error) {
 	name := d.Project.Name
-	log := cfg.Log.With("project", name)
-	p := &Project{cfg: cfg, name: name, opts: opts, log: log, locks: locks, done: make(chan struct{}), notWatched: map[string]bool{}}
+	p := &Project{cfg: cfg, name: name, opts: opts, locks: locks, done: make(chan struct{}), notWatched: map[string]bool{}}
+	p.secrets.Store(d.Secrets)
+	log := slog.New(secrets.Handler(cfg.Log.Handler(), &p.secrets)).With("project", name)
+	p.log = log
 	defer func() {
 		if err != nil {
 			p.Close()
 		}
 	}()
-	p.records = cfg.Records.For(name, log)
+	p.records = cfg.Records.For(name, log).Masking(&p.secrets)
 	var met reconciler.Metrics
 	if cfg.Metrics != nil {
 		p.met = cfg.Metrics.For(name)
@@ -333,6 +339,7 @@ func (p *Project) Reload(why string) {
 			p.log.Warn("some compose files cannot be watched", "error", err)
 		}
 	}
+	p.secrets.Store(d.Secrets)
 	p.watchConfigs(d)
 	p.rollouts.Remember(d)
 	old := p.ctrl.Desired()

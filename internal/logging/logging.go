@@ -58,6 +58,15 @@ func orDefault(s, d string) string {
 // IsTerminal reports whether w is a terminal: colour and redraws are for
 // people, not for files and pipes.
 func IsTerminal(w io.Writer) bool {
+	// a writer that filters another (masking secrets) is a terminal when
+	// what it writes to is
+	for {
+		u, ok := w.(interface{ Unwrap() io.Writer })
+		if !ok {
+			break
+		}
+		w = u.Unwrap()
+	}
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(f.Fd())
 }

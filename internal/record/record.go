@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/reconcile-dev/reconcile/internal/clock"
+	"github.com/reconcile-dev/reconcile/internal/secrets"
 )
 
 // Record is one event: Reason is a CamelCase word a program can match on
@@ -38,6 +39,8 @@ type Recorder struct {
 	clock   clock.Clock
 	project string
 	h       *history
+	// secrets masks every message before it is logged, kept or sent.
+	secrets *secrets.Holder
 }
 
 // history is what the recorders of one daemon share.
@@ -66,6 +69,15 @@ func (r *Recorder) For(project string, log *slog.Logger) *Recorder {
 	return &Recorder{log: log, clock: r.clock, project: project, h: r.h}
 }
 
+// Masking returns a recorder like r whose messages are masked with h's Set
+// before anything sees them: the one place a project's records, and so its
+// log lines, /events, the dashboard and notifications, are kept secret-free.
+func (r *Recorder) Masking(h *secrets.Holder) *Recorder {
+	cp := *r
+	cp.secrets = h
+	return &cp
+}
+
 // SetCount makes count be told the type, reason and project of every
 // record from now on, for metrics.
 func (r *Recorder) SetCount(count func(typ Type, reason Reason, project string)) {
@@ -77,6 +89,7 @@ func (r *Recorder) SetCount(count func(typ Type, reason Reason, project string))
 // Event records one event; its type is the reason's, from the catalogue.
 func (r *Recorder) Event(reason Reason, service, container, message string) {
 	typ := reason.Type()
+	message = r.secrets.Mask(message)
 	rec := Record{Time: r.clock.Now(), Type: typ, Reason: reason, Project: r.project, Service: service, Container: container, Message: message}
 	level := slog.LevelInfo
 	if typ == Warning {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/reconcile-dev/reconcile/internal/clock"
+	"github.com/reconcile-dev/reconcile/internal/secrets"
 )
 
 func TestRecorderLogsKeepsAndStreams(t *testing.T) {
@@ -98,5 +99,27 @@ func TestProjectRecordersShareOneHistory(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), `"project":"shop"`) {
 		t.Errorf("a project's log lines do not name it: %s", logs.String())
+	}
+}
+
+// TestMaskingRecorderKeepsNoSecret: a record's message is masked before it
+// is logged, kept or streamed, whatever the policy that wrote it quoted.
+func TestMaskingRecorderKeepsNoSecret(t *testing.T) {
+	const canary = "c4n4ry-s3cret"
+	var logs bytes.Buffer
+	var h secrets.Holder
+	h.Store(secrets.New(canary))
+	r := New(slog.New(slog.NewJSONHandler(&logs, nil)), clock.Real{}, 10).For("p", nil).Masking(&h)
+	live, cancel := r.Subscribe()
+	defer cancel()
+	r.Event("ReloadFailed", "api", "p-api-1", `exec "curl -H `+canary+`" failed: `+canary)
+	got := <-live
+	for where, text := range map[string]string{"log": logs.String(), "kept": r.Recent()[0].Message, "streamed": got.Message} {
+		if strings.Contains(text, canary) {
+			t.Errorf("%s record prints the value: %s", where, text)
+		}
+		if !strings.Contains(text, "***") {
+			t.Errorf("%s record %q shows no mask", where, text)
+		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/reconcile-dev/reconcile/desired"
 	"github.com/reconcile-dev/reconcile/internal/engine"
+	"github.com/reconcile-dev/reconcile/internal/secrets"
 )
 
 // HookError is a lifecycle hook that ran and failed. compose's own up fails
@@ -98,16 +99,15 @@ func tail(out string) string {
 	return out
 }
 
-// maskValues hides the values of the service's and the hook's environment
-// in text a hook printed: a hook that echoes its environment must not put a
-// password into a record.
+// maskValues hides the project's secret values and those of the hook's
+// own environment in text a hook printed: a hook that echoes its
+// environment must not put a password into a record.
 func maskValues(text string, svc *desired.Service, hookEnv map[string]*string) string {
-	for _, env := range []map[string]*string{svc.Config.Environment, hookEnv} {
-		for _, v := range env {
-			if v != nil && len(*v) >= desired.MinMasked {
-				text = strings.ReplaceAll(text, *v, desired.Masked)
-			}
+	own := secrets.New()
+	for _, v := range hookEnv {
+		if v != nil {
+			own.Add(*v)
 		}
 	}
-	return text
+	return own.Mask(svc.Secrets.Mask(text))
 }

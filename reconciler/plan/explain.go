@@ -7,17 +7,26 @@ import (
 	"strings"
 
 	"github.com/reconcile-dev/reconcile/desired"
+	"github.com/reconcile-dev/reconcile/internal/secrets"
 	"github.com/reconcile-dev/reconcile/observed"
 )
 
-// Masked stands in for every environment value reconcile would otherwise
-// print: values often hold secrets, keys do not.
-const Masked = "***"
-
 // Explain lists what differs between a service's desired configuration and
 // a container's, one line per setting, for a container whose config hash
-// diverged. Environment values are never shown, only their keys.
+// diverged. Environment values are never shown, only their keys; every
+// other value shown (command, entrypoint, labels) is masked with the
+// project's secrets and with the container's own environment values, which
+// may be a secret's old value.
 func Explain(s *desired.Service, cfg *observed.ContainerConfig) []string {
+	lines := explain(s, cfg)
+	old := secrets.New(slices.Collect(maps.Values(cfg.Env))...)
+	for i, l := range lines {
+		lines[i] = old.Mask(s.Secrets.Mask(l))
+	}
+	return lines
+}
+
+func explain(s *desired.Service, cfg *observed.ContainerConfig) []string {
 	var lines []string
 	if s.Config.Image != "" && s.Config.Image != cfg.Image {
 		lines = append(lines, fmt.Sprintf("image: %s -> %s", cfg.Image, s.Config.Image))
@@ -32,9 +41,9 @@ func Explain(s *desired.Service, cfg *observed.ContainerConfig) []string {
 		have, ok := cfg.Env[k]
 		switch {
 		case !ok:
-			lines = append(lines, fmt.Sprintf("environment.%s: added (value %s)", k, Masked))
+			lines = append(lines, fmt.Sprintf("environment.%s: added (value %s)", k, secrets.Masked))
 		case have != want[k]:
-			lines = append(lines, fmt.Sprintf("environment.%s: changed (values %s)", k, Masked))
+			lines = append(lines, fmt.Sprintf("environment.%s: changed (values %s)", k, secrets.Masked))
 		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(cfg.Env)) {

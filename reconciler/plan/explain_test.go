@@ -47,3 +47,38 @@ func TestExplainFallsBackWhenNothingVisibleChanged(t *testing.T) {
 		t.Errorf("Explain = %v", got)
 	}
 }
+
+// TestExplainMasksCommandEntrypointAndLabels: a value interpolated into a
+// command, an entrypoint or a label, or held in the environment (now or in
+// the container's old one), is not printed where those are shown.
+func TestExplainMasksCommandEntrypointAndLabels(t *testing.T) {
+	t.Setenv("API_KEY", "k3y-canary-new")
+	d := load(t, `
+services:
+  api:
+    image: app
+    command: [serve, "--key=${API_KEY}"]
+    entrypoint: [/init, "${API_KEY}"]
+    environment: {DB_PASSWORD: pw-canary-env}
+    labels: {auth: "basic pw-canary-env"}`)
+	cfg := &observed.ContainerConfig{
+		Image:      "app",
+		Env:        map[string]string{"DB_PASSWORD": "pw-canary-env", "OLD_TOKEN": "t0k-canary-old"},
+		Command:    []string{"serve", "--key=t0k-canary-old"},
+		Entrypoint: []string{"/init"},
+		Labels:     map[string]string{"auth": "basic t0k-canary-old"},
+	}
+	got := strings.Join(Explain(d.Services["api"], cfg), "\n")
+	if strings.Contains(got, "canary") {
+		t.Errorf("a value leaked:\n%s", got)
+	}
+	for _, want := range []string{
+		`command: ["serve", "--key=***"] -> ["serve", "--key=***"]`,
+		`entrypoint: ["/init"] -> ["/init", "***"]`,
+		`labels.auth: "basic ***" -> "basic ***"`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("Explain lacks %q:\n%s", want, got)
+		}
+	}
+}
