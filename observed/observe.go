@@ -251,16 +251,26 @@ func Enrich(ctx context.Context, c Inspector, snap *Snapshot) error {
 		if ctr.State == StateRunning {
 			continue
 		}
-		res, err := c.ContainerInspect(ctx, ctr.ID, client.ContainerInspectOptions{})
+		d, err := InspectDetails(ctx, c, ctr.ID)
 		if err != nil {
-			if isNotFound(err) {
-				continue // removed since the list: the next pass will see it
-			}
 			return fmt.Errorf("inspecting container %s: %w", ctr.Name, err)
 		}
-		ctr.Details = detailsOf(res.Container)
+		ctr.Details = d
 	}
 	return nil
+}
+
+// InspectDetails is what an inspect says of why container id is down; nil
+// when it was removed since it was listed (the next list will not show it).
+func InspectDetails(ctx context.Context, c Inspector, id string) (*Details, error) {
+	res, err := c.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	if err != nil {
+		if isNotFound(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	return detailsOf(res.Container), nil
 }
 
 func detailsOf(in container.InspectResponse) *Details {

@@ -91,8 +91,10 @@ type Controller struct {
 	expect    Expectations
 	queueOnce sync.Once
 	snapshots snapshots
-	reports   reports
-	pending   pending
+	// details explains stopped containers to Served.
+	details details
+	reports reports
+	pending pending
 	// infra serialises the creation of networks and volumes that several
 	// services may need at once.
 	infra sync.Mutex

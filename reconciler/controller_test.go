@@ -14,6 +14,8 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/docker/compose/v5/pkg/api"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
 	"github.com/reconcile-dev/reconcile/internal/clock"
 	"github.com/reconcile-dev/reconcile/internal/record"
 	"github.com/reconcile-dev/reconcile/observed"
@@ -542,5 +544,64 @@ func TestALastingReportOutlivesAReturnToSync(t *testing.T) {
 		if n := len(rec.reasons()); n != tt.want {
 			t.Errorf("lasting %v: %d records, want %d", tt.lasting, n, tt.want)
 		}
+	}
+}
+
+// countingInspector answers inspects of stopped containers and counts them.
+type countingInspector struct{ n atomic.Int32 }
+
+func (c *countingInspector) ContainerInspect(_ context.Context, id string, _ client.ContainerInspectOptions) (client.ContainerInspectResult, error) {
+	c.n.Add(1)
+	return client.ContainerInspectResult{Container: container.InspectResponse{
+		State: &container.State{OOMKilled: true, FinishedAt: "2026-01-02T03:04:05Z"},
+	}}, nil
+}
+
+// TestServedStatusDoesNotMakeTheEngineWork: however many requests ask for
+// the status, it comes from the loop's snapshot (no list) and a stopped
+// container is inspected once per stop, again only after its next event.
+func TestServedStatusDoesNotMakeTheEngineWork(t *testing.T) {
+	w := newWorld(load(t, "services:\n  app: {image: a, deploy: {replicas: 2}}\n"))
+	w.add("app", 1, "running")
+	stopped := w.add("app", 2, "exited:137")
+	f := &fakeEngine{w: w}
+	c, _, observes := newController(w, f)
+	ins := &countingInspector{}
+	ctx := context.Background()
+	if _, err := c.Reconcile(ctx, "app"); err != nil {
+		t.Fatal(err)
+	}
+	listed := observes.Load()
+	for range 50 {
+		st, err := c.Served(ctx, ins)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(st.Services) != 1 {
+			t.Fatalf("status %+v", st)
+		}
+	}
+	if got := observes.Load() - listed; got != 0 {
+		t.Errorf("50 requests listed %d times, want 0 (the loop's snapshot)", got)
+	}
+	if got := ins.n.Load(); got != 1 {
+		t.Errorf("50 requests made %d inspects of the one stopped container, want 1", got)
+	}
+	st, _ := c.Served(ctx, ins)
+	found := false
+	for _, r := range st.Services[0].Containers {
+		if r.Name == stopped.Name {
+			found = strings.HasPrefix(r.LastExit, "OOMKilled")
+		}
+	}
+	if !found {
+		t.Errorf("the stopped replica is not explained: %+v", st.Services[0].Containers)
+	}
+	c.Observed(observed.Event{Action: observed.ActionDie, ContainerID: stopped.ID})
+	if _, err := c.Served(ctx, ins); err != nil {
+		t.Fatal(err)
+	}
+	if got := ins.n.Load(); got != 2 {
+		t.Errorf("after the container's event, %d inspects in all, want 2", got)
 	}
 }

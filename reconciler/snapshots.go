@@ -32,9 +32,11 @@ type snapshots struct {
 	markFull atomic.Uint64
 	mu       sync.Mutex
 	snap     *observed.Snapshot
-	at       uint64
-	fullAt   uint64
-	has      bool
+	// latest is snap, for readers that must not wait for a list
+	latest atomic.Pointer[observed.Snapshot]
+	at     uint64
+	fullAt uint64
+	has    bool
 
 	// facts holds what recent events say about containers. The engine
 	// emits an event before its list view catches up (a `die` is sent
@@ -60,6 +62,9 @@ func (c *Controller) Observed(ev observed.Event) {
 		s.full.Add(1) // compose's down removes the network after the containers
 	}
 	g := s.gen.Add(1)
+	if ev.ContainerID != "" {
+		c.details.forget(ev.ContainerID)
+	}
 	f := ev.Fact()
 	if f.Kind == "" || ev.ContainerID == "" {
 		return
@@ -109,6 +114,13 @@ func (c *Controller) Snapshot(ctx context.Context) (*observed.Snapshot, error) {
 	return snap, nil
 }
 
+// last is the snapshot the loop last took, stale or not; nil before the
+// first.
+// It never waits for a list in progress.
+func (s *snapshots) last() *observed.Snapshot {
+	return s.latest.Load()
+}
+
 // Mark invalidates the cached snapshot and returns the generation a list
 // about to be taken by someone else (an agent's one listing of every
 // project) stands for: what ResyncWith is given with it.
@@ -124,6 +136,7 @@ func (c *Controller) adopt(snap *observed.Snapshot, g uint64) {
 	s := &c.snapshots
 	s.patch(snap, g, c.clock().Now())
 	s.snap, s.at, s.has = snap, g, true
+	s.latest.Store(snap)
 	for _, p := range c.Policies {
 		if p.Listed != nil {
 			p.Listed.Listed(snap)

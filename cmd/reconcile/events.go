@@ -40,7 +40,7 @@ reached (without --follow).`,
 			if typ != "" && typ != string(record.Normal) && typ != string(record.Warning) {
 				return withCode(exitInput, fmt.Errorf("--type %q: want Normal or Warning", typ))
 			}
-			p := &eventPrinter{w: g.stdout, color: logging.IsTerminal(g.stdout), service: service, typ: typ, seen: map[string]bool{}}
+			p := &eventPrinter{w: g.stdout, color: logging.IsTerminal(g.stdout), service: service, typ: typ, seen: map[string]bool{}, authorize: g.authorize}
 			base := "http://" + addr
 			if !follow {
 				return p.recent(cmd.Context(), base)
@@ -62,6 +62,8 @@ type eventPrinter struct {
 	service, typ  string
 	seen          map[string]bool
 	headerPrinted bool
+	// authorize adds the daemon's token to a request.
+	authorize func(*http.Request) error
 }
 
 func (p *eventPrinter) print(r record.Record) {
@@ -102,6 +104,9 @@ func (p *eventPrinter) recent(ctx context.Context, base string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/events", nil)
 	if err != nil {
 		return withCode(exitInput, fmt.Errorf("--listen: %w", err))
+	}
+	if err := p.authorize(req); err != nil {
+		return err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -155,6 +160,9 @@ func (p *eventPrinter) stream(ctx context.Context, base string, connected func()
 		return err
 	}
 	req.Header.Set("Accept", "text/event-stream")
+	if err := p.authorize(req); err != nil {
+		return err
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err

@@ -39,6 +39,9 @@ Exit code: 0 ready (or alive), 1 not, with the daemon's reason.`,
 			if err != nil {
 				return withCode(exitInput, fmt.Errorf("--listen %q: %w", addr, err))
 			}
+			if err := g.authorize(req); err != nil {
+				return err
+			}
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				return withCode(exitNotConverged, fmt.Errorf("no daemon answers at %s: %w", addr, err))

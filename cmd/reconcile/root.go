@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/reconcile-dev/reconcile/desired"
 	"github.com/reconcile-dev/reconcile/internal/daemon"
 	"github.com/reconcile-dev/reconcile/internal/engine"
+	"github.com/reconcile-dev/reconcile/internal/httpapi"
 	"github.com/reconcile-dev/reconcile/internal/logging"
 	"github.com/reconcile-dev/reconcile/internal/notify"
 	"github.com/reconcile-dev/reconcile/internal/secrets"
@@ -42,6 +44,9 @@ type globals struct {
 	projectsDir   string
 	discover      bool
 	discoverMatch string
+	// listenTokenFile is the daemon's bearer token: required by a daemon
+	// that has one, sent by the commands that read it (events, healthcheck).
+	listenTokenFile string
 
 	stdout, stderr io.Writer
 	log            *slog.Logger
@@ -116,6 +121,7 @@ Compose SDK, in dependency order.
 	pf.BoolVar(&g.discover, "discover", false, "agent: also reconcile the compose projects found on the engine, from compose's labels (working dir, config files)")
 	pf.StringVar(&g.discoverMatch, "discover-match", "*", "agent: with --discover, only the projects whose name matches this glob (prod-*)")
 	pf.StringVar(&g.dockerContext, "context", "", "docker CLI context to reach the engine through (default: DOCKER_HOST, DOCKER_CONTEXT, or the current context)")
+	pf.StringVar(&g.listenTokenFile, "listen-token-file", "", "file holding the bearer token of the HTTP endpoints: the daemon requires it of every request but /healthz; events and healthcheck send it")
 	pf.StringVar(&g.stateDir, "state-dir", "", "directory of the daemon's project lock and restart state (default $XDG_STATE_HOME/reconcile)")
 
 	root.Flags().BoolVar(&once, "once", false, "converge once, wait until converged, and exit")
@@ -124,6 +130,7 @@ Compose SDK, in dependency order.
 	root.Flags().DurationVar(&settle, "settle", daemon.DefaultSettle, "with --once: how long convergence must hold after this run acted (a container that dies at once is not converged)")
 	root.Flags().BoolVar(&df.DryRun, "dry-run", false, "daemon: report drift as it happens, never act")
 	root.Flags().StringVar(&df.Listen, "listen", "", "daemon: serve /metrics, /healthz, /readyz, /status and /events on this address (e.g. 127.0.0.1:9090)")
+	root.Flags().BoolVar(&df.ListenInsecure, "listen-insecure", false, "daemon: serve --listen beyond loopback without --listen-token-file (anyone who reaches it reads the status, records and metrics)")
 	root.Flags().StringArrayVar(&df.AllowedHosts, "allowed-hosts", nil, "daemon: Host names the HTTP endpoints answer besides loopback ones and the --listen address (repeatable: a name Prometheus or a proxy reaches the daemon by)")
 	root.Flags().DurationVar(&df.Resync, "resync", time.Minute, "daemon: relist everything this often, in case the event stream lost something (0: never)")
 	root.Flags().IntVar(&df.Workers, "workers", 4, "daemon: services of a project reconciled at once")
@@ -151,6 +158,7 @@ func runDaemon(ctx context.Context, g *globals, df daemon.Options) error {
 	df.ProjectsDir, df.Discover, df.DiscoverMatch = g.projectsDir, g.discover, g.discoverMatch
 	df.RemoveOrphans, df.DockerContext = g.removeOrphans, g.dockerContext
 	df.Log, df.Version = g.log, version()
+	df.ListenTokenFile = g.listenTokenFile
 	return daemon.Run(ctx, df)
 }
 
@@ -201,6 +209,20 @@ func (g *globals) open(ctx context.Context) (*session.Session, error) {
 		g.secrets.Include(sess.Desired.Secrets)
 	}
 	return sess, err
+}
+
+// authorize adds the daemon's bearer token (--listen-token-file) to req,
+// for the commands that read a daemon's endpoints.
+func (g *globals) authorize(req *http.Request) error {
+	if g.listenTokenFile == "" {
+		return nil
+	}
+	tok, err := httpapi.ReadToken(g.listenTokenFile)
+	if err != nil {
+		return withCode(exitInput, fmt.Errorf("--listen-token-file: %w", err))
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	return nil
 }
 
 // openObserved opens a session and returns it with a snapshot of the project:

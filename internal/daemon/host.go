@@ -59,8 +59,13 @@ type Options struct {
 	// AllowedHosts are Host names requests to Listen may name besides the
 	// loopback ones and the listen address's own.
 	AllowedHosts []string
-	Resync       time.Duration
-	Workers      int
+	// ListenTokenFile holds the bearer token every request but /healthz
+	// must carry. Without one, Listen must be a loopback address unless
+	// ListenInsecure says otherwise.
+	ListenTokenFile string
+	ListenInsecure  bool
+	Resync          time.Duration
+	Workers         int
 	// EngineConcurrency bounds the engine operations in flight across
 	// every project (0: unbounded).
 	EngineConcurrency int
@@ -527,14 +532,16 @@ type AgentStatus struct {
 	Problems []ProjectProblem     `json:"problems,omitempty"`
 }
 
-// status is /status (inspect set) and /status/stream (nil: what the daemon
-// knows, without asking the engine) of one project, or of all.
+// status is /status and /status/stream of one project, or of all: from the
+// snapshot each project's loop last took, never a list of its own. /status
+// (inspect set) explains each stopped container with one inspect per stop,
+// kept; the stream (nil) asks the engine nothing.
 func (h *host) status(ctx context.Context, name string, inspect observed.Inspector) (any, error) {
 	if name != "" || h.agent == nil {
 		ps := h.list()
 		switch {
 		case name == "" && len(ps) == 1:
-			return ps[0].Controller().Status(ctx, inspect)
+			return ps[0].Controller().Served(ctx, inspect)
 		case name == "" && len(ps) == 0:
 			// a daemon of one project takes it on once the engine answers
 			return nil, errors.New("the project is not reconciled yet: waiting for the engine")
@@ -543,11 +550,11 @@ func (h *host) status(ctx context.Context, name string, inspect observed.Inspect
 		if p == nil {
 			return nil, fmt.Errorf("%w: %s", httpapi.ErrNoProject, name)
 		}
-		return p.Controller().Status(ctx, inspect)
+		return p.Controller().Served(ctx, inspect)
 	}
 	st := AgentStatus{Projects: []plan.ProjectStatus{}, Problems: h.agent.problems()}
 	for _, p := range h.list() {
-		ps, err := p.Controller().Status(ctx, inspect)
+		ps, err := p.Controller().Served(ctx, inspect)
 		if err != nil {
 			return nil, fmt.Errorf("status of project %s: %w", p.Name(), err)
 		}
@@ -571,8 +578,18 @@ func allowedHosts(addr string, more []string) []string {
 
 // serve starts the HTTP endpoints on addr.
 func (h *host) serve(addr string) (*http.Server, error) {
-	if !httpapi.Loopback(addr) {
-		h.log.Warn("HTTP endpoints bound beyond loopback: they have no authentication", "listen", addr)
+	var token string
+	if h.opts.ListenTokenFile != "" {
+		var err error
+		if token, err = httpapi.ReadToken(h.opts.ListenTokenFile); err != nil {
+			return nil, fmt.Errorf("--listen-token-file: %w", err)
+		}
+	}
+	if token == "" && !httpapi.Loopback(addr) {
+		if !h.opts.ListenInsecure {
+			return nil, fmt.Errorf("--listen %s %w", addr, httpapi.ErrBeyondLoopback)
+		}
+		h.log.Warn("HTTP endpoints bound beyond loopback without a token (--listen-insecure): anyone who reaches them reads the status, records and metrics", "listen", addr)
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -599,6 +616,7 @@ func (h *host) serve(addr string) (*http.Server, error) {
 		Changes:      &h.changes,
 		Page:         dashboard.Handler(),
 		AllowedHosts: allowedHosts(addr, h.opts.AllowedHosts),
+		Token:        token,
 	}
 	// IdleTimeout ends idle keep-alive connections; the live streams keep
 	// theirs open by writing, every statusRefresh at the latest.

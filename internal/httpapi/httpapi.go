@@ -51,6 +51,14 @@ type Server struct {
 	// and --allowed-hosts. Any other is refused, so that a page of another
 	// site whose name was rebound to this address cannot read it.
 	AllowedHosts []string
+	// Token, when set, is required of every request but /healthz.
+	Token string
+	// MaxStreams and MaxStreamsPerClient cap the live streams (/events as
+	// SSE, /status/stream) open at once, in all and per client address
+	// (DefaultMaxStreams, DefaultMaxStreamsPerClient when zero).
+	MaxStreams, MaxStreamsPerClient int
+
+	streams streams
 }
 
 // ErrNoProject is what Status wraps for a ?project= the daemon does not
@@ -109,8 +117,8 @@ func (s *Server) Handler() http.Handler {
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(st)
 	})
-	mux.HandleFunc("GET /events", s.events)
-	mux.HandleFunc("GET /status/stream", s.statusStream)
+	mux.HandleFunc("GET /events", s.limitStreams(s.events))
+	mux.HandleFunc("GET /status/stream", s.limitStreams(s.statusStream))
 	mux.HandleFunc("GET /reasons", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(record.Catalogue)
@@ -118,7 +126,7 @@ func (s *Server) Handler() http.Handler {
 	if s.Page != nil {
 		mux.Handle("GET /", s.Page)
 	}
-	return s.hostCheck(mux)
+	return s.hostCheck(s.auth(mux))
 }
 
 // hostCheck refuses a request whose Host is neither a loopback name nor an
