@@ -3,11 +3,10 @@ package execute
 import (
 	"context"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/reconcile-dev/reconcile/internal/engine"
-	"github.com/reconcile-dev/reconcile/internal/statedir"
+	"github.com/reconcile-dev/reconcile/internal/safefile"
 	"github.com/reconcile-dev/reconcile/reconciler/plan"
 )
 
@@ -49,15 +48,11 @@ func (e *Executor) exec(ctx context.Context, op plan.Operation) error {
 // writeFile replaces op.File with op.Content atomically (a temporary file,
 // then a rename), except where the file is itself the source of a bind
 // mount (InPlace): a rename would leave the container with the old file.
+// The directory is often one a container may write, so a link planted
+// there is never followed (safefile).
 func writeFile(op plan.Operation) error {
 	if op.InPlace {
-		if err := os.WriteFile(op.File, op.Content, 0o644); err != nil {
-			return fmt.Errorf("writing %s: %w", op.File, err)
-		}
-		return nil
+		return safefile.Overwrite(op.File, op.Content)
 	}
-	if err := statedir.WriteAtomic(op.File, op.Content, 0o644); err != nil {
-		return fmt.Errorf("writing %s: %w", op.File, err)
-	}
-	return nil
+	return safefile.Replace(op.File, op.Content, 0o644)
 }
