@@ -13,6 +13,10 @@ import (
 	"github.com/reconcile-dev/reconcile/internal/imagebuild"
 )
 
+// User is the unprivileged user the image runs as (distroless's
+// "nonroot"): it owns /state and /run/reconcile in the image.
+const User = "65532:65532"
+
 // Tag is the image `make image` builds.
 const Tag = "reconcile:dev"
 
@@ -34,5 +38,7 @@ func Build(ctx context.Context, c imagebuild.Builder, tag string) error {
 		imagebuild.File{Name: "Dockerfile", Mode: 0o644, Data: dockerfile},
 		imagebuild.File{Name: "reconcile", Mode: 0o755, Data: bin},
 		imagebuild.File{Name: "tmp/", Mode: 0o1777},
+		imagebuild.File{Name: "state/", Mode: 0o700},
+		imagebuild.File{Name: "locks/", Mode: 0o700},
 	)
 }

@@ -1,6 +1,13 @@
 package engine
 
-import "testing"
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/moby/moby/client"
+)
 
 // TestExecOutputKeepsItsLastBytesOnly: a command that prints without end
 // costs bounded memory; what is kept is its end, where errors are.
@@ -28,5 +35,25 @@ func TestExecOutputKeepsItsLastBytesOnly(t *testing.T) {
 				t.Errorf("%q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// failingExecer refuses every exec, as an engine refuses one in a
+// container that is not running.
+type failingExecer struct{ Execer }
+
+func (failingExecer) ExecCreate(context.Context, string, client.ExecCreateOptions) (client.ExecCreateResult, error) {
+	return client.ExecCreateResult{}, errors.New("container is not running")
+}
+
+// TestExecErrorsNameTheCommandsFirstWordOnly: an exec's arguments may carry
+// an interpolated value, so an error names only the program.
+func TestExecErrorsNameTheCommandsFirstWordOnly(t *testing.T) {
+	_, err := Exec(context.Background(), failingExecer{}, "ctr", []string{"/bin/reload", "--token=c4n4ry-t0ken"})
+	if err == nil {
+		t.Fatal("no error from a refused exec")
+	}
+	if msg := err.Error(); strings.Contains(msg, "c4n4ry") || !strings.Contains(msg, `"/bin/reload"`) {
+		t.Errorf("error %q: want the program named, its arguments not", msg)
 	}
 }
