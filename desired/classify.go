@@ -19,6 +19,10 @@ var (
 	reNoImage      = regexp.MustCompile(`service "([^"]+)" has neither an image nor a build context specified`)
 	reYAML         = regexp.MustCompile(`go-yaml load error .*? at L(\d+)\S*: (.*)$`)
 	reEnvFile      = regexp.MustCompile(`env file (.+?) not found`)
+	// an env file's parser quotes the line it could not read: a file that
+	// is not an env file (a key, a certificate) would be printed in part
+	reEnvLineName  = regexp.MustCompile(`(unexpected character "(?:[^"\\]|\\.)*" in variable name) "(?:[^"\\]|\\.)*"`)
+	reEnvLineQuote = regexp.MustCompile(`(unterminated quoted value) [^\n]*`)
 	reInterpolate  = regexp.MustCompile(`error while interpolating ([^:]+): (.*)$`)
 	reMissingFile  = regexp.MustCompile(`compose file "([^"]+)" is invalid: (.*)$`)
 	reServicePath  = regexp.MustCompile(`^services\.([^.]+)\.?(.*)$`)
@@ -37,8 +41,15 @@ var (
 // classifyLoadError turns an error of the compose loader into an InputError
 // that names the file, service and key. serviceEnvFiles maps services to the
 // env files they declare, to tell which service a missing env file belongs to.
+// withoutFileContent cuts what a parser quoted of a file's content from its
+// message, keeping the line number it gives.
+func withoutFileContent(msg string) string {
+	msg = reEnvLineName.ReplaceAllString(msg, "$1")
+	return reEnvLineQuote.ReplaceAllString(msg, "$1")
+}
+
 func classifyLoadError(err error, loc *locator, serviceEnvFiles map[string][]string) error {
-	msg := err.Error()
+	msg := withoutFileContent(err.Error())
 	ie := &InputError{Err: errors.New(msg)}
 	if len(loc.files) > 0 {
 		ie.File = loc.files[0]

@@ -31,6 +31,14 @@ func TestLoadErrorsMaskInterpolatedValues(t *testing.T) {
 			"compose.yaml": "services:\n  app:\n    image: x\n    ports: [\"${PORT}:80\"]\n",
 			".env":         "PORT=" + canary + "\n",
 		}, nil, "compose.yaml"},
+		{"a service's env_file that is not one: a line it cannot read", map[string]string{
+			"compose.yaml": "services:\n  app:\n    image: x\n    env_file: [key.pem]\n",
+			"key.pem":      "A=1\n" + canary + "+/x\n",
+		}, nil, "key.pem: line 2"},
+		{"a service's env_file that is not one: an unterminated quote", map[string]string{
+			"compose.yaml": "services:\n  app:\n    image: x\n    env_file: [key.pem]\n",
+			"key.pem":      "A=\"" + canary + "\n",
+		}, nil, "unterminated quoted value"},
 		{"from .env, into an x-reconcile key", map[string]string{
 			"compose.yaml": "services:\n  app:\n    image: x\n    x-reconcile:\n      restart:\n        delay: ${D}\n",
 			".env":         "D=" + canary + "\n",
