@@ -48,6 +48,30 @@ func TestHostileInputIsRefusedBeforeItIsExpanded(t *testing.T) {
 			"big.env":      "A=" + strings.Repeat("x", MaxFileBytes) + "\n",
 		}, want: []string{"compose.yaml:4", "big.env", "more than the limit"}},
 		{name: "include chain too deep", files: deepIncludes(maxIncludeDepth + 2), want: []string{"include", "deeper than"}},
+		{name: "10,000 nested lists", files: map[string]string{
+			"compose.yaml": "services:\n  a:\n    image: x\n    command: " + strings.Repeat("[", 10_000) + strings.Repeat("]", 10_000) + "\n",
+		}, want: []string{"compose.yaml:4:", "nested more than 64 deep"}},
+		{name: "nested beyond the parser's own limit", files: map[string]string{
+			"compose.yaml": "services:\n  a:\n    image: x\n    command: " + strings.Repeat("[", 20_000) + strings.Repeat("]", 20_000) + "\n",
+		}, want: []string{"compose.yaml:4:", "nested more than 64 deep"}},
+		{name: "a megabyte of empty lists", files: map[string]string{
+			"compose.yaml": "services:\n  a:\n    image: x\n    command: [" + strings.Repeat("[],", MaxFileBytes/3-20) + "[]]\n",
+		}, want: []string{"compose.yaml:4:", "brackets, commas and lines"}},
+		{name: "too many networks", files: map[string]string{
+			"compose.yaml": "services:\n  a: {image: x}\nnetworks:\n" + manyKeys("n", MaxNetworks+1),
+		}, want: []string{"compose.yaml:", "networks: more than 1000 networks"}},
+		{name: "too many volumes", files: map[string]string{
+			"compose.yaml": "services:\n  a: {image: x}\nvolumes:\n" + manyKeys("v", MaxVolumes+1),
+		}, want: []string{"compose.yaml:", "volumes: more than 1000 volumes"}},
+		{name: "a billion replicas", files: map[string]string{
+			"compose.yaml": "services:\n  a:\n    image: x\n    deploy:\n      replicas: 1000000000\n",
+		}, want: []string{"compose.yaml:5:", `service "a": deploy.replicas: 1000000000 replicas, more than the limit of 1000`}},
+		{name: "a billion replicas by scale", files: map[string]string{
+			"compose.yaml": "services:\n  a:\n    image: x\n    scale: 1000000000\n",
+		}, want: []string{"compose.yaml:4:", `service "a": scale:`}},
+		{name: "replicas in all beyond the limit", files: map[string]string{
+			"compose.yaml": "services:\n" + manyReplicated(6, MaxReplicas),
+		}, want: []string{"compose.yaml:", `service "s5": deploy.replicas: the project's replicas come to more than 5000`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -81,6 +105,34 @@ func TestHostileInputIsRefusedBeforeItIsExpanded(t *testing.T) {
 				t.Errorf("refusing it allocated %d MiB", alloc>>20)
 			}
 		})
+	}
+}
+
+// manyKeys is n empty entries of a top-level mapping.
+func manyKeys(prefix string, n int) string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, "  %s%d: {}\n", prefix, i)
+	}
+	return b.String()
+}
+
+// manyReplicated is n services of replicas each.
+func manyReplicated(n, replicas int) string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, "  s%d:\n    image: x\n    deploy: {replicas: %d}\n", i, replicas)
+	}
+	return b.String()
+}
+
+// TestScaleBeyondTheLimitIsRefused: --scale is bounded as the file is.
+func TestScaleBeyondTheLimitIsRefused(t *testing.T) {
+	clearComposeEnv(t)
+	dir := writeFiles(t, map[string]string{"compose.yaml": "services:\n  a: {image: x}\n"})
+	_, err := Load(context.Background(), loader(t), Options{Files: []string{filepath.Join(dir, "compose.yaml")}, ProjectName: "p", Scale: map[string]int{"a": 1_000_000_000}})
+	if !IsInputError(err) || !strings.Contains(err.Error(), `service "a": --scale: 1000000000 replicas, more than the limit of 1000`) {
+		t.Fatalf("--scale a=1000000000: %v", err)
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v4"
@@ -29,6 +31,25 @@ const (
 	MaxYAMLNodes = 50_000
 	// MaxServices bounds the services of one project, includes counted.
 	MaxServices = 1000
+	// MaxNetworks and MaxVolumes bound the top-level networks and volumes
+	// of one project, includes counted (the engine's default address pools
+	// hold 31 bridge networks).
+	MaxNetworks = 1000
+	MaxVolumes  = 1000
+	// MaxYAMLDepth bounds how deeply a compose file's collections nest
+	// (aliases not followed): compose's loader walks a tree 10,000 deep
+	// with hundreds of MiB. A real file nests under 15 levels.
+	MaxYAMLDepth = 64
+	// maxRawTokens bounds the structural characters of one file (flow
+	// brackets, commas, lines) before it is parsed: a file of a megabyte of
+	// `[],` decodes into 350,000 nodes and 72 MiB before the node limit
+	// could see it. Four times MaxYAMLNodes leaves any real file alone.
+	maxRawTokens = 4 * MaxYAMLNodes
+	// MaxReplicas bounds one service's replicas (deploy.replicas, scale,
+	// --scale), and MaxReplicasInAll the project's: every replica is a
+	// container, planned and listed.
+	MaxReplicas      = 1000
+	MaxReplicasInAll = 5000
 	// maxIncludeDepth bounds include and extends chains (compose refuses
 	// cycles itself, but only after reading every file of the chain).
 	maxIncludeDepth = 32
@@ -42,7 +63,7 @@ const (
 // It also returns the variables the files interpolate, true for those
 // referred to anywhere but an image: their values are never printed.
 func prescan(files []string) (map[string]bool, error) {
-	s := &scanner{seen: map[string]bool{}, services: map[string]bool{}, refs: map[string]bool{}}
+	s := &scanner{seen: map[string]bool{}, services: map[string]bool{}, networks: map[string]bool{}, volumes: map[string]bool{}, refs: map[string]bool{}}
 	for _, f := range files {
 		if err := s.file(f, 0); err != nil {
 			return s.refs, err
@@ -55,6 +76,8 @@ type scanner struct {
 	seen     map[string]bool
 	nodes    int
 	services map[string]bool
+	networks map[string]bool
+	volumes  map[string]bool
 	refs     map[string]bool
 }
 
@@ -95,12 +118,20 @@ func (s *scanner) file(path string, depth int) error {
 	if err != nil || data == nil {
 		return err
 	}
+	if line, over := rawTokens(data); over {
+		return &InputError{File: path, Line: line, Err: fmt.Errorf(
+			"more than %d brackets, commas and lines: not a compose file a loader should parse", maxRawTokens)}
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	for {
 		var doc yaml.Node
 		if err := dec.Decode(&doc); err != nil {
 			if errors.Is(err, io.EOF) {
 				return nil
+			}
+			if m := reMaxDepth.FindStringSubmatch(err.Error()); m != nil {
+				line, _ := strconv.Atoi(m[1])
+				return &InputError{File: path, Line: line, Err: fmt.Errorf("collections nested more than %d deep", MaxYAMLDepth)}
 			}
 			// syntax errors are compose's to report, with their line; what
 			// the file refers to is taken from its text
@@ -116,6 +147,9 @@ func (s *scanner) file(path string, depth int) error {
 		if line, over := s.count(root); over {
 			return &InputError{File: path, Line: line, Err: fmt.Errorf(
 				"the YAML expands to more than %d nodes once its aliases and merge keys are resolved (the limit of one project)", MaxYAMLNodes)}
+		}
+		if line, over := nestedBeyond(root, 0); over {
+			return &InputError{File: path, Line: line, Err: fmt.Errorf("collections nested more than %d deep", MaxYAMLDepth)}
 		}
 		s.references(root, "")
 		if err := s.countServices(path, root); err != nil {
@@ -193,18 +227,65 @@ func (s *scanner) count(root *yaml.Node) (line int, over bool) {
 }
 
 func (s *scanner) countServices(path string, root *yaml.Node) error {
-	services := mappingValue(root, "services")
-	if services == nil || services.Kind != yaml.MappingNode {
-		return nil
-	}
-	for i := 0; i+1 < len(services.Content); i += 2 {
-		s.services[services.Content[i].Value] = true
-		if len(s.services) > MaxServices {
-			return &InputError{File: path, Line: services.Content[i].Line, Key: "services",
-				Err: fmt.Errorf("more than %d services (the limit of one project)", MaxServices)}
+	for _, c := range []struct {
+		key   string
+		seen  map[string]bool
+		limit int
+	}{{"services", s.services, MaxServices}, {"networks", s.networks, MaxNetworks}, {"volumes", s.volumes, MaxVolumes}} {
+		m := mappingValue(root, c.key)
+		if m == nil || m.Kind != yaml.MappingNode {
+			continue
+		}
+		for i := 0; i+1 < len(m.Content); i += 2 {
+			c.seen[m.Content[i].Value] = true
+			if len(c.seen) > c.limit {
+				return &InputError{File: path, Line: m.Content[i].Line, Key: c.key,
+					Err: fmt.Errorf("more than %d %s (the limit of one project)", c.limit, c.key)}
+			}
 		}
 	}
 	return nil
+}
+
+// reMaxDepth is the YAML parser's refusal of a nesting deeper than its own
+// limit, with where it stopped.
+var reMaxDepth = regexp.MustCompile(`at L(\d+)\S*: exceeded max depth`)
+
+// nestedBeyond reports the line of the first node nested deeper than MaxYAMLDepth
+// below n (at level d); aliases are not followed (the node limit counts
+// what they expand to).
+func nestedBeyond(n *yaml.Node, d int) (line int, over bool) {
+	if d > MaxYAMLDepth {
+		return n.Line, true
+	}
+	for _, c := range n.Content {
+		if line, over := nestedBeyond(c, d+1); over {
+			return line, true
+		}
+	}
+	return 0, false
+}
+
+// rawTokens counts the characters that make YAML nodes (flow brackets and
+// commas, and lines) and reports the line where there were more than
+// maxRawTokens, before anything is parsed.
+func rawTokens(data []byte) (line int, over bool) {
+	n, line := 0, 1
+	for _, b := range data {
+		switch b {
+		case '\n':
+			line++
+			n++
+		case '[', '{', ',':
+			n++
+		default:
+			continue
+		}
+		if n > maxRawTokens {
+			return line, true
+		}
+	}
+	return 0, false
 }
 
 // follow scans the files that root includes (include: paths and their env

@@ -264,10 +264,16 @@ func load(ctx context.Context, loader ProjectLoader, opts Options) (_ *State, er
 		if opts.Scale[name] < 0 {
 			return nil, &InputError{Key: "--scale", Service: name, Err: errors.New("replicas must not be negative")}
 		}
+		if opts.Scale[name] > MaxReplicas {
+			return nil, &InputError{Key: "--scale", Service: name, Err: fmt.Errorf("%d replicas, more than the limit of %d for one service", opts.Scale[name], MaxReplicas)}
+		}
 		svc.SetScale(opts.Scale[name])
 		project.Services[name] = svc
 	}
 
+	if err := boundReplicas(project, loc); err != nil {
+		return nil, err
+	}
 	state := &State{Project: project, Services: map[string]*Service{}, Files: dedupe(files), loc: loc,
 		Secrets: projectSecrets(project, refs)}
 	if err := uniqueContainerNames(state); err != nil {
@@ -322,6 +328,31 @@ func load(ctx context.Context, loader ProjectLoader, opts Options) (_ *State, er
 	}
 	state.Order = dependencyOrder(state.Services)
 	return state, nil
+}
+
+// boundReplicas refuses a service with more than MaxReplicas replicas, or a
+// project with more than MaxReplicasInAll, before anything is planned for
+// them: a billion replicas would be a billion planned containers.
+func boundReplicas(project *types.Project, loc *locator) error {
+	total := 0
+	for _, name := range slices.Sorted(maps.Keys(project.Services)) {
+		svc := project.Services[name]
+		n := svc.GetScale()
+		key := "deploy.replicas"
+		if svc.Scale != nil {
+			key = "scale"
+		}
+		file, line := loc.find(append([]string{"services", name}, strings.Split(key, ".")...)...)
+		if n > MaxReplicas {
+			return &InputError{File: file, Line: line, Service: name, Key: key,
+				Err: fmt.Errorf("%d replicas, more than the limit of %d for one service", n, MaxReplicas)}
+		}
+		if total += n; total > MaxReplicasInAll {
+			return &InputError{File: file, Line: line, Service: name, Key: key,
+				Err: fmt.Errorf("the project's replicas come to more than %d here (the limit of one project)", MaxReplicasInAll)}
+		}
+	}
+	return nil
 }
 
 // uniqueContainerNames refuses two services with one container_name, as
