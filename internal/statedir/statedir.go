@@ -3,6 +3,8 @@
 package statedir
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -102,7 +104,7 @@ func Acquire(dir, project string) (*Lock, error) {
 	if err := ownDir(dir); err != nil {
 		return nil, err
 	}
-	path := filepath.Join(dir, project+".lock")
+	path := filepath.Join(dir, fileName(project)+".lock")
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("opening lock %s: %w", path, err)
@@ -132,6 +134,22 @@ func (l *Lock) Release() error {
 	return l.f.Close()
 }
 
+// maxNameInFile is the longest project name a state or lock file is named
+// by whole; a longer one (compose sets no limit) is cut and told apart by a
+// hash of the whole, so that a file name stays under the file system's 255
+// bytes with room for the suffix.
+const maxNameInFile = 100
+
+// fileName is the part of a state or lock file's name that stands for
+// project.
+func fileName(project string) string {
+	if len(project) <= maxNameInFile {
+		return project
+	}
+	sum := sha256.Sum256([]byte(project))
+	return project[:maxNameInFile-17] + "-" + hex.EncodeToString(sum[:8])
+}
+
 // WriteAtomic replaces path with data so that a reader, or a process killed
 // half-way, sees the old content or the new one, never a mix: write a
 // temporary file beside it, sync it, rename it over.
@@ -145,7 +163,7 @@ type File struct{ Path string }
 
 // StateFile names a project's state file in dir.
 func StateFile(dir, project string) File {
-	return File{Path: filepath.Join(dir, project+".state.json")}
+	return File{Path: filepath.Join(dir, fileName(project)+".state.json")}
 }
 
 // RolloutFile is where a project's rolling updates are kept: the update
@@ -153,7 +171,7 @@ func StateFile(dir, project string) File {
 // services' environment as the compose files give it, so it is the user's
 // only (0600, as every state file).
 func RolloutFile(dir, project string) string {
-	return filepath.Join(dir, project+".rollouts.json")
+	return filepath.Join(dir, fileName(project)+".rollouts.json")
 }
 
 func (f File) Load() ([]byte, error) {

@@ -178,3 +178,33 @@ func TestStateIsTheUsersOnly(t *testing.T) {
 		t.Error("saved state in a directory anyone may write")
 	}
 }
+
+// TestALongProjectNameHasBoundedFiles: compose sets no limit on a project's
+// name, the file system does (255 bytes): a long name is cut and hashed,
+// two long names that share their start stay apart, and the files work.
+func TestALongProjectNameHasBoundedFiles(t *testing.T) {
+	dir := t.TempDir()
+	long := strings.Repeat("p", 300)
+	other := long[:299] + "q"
+	for _, name := range []string{long, other} {
+		for _, path := range []string{StateFile(dir, name).Path, RolloutFile(dir, name)} {
+			if len(filepath.Base(path)) > 255 {
+				t.Errorf("%s: a file name of %d bytes", path, len(filepath.Base(path)))
+			}
+		}
+		l, err := Acquire(dir, name)
+		if err != nil {
+			t.Fatalf("locking a project of a %d-character name: %v", len(name), err)
+		}
+		defer l.Release()
+		if err := StateFile(dir, name).Save([]byte("{}")); err != nil {
+			t.Fatalf("saving its state: %v", err)
+		}
+	}
+	if StateFile(dir, long).Path == StateFile(dir, other).Path {
+		t.Error("two long names share a state file")
+	}
+	if got := StateFile(dir, "short").Path; filepath.Base(got) != "short.state.json" {
+		t.Errorf("a short name's file is %s", got)
+	}
+}
