@@ -2,6 +2,7 @@ package desired
 
 import (
 	"errors"
+	"fmt"
 	"maps"
 	"regexp"
 	"slices"
@@ -32,6 +33,10 @@ var (
 	// number, a reference to an undefined resource, a volume spec.
 	reDottedPath   = regexp.MustCompile(`(?:^|[\s'"])((?:services|networks|volumes|configs|secrets|x-[\w-]+|name|include|models)(?:\[[^\]]*\]|\.[^\s'";:]*)*)`)
 	reYAMLKeyLine  = regexp.MustCompile(`line (\d+): mapping key`)
+	reOpenMissing  = regexp.MustCompile(`open (/\S+): no such file or directory`)
+	reCircular     = regexp.MustCompile(`Circular reference:[\s;]*(\S+) in ([^\s;]+)((?:[\s;]*extends \S+ in [^\s;]+)+)`)
+	reCircularStep = regexp.MustCompile(`extends (\S+) in ([^\s;]+)`)
+	reBadPort      = regexp.MustCompile(`invalid (?:hostPort|containerPort|port|proto)s?:? (\S+)`)
 	reYAMLLine     = regexp.MustCompile(`line (\d+)`)
 	reUndefinedRef = regexp.MustCompile(`service "([^"]+)" refers to undefined (network|volume|config|secret) "?([^":]+)"?`)
 	reVolumeSpec   = regexp.MustCompile(`invalid spec: (.+): [^:]+$`)
@@ -123,6 +128,33 @@ func classifyLoadError(err error, loc *locator, serviceEnvFiles map[string][]str
 		if ie.File == "" {
 			ie.File = m[1]
 		}
+	case reCircular.MatchString(msg):
+		m := reCircular.FindStringSubmatch(msg)
+		steps := []string{m[1]}
+		for _, st := range reCircularStep.FindAllStringSubmatch(m[3], -1) {
+			steps = append(steps, st[1])
+		}
+		ie.Service, ie.Key = m[1], "extends"
+		ie.Err = errors.New("extends cycle: " + strings.Join(steps, " -> "))
+		// compose names the file of the step after; the extends key is in
+		// one of the cycle's files
+		files := []string{m[2]}
+		for _, st := range reCircularStep.FindAllStringSubmatch(m[3], -1) {
+			files = append(files, st[2])
+		}
+		slices.Reverse(files) // find prefers the last
+		ie.File, ie.Line = newLocator(append(files, loc.files...)).find("services", m[1], "extends")
+	case reOpenMissing.MatchString(msg) && loc.from[reOpenMissing.FindStringSubmatch(msg)[1]].file != "":
+		missing := reOpenMissing.FindStringSubmatch(msg)[1]
+		o, chain := loc.chain(missing)
+		ie.File, ie.Line, ie.Key = o.file, o.line, o.key
+		if svc, key, ok := strings.Cut(strings.TrimPrefix(o.key, "services."), "."); ok && strings.HasPrefix(o.key, "services.") {
+			ie.Service, ie.Key = svc, key
+		}
+		ie.Err = fmt.Errorf("%s not found", displayPath(missing))
+		if len(chain) > 1 {
+			ie.Err = fmt.Errorf("%s not found (%s is named at %s)", displayPath(missing), displayPath(o.file), strings.Join(chain[1:], ", from "))
+		}
 	case reMissingFile.MatchString(msg):
 		m := reMissingFile.FindStringSubmatch(msg)
 		ie.File = m[1]
@@ -163,6 +195,12 @@ func locateFallback(ie *InputError, msg string, loc *locator) {
 	}
 	if m := reUndefinedRef.FindStringSubmatch(msg); m != nil {
 		if point([]string{"services", m[1], m[2] + "s", m[3]}) || point([]string{"services", m[1], m[2] + "s"}) {
+			return
+		}
+	}
+	if m := reBadPort.FindStringSubmatch(msg); m != nil {
+		if file, line, svc := loc.findPort(m[1]); line > 0 {
+			ie.File, ie.Line, ie.Service, ie.Key = file, line, svc, "ports"
 			return
 		}
 	}

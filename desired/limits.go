@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v4"
 
@@ -62,14 +63,24 @@ const (
 //
 // It also returns the variables the files interpolate, true for those
 // referred to anywhere but an image: their values are never printed.
-func prescan(files []string) (map[string]bool, error) {
-	s := &scanner{seen: map[string]bool{}, services: map[string]bool{}, networks: map[string]bool{}, volumes: map[string]bool{}, refs: map[string]bool{}}
+//
+// And it returns, for each file included or extended, where it was named:
+// a missing one is reported there.
+func prescan(files []string) (map[string]bool, map[string]origin, error) {
+	s := &scanner{seen: map[string]bool{}, services: map[string]bool{}, networks: map[string]bool{}, volumes: map[string]bool{}, refs: map[string]bool{}, from: map[string]origin{}}
 	for _, f := range files {
 		if err := s.file(f, 0); err != nil {
-			return s.refs, err
+			return s.refs, s.from, err
 		}
 	}
-	return s.refs, nil
+	return s.refs, s.from, nil
+}
+
+// origin is where a file was named by another: the file, line and key.
+type origin struct {
+	file string
+	line int
+	key  string
 }
 
 type scanner struct {
@@ -79,6 +90,7 @@ type scanner struct {
 	networks map[string]bool
 	volumes  map[string]bool
 	refs     map[string]bool
+	from     map[string]origin
 }
 
 // references notes the variables the scalars below n refer to. An image's
@@ -117,6 +129,9 @@ func (s *scanner) file(path string, depth int) error {
 	data, err := readLimited(path)
 	if err != nil || data == nil {
 		return err
+	}
+	if line, col, why := unreadable(data); why != "" {
+		return &InputError{File: path, Line: line, Err: fmt.Errorf("column %d: %s", col, why)}
 	}
 	if line, over := rawTokens(data); over {
 		return &InputError{File: path, Line: line, Err: fmt.Errorf(
@@ -266,6 +281,39 @@ func nestedBeyond(n *yaml.Node, d int) (line int, over bool) {
 	return 0, false
 }
 
+// unreadable finds what YAML's reader refuses, with its place: a byte that
+// is not UTF-8, or a control character (YAML allows tab, LF, CR, DEL and
+// C1 controls, and the Unicode ranges below). The parser reports these "at
+// <unknown position>". A file in UTF-16, with its byte-order mark, is left
+// to the parser.
+func unreadable(data []byte) (line, col int, why string) {
+	if bytes.HasPrefix(data, []byte{0xFF, 0xFE}) || bytes.HasPrefix(data, []byte{0xFE, 0xFF}) {
+		return 0, 0, ""
+	}
+	line, col = 1, 1
+	for i := 0; i < len(data); {
+		r, size := utf8.DecodeRune(data[i:])
+		switch {
+		case r == utf8.RuneError && size <= 1:
+			return line, col, fmt.Sprintf("byte 0x%02X is not UTF-8", data[i])
+		case r == '\t' || r == '\n' || r == '\r',
+			r >= 0x20 && r <= 0x9F,
+			r >= 0xA0 && r <= 0xD7FF,
+			r >= 0xE000 && r <= 0xFFFD,
+			r >= 0x10000 && r <= 0x10FFFF:
+		default:
+			return line, col, fmt.Sprintf("control character %U is not allowed in YAML", r)
+		}
+		if r == '\n' {
+			line, col = line+1, 1
+		} else {
+			col++
+		}
+		i += size
+	}
+	return 0, 0, ""
+}
+
 // rawTokens counts the characters that make YAML nodes (flow brackets and
 // commas, and lines) and reports the line where there were more than
 // maxRawTokens, before anything is parsed.
@@ -294,13 +342,28 @@ func rawTokens(data []byte) (line int, over bool) {
 func (s *scanner) follow(path string, root *yaml.Node, depth int) error {
 	dir := filepath.Dir(path)
 	var next []string
+	name := func(n *yaml.Node, key string) {
+		if n == nil || n.Kind != yaml.ScalarNode {
+			return
+		}
+		next = append(next, n.Value)
+		if r := resolve(dir, n.Value); s.from[r].file == "" {
+			s.from[r] = origin{file: path, line: n.Line, key: key}
+		}
+	}
 	if inc := mappingValue(root, "include"); inc != nil && inc.Kind == yaml.SequenceNode {
 		for _, item := range inc.Content {
 			switch item.Kind {
 			case yaml.ScalarNode:
-				next = append(next, item.Value)
+				name(item, "include")
 			case yaml.MappingNode:
-				next = append(next, scalars(mappingValue(item, "path"))...)
+				if p := mappingValue(item, "path"); p != nil && p.Kind == yaml.SequenceNode {
+					for _, c := range p.Content {
+						name(c, "include.path")
+					}
+				} else {
+					name(p, "include.path")
+				}
 				for _, env := range scalars(mappingValue(item, "env_file")) {
 					if err := boundedFile(resolve(dir, env)); err != nil {
 						return err
@@ -312,7 +375,7 @@ func (s *scanner) follow(path string, root *yaml.Node, depth int) error {
 	if services := mappingValue(root, "services"); services != nil && services.Kind == yaml.MappingNode {
 		for i := 1; i < len(services.Content); i += 2 {
 			if ext := mappingValue(services.Content[i], "extends"); ext != nil {
-				next = append(next, scalars(mappingValue(ext, "file"))...)
+				name(mappingValue(ext, "file"), "services."+services.Content[i-1].Value+".extends.file")
 			}
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/docker/compose/v5/pkg/api"
 
+	"github.com/reconcile-dev/reconcile/internal/kernelfs"
 	"github.com/reconcile-dev/reconcile/internal/secrets"
 )
 
@@ -152,13 +153,21 @@ func Load(ctx context.Context, loader ProjectLoader, opts Options) (*State, erro
 }
 
 // regularFile refuses what is not a regular file (a FIFO, a device, a
-// directory) before anything reads it: reading a FIFO blocks for ever.
+// directory) before anything reads it: reading a FIFO blocks for ever. A
+// file of the kernel's is refused too, however regular it looks.
 func regularFile(path string) error {
 	info, err := os.Stat(path)
-	if err != nil || info.Mode().IsRegular() {
+	if err != nil {
 		return nil // a missing file is reported by whoever needs it
 	}
-	return fmt.Errorf("not a regular file (%s): refused", info.Mode().Type())
+	if !info.Mode().IsRegular() {
+		return fmt.Errorf("not a regular file (%s): refused", info.Mode().Type())
+	}
+	if kernelfs.Is(path) {
+		// /proc/self/mem is "regular", and fails or never ends when read
+		return errors.New("a file of the kernel's (/proc, /sys, /dev or a pseudo-filesystem), not configuration: refused")
+	}
+	return nil
 }
 
 func load(ctx context.Context, loader ProjectLoader, opts Options) (_ *State, err error) {
@@ -205,10 +214,12 @@ func load(ctx context.Context, loader ProjectLoader, opts Options) (_ *State, er
 		}
 		dotenvFiles = []string{dotenv}
 	}
-	if refs, err = prescan(candidates); err != nil {
+	refs, from, err := prescan(candidates)
+	if err != nil {
 		return nil, err
 	}
 	loc := newLocator(candidates)
+	loc.from = from
 
 	project, err := loader.LoadProject(ctx, api.ProjectLoadOptions{
 		ProjectName: opts.ProjectName,
@@ -228,6 +239,7 @@ func load(ctx context.Context, loader ProjectLoader, opts Options) (_ *State, er
 		return nil, classifyLoadError(err, loc, nil)
 	}
 	loc = newLocator(project.ComposeFiles)
+	loc.from = from
 
 	files := append([]string{}, project.ComposeFiles...)
 	files = append(files, envFiles...)

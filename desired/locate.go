@@ -1,8 +1,11 @@
 package desired
 
 import (
+	"fmt"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 
 	"go.yaml.in/yaml/v4"
 )
@@ -14,6 +17,8 @@ import (
 type locator struct {
 	files []string
 	trees map[string]*yaml.Node
+	// from says where each included or extended file was named.
+	from map[string]origin
 }
 
 func newLocator(files []string) *locator {
@@ -104,6 +109,69 @@ func (l *locator) findScalar(value string) (file string, line int) {
 		}
 	}
 	return "", 0
+}
+
+// chain is where file was named, and where that file was, up to a file
+// given on the command line: ["sub/a.yaml:3 (include)", "compose.yaml:1
+// (include)"].
+func (l *locator) chain(file string) (first origin, steps []string) {
+	var parts []string
+	seen := map[string]bool{}
+	for o, ok := l.from[file]; ok && !seen[file] && len(parts) < maxIncludeDepth; o, ok = l.from[file] {
+		if len(parts) == 0 {
+			first = o
+		}
+		parts = append(parts, fmt.Sprintf("%s:%d (%s)", displayPath(o.file), o.line, o.key))
+		seen[file] = true
+		file = o.file
+	}
+	return first, parts
+}
+
+// findPort returns where a service's ports entry names value: a part of a
+// short "host:container/proto" spelling, or a long form's published or
+// target; failing that, the first ports entry that interpolates a variable
+// (the value came from it).
+func (l *locator) findPort(value string) (file string, line int, service string) {
+	var fallback struct {
+		file, service string
+		line          int
+	}
+	for _, f := range l.files {
+		services := mappingValue(l.tree(f), "services")
+		if services == nil || services.Kind != yaml.MappingNode {
+			continue
+		}
+		for i := 0; i+1 < len(services.Content); i += 2 {
+			name := services.Content[i].Value
+			ports := mappingValue(services.Content[i+1], "ports")
+			if ports == nil || ports.Kind != yaml.SequenceNode {
+				continue
+			}
+			for _, p := range ports.Content {
+				var parts []*yaml.Node
+				switch p.Kind {
+				case yaml.ScalarNode:
+					parts = []*yaml.Node{p}
+				case yaml.MappingNode:
+					parts = []*yaml.Node{mappingValue(p, "published"), mappingValue(p, "target")}
+				}
+				for _, n := range parts {
+					if n == nil || n.Kind != yaml.ScalarNode {
+						continue
+					}
+					fields := strings.FieldsFunc(n.Value, func(r rune) bool { return r == ':' || r == '/' || r == '-' })
+					if slices.Contains(fields, value) {
+						return f, n.Line, name
+					}
+					if strings.Contains(n.Value, "$") && fallback.line == 0 {
+						fallback.file, fallback.line, fallback.service = f, n.Line, name
+					}
+				}
+			}
+		}
+	}
+	return fallback.file, fallback.line, fallback.service
 }
 
 // descend walks path from node and reports how many elements matched and

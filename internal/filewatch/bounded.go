@@ -13,7 +13,7 @@ import (
 	"strings"
 	"syscall"
 
-	"golang.org/x/sys/unix"
+	"github.com/reconcile-dev/reconcile/internal/kernelfs"
 )
 
 // Caps on what one watched path may cost to hash: a configuration mount is
@@ -37,18 +37,6 @@ type OverCapsError struct{ Path string }
 func (e *OverCapsError) Error() string        { return e.Path + ": " + ErrTooLarge.Error() }
 func (e *OverCapsError) Is(target error) bool { return target == ErrTooLarge }
 
-// pseudoFS are filesystems whose files are the kernel's, not content: a
-// read of one may block, never end, or change at every read.
-var pseudoFS = map[int64]string{
-	unix.PROC_SUPER_MAGIC: "proc", unix.SYSFS_MAGIC: "sysfs", unix.DEVPTS_SUPER_MAGIC: "devpts",
-	unix.CGROUP_SUPER_MAGIC: "cgroup", unix.CGROUP2_SUPER_MAGIC: "cgroup2", unix.DEBUGFS_MAGIC: "debugfs",
-	unix.TRACEFS_MAGIC: "tracefs", unix.SECURITYFS_MAGIC: "securityfs", unix.BPF_FS_MAGIC: "bpf",
-	unix.PSTOREFS_MAGIC: "pstore",
-}
-
-// kernelTrees are never entered, whatever filesystem they are.
-var kernelTrees = []string{"/proc", "/sys", "/dev"}
-
 // HashBounded is Hash within the caps: regular files only, on the path's
 // own filesystem, never in /proc, /sys or /dev or on a pseudo-filesystem,
 // and at most MaxFiles files, MaxBytes bytes and MaxDepth levels; over them
@@ -58,7 +46,7 @@ func HashBounded(path string) (string, error) {
 	if err != nil {
 		return "", nil
 	}
-	if kernelPath(path) || pseudo(path) {
+	if kernelfs.Is(path) {
 		return "", &OverCapsError{Path: path}
 	}
 	h := sha256.New()
@@ -81,7 +69,7 @@ func HashBounded(path string) (string, error) {
 		}
 		rel, _ := filepath.Rel(path, p)
 		if d.IsDir() {
-			if p != path && (strings.Count(rel, string(filepath.Separator))+1 > MaxDepth || kernelPath(p)) {
+			if p != path && (strings.Count(rel, string(filepath.Separator))+1 > MaxDepth || kernelfs.InTree(p)) {
 				over = ErrTooLarge
 				return filepath.SkipAll
 			}
@@ -115,30 +103,6 @@ func HashBounded(path string) (string, error) {
 		_ = hashFile(h, f, MaxBytes)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-// kernelPath reports whether path is in /proc, /sys or /dev.
-func kernelPath(path string) bool {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return true
-	}
-	for _, t := range kernelTrees {
-		if abs == t || strings.HasPrefix(abs, t+string(filepath.Separator)) {
-			return true
-		}
-	}
-	return false
-}
-
-// pseudo reports whether path lies on a pseudo-filesystem.
-func pseudo(path string) bool {
-	var fsst unix.Statfs_t
-	if err := unix.Statfs(path, &fsst); err != nil {
-		return false
-	}
-	_, ok := pseudoFS[int64(fsst.Type)]
-	return ok
 }
 
 func deviceOf(info fs.FileInfo) uint64 {
