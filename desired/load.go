@@ -286,6 +286,9 @@ func load(ctx context.Context, loader ProjectLoader, opts Options) (_ *State, er
 	if err := boundReplicas(project, loc); err != nil {
 		return nil, err
 	}
+	if err := createChecks(project, loc); err != nil {
+		return nil, err
+	}
 	state := &State{Project: project, Services: map[string]*Service{}, Files: dedupe(files), loc: loc,
 		Secrets: projectSecrets(project, refs)}
 	if err := uniqueContainerNames(state); err != nil {
@@ -362,6 +365,22 @@ func boundReplicas(project *types.Project, loc *locator) error {
 		if total += n; total > MaxReplicasInAll {
 			return &InputError{File: file, Line: line, Service: name, Key: key,
 				Err: fmt.Errorf("the project's replicas come to more than %d here (the limit of one project)", MaxReplicasInAll)}
+		}
+	}
+	return nil
+}
+
+// createChecks refuses at load what compose's create refuses of a valid
+// file, so that it is bad input with its line before anything is touched,
+// not a failure of the first container: a healthcheck's start_interval
+// without a start_period (compose's convert.go, moby#48874).
+func createChecks(project *types.Project, loc *locator) error {
+	for _, name := range slices.Sorted(maps.Keys(project.Services)) {
+		hc := project.Services[name].HealthCheck
+		if hc != nil && hc.StartInterval != nil && hc.StartPeriod == nil {
+			file, line := loc.find("services", name, "healthcheck", "start_interval")
+			return &InputError{File: file, Line: line, Service: name, Key: "healthcheck.start_interval",
+				Err: errors.New("start_interval requires start_period to be set (compose refuses it when it creates the container)")}
 		}
 	}
 	return nil

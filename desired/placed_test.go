@@ -42,6 +42,8 @@ func TestRefusalsArePlaced(t *testing.T) {
 			"compose.yaml": "include:\n  - sub/inc.yaml\n" + head,
 			"sub/inc.yaml": "include:\n  - path: [gone.yaml]\nservices:\n  b: {image: x}\n",
 		}, "inc.yaml:2: include.path: " + filepath.Join("sub", "gone.yaml") + " not found (" + filepath.Join("sub", "inc.yaml") + " is named at compose.yaml:2 (include))"},
+		{"compose's create-time check", map[string]string{"compose.yaml": head + "    healthcheck:\n      test: [\"CMD\", \"true\"]\n      start_interval: 1s\n"},
+			`compose.yaml:6: service "a": healthcheck.start_interval: start_interval requires start_period`},
 		{"a kernel file as an env file", map[string]string{"compose.yaml": head + "    env_file: /proc/self/mem\n"},
 			`compose.yaml:4: service "a": env_file.0: /proc/self/mem: a file of the kernel's`},
 	}

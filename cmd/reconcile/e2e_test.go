@@ -544,3 +544,29 @@ func TestDiffAndOnceGiveOneVerdictOnAnImageThatCannotBeGot(t *testing.T) {
 		t.Errorf("%d containers created", n)
 	}
 }
+
+// TestOnceEndsAtOnceOnADefinitionTheEngineRefuses: the engine's "No command
+// specified" (a bad request no wait can fix) ends --once at once, as
+// compose's up fails at once, naming the service's line and key; it used to
+// retry for its whole timeout.
+func TestOnceEndsAtOnceOnADefinitionTheEngineRefuses(t *testing.T) {
+	t.Parallel()
+	p := enginetest.NewProject(t, `
+services:
+  app:
+    image: {{.Image}}
+    entrypoint: []
+`)
+	start := time.Now()
+	r := reconcile(t, p.Dir, nil, "--once", "-f", p.File, "-p", p.Name, "--timeout", "60s")
+	took := time.Since(start)
+	if r.Code != exitInput && r.Code != exitNotConverged {
+		t.Fatalf("%s; want exit 2 (nothing touched) or 1 (its network made)", r)
+	}
+	if !strings.Contains(r.Stderr, `compose.yaml:5: service "app": entrypoint:`) || !strings.Contains(r.Stderr, "No command specified") {
+		t.Errorf("%s; want the service's line, its entrypoint and the engine's words", r)
+	}
+	if took > 20*time.Second {
+		t.Errorf("took %s: want it ended at once, not at the timeout", took.Round(time.Second))
+	}
+}

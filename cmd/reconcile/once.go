@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/reconcile-dev/reconcile/desired"
@@ -13,6 +14,7 @@ import (
 	"github.com/reconcile-dev/reconcile/internal/daemon"
 	"github.com/reconcile-dev/reconcile/internal/engine"
 	"github.com/reconcile-dev/reconcile/internal/record"
+	"github.com/reconcile-dev/reconcile/reconciler/execute"
 	"github.com/reconcile-dev/reconcile/reconciler/plan"
 )
 
@@ -124,7 +126,7 @@ func converge(ctx context.Context, g *globals, timeout, settle time.Duration) (p
 	}
 	rep.Outcome = &plan.OutcomeReport{Converged: out.Converged, PlansApplied: out.Acted, Status: out.Status, Errors: flatten(out.Errors)}
 	if err != nil {
-		return rep, onceFailure(out, err)
+		return rep, onceFailure(out, err, d)
 	}
 	if err := ctx.Err(); err != nil {
 		return rep, withCode(exitNotConverged, fmt.Errorf("interrupted before convergence: %w", err))
@@ -155,7 +157,10 @@ const onceWorkers = 4
 // found late is 1 (not converged); a service that cannot converge without
 // a change is 1; an engine failure is 3. So 2 always means "nothing
 // touched".
-func onceFailure(out daemon.Outcome, err error) error {
+func onceFailure(out daemon.Outcome, err error, d *desired.State) error {
+	if located := invalidDefinition(err, d); located != nil {
+		err = located
+	}
 	switch {
 	case desired.IsInputError(err) && out.Acted == 0:
 		return withCode(exitInput, err)
@@ -165,6 +170,34 @@ func onceFailure(out daemon.Outcome, err error) error {
 		return withCode(exitNotConverged, fmt.Errorf("not converged, and waiting cannot fix it: %w", err))
 	}
 	return withCode(exitEngine, fmt.Errorf("the engine failed: %w", err))
+}
+
+// invalidDefinition turns a run stuck on a definition the engine or
+// compose refused as invalid (a bad request: No command specified, a
+// reference that is not one, compose's create-time checks) into bad input
+// at the service's line, or nil for any other end.
+func invalidDefinition(err error, d *desired.State) error {
+	var stuck *daemon.StuckError
+	p := execute.AsPermanent(err)
+	if d == nil || !errors.As(err, &stuck) || p == nil || p.Kind != execute.PermanentInvalid {
+		return nil
+	}
+	svc, ok := d.Services[stuck.Service]
+	if !ok {
+		return nil
+	}
+	key := ""
+	switch msg := p.Err.Error(); {
+	case strings.Contains(msg, "No command specified") && svc.Config.Command != nil:
+		key = "command"
+	case strings.Contains(msg, "No command specified") && svc.Config.Entrypoint != nil:
+		key = "entrypoint"
+	case strings.Contains(msg, "healthcheck"):
+		key = "healthcheck"
+	case strings.Contains(msg, "reference format"):
+		key = "image"
+	}
+	return d.InputError(stuck.Service, key, p.Err)
 }
 
 // flatten unpacks joined errors so each failure prints on its own line, once

@@ -15,6 +15,10 @@ import (
 const (
 	PermanentHook    = "hook"    // a lifecycle hook ran and failed
 	PermanentRefused = "refused" // the engine refused the container's definition
+	// PermanentInvalid: the engine (a bad request, a reference that is not
+	// one) or compose's own checks at create time found the service's
+	// definition invalid: bad input, to be fixed in the file.
+	PermanentInvalid = "invalid"
 	// PermanentRolledBack: a rolling update failed and was rolled back (or
 	// paused); the definition is not tried again until the file changes.
 	PermanentRolledBack = "rolled back"
@@ -26,7 +30,7 @@ const (
 // does not support. `--once` ends at once on one instead of retrying until
 // its timeout; the daemon records it and waits for the next change.
 type PermanentError struct {
-	Kind string // PermanentHook or PermanentRefused
+	Kind string // PermanentHook, PermanentRefused, PermanentInvalid or PermanentRolledBack
 	Err  error
 }
 
@@ -49,6 +53,9 @@ var (
 	// the engine's answers to options it cannot honour, whatever the
 	// status code it gives them
 	reUnsupported = regexp.MustCompile(`could not select device driver|unknown or invalid runtime name|(kernel|system) does not support|not supported|invalid (mount|volume|IPC|PID) mode|conflicting options`)
+	// compose's create-time checks and the engine's refusals of a
+	// definition, when they do not come as a typed bad request
+	reInvalidDefinition = regexp.MustCompile(`No command specified|invalid reference format|requires healthcheck\.|invalid (DNS|IPv4|IPv6|link-local IP|security-opt|subnet|ip-range|gateway address|auxiliary address|MAC address)\b`)
 	// a container another one's definition joins
 	reJoined = regexp.MustCompile(`[Nn]o such container: (\S+)|joining network namespace of container|cannot join (IPC|network|PID) of a non running container`)
 )
@@ -93,6 +100,8 @@ func classify(op plan.Operation, err error) error {
 		return &PermanentError{Kind: PermanentHook, Err: err}
 	case reUnsupported.MatchString(msg), cerrdefs.IsNotImplemented(err):
 		return &PermanentError{Kind: PermanentRefused, Err: err}
+	case reInvalidDefinition.MatchString(msg), cerrdefs.IsInvalidArgument(err) && !reJoined.MatchString(msg):
+		return &PermanentError{Kind: PermanentInvalid, Err: err}
 	}
 	if m := reJoined.FindStringSubmatch(msg); m != nil {
 		if m[1] != "" && (m[1] == op.ContainerID || m[1] == op.Container) {

@@ -27,6 +27,11 @@ func TestClassifyTellsWhatWaitingCannotFix(t *testing.T) {
 		{"no gpu", errors.New(`could not select device driver "" with capabilities: [[gpu]]`), PermanentRefused},
 		{"unknown runtime", errors.New("Error response from daemon: unknown or invalid runtime name: nvidia"), PermanentRefused},
 		{"not implemented", fmt.Errorf("x: %w", cerrdefs.ErrNotImplemented), PermanentRefused},
+		{"no command", engineErr{"Error response from daemon: No command specified", "invalid"}, PermanentInvalid},
+		{"a bad request", fmt.Errorf("creating: %w", engineErr{"Error response from daemon: invalid mount config", "invalid"}), PermanentInvalid},
+		{"not a reference", errors.New("invalid reference format: repository name must be lowercase"), PermanentInvalid},
+		{"compose's create-time check", errors.New("healthcheck.start_interval requires healthcheck.start_period to be set"), PermanentInvalid},
+		{"compose's address check", errors.New("invalid IPv4 address: ParseAddr(\"10.0.0\"): IPv4 address too short"), PermanentInvalid},
 		{"engine away", errors.New("Cannot connect to the Docker daemon at unix:///var/run/docker.sock"), ""},
 		{"conflict", fmt.Errorf("x: %w", cerrdefs.ErrConflict), ""},
 	}
@@ -55,5 +60,6 @@ func (e engineErr) Error() string { return e.msg }
 
 // Is makes the kind errdefs' own: errors.Is(err, cerrdefs.ErrNotFound).
 func (e engineErr) Is(target error) bool {
-	return e.kind == "notfound" && target == cerrdefs.ErrNotFound || e.kind == "conflict" && target == cerrdefs.ErrConflict
+	return e.kind == "notfound" && target == cerrdefs.ErrNotFound || e.kind == "conflict" && target == cerrdefs.ErrConflict ||
+		e.kind == "invalid" && target == cerrdefs.ErrInvalidArgument
 }
