@@ -7,7 +7,7 @@ EXAMPLE := examples/quickstart/compose.yaml
 # staticcheck at a pinned version, from the Go module proxy (built on first use)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build image engine browser images example-images compose-cli demo demo-down lint test unit bench clean
+.PHONY: all build image engine browser images example-images compose-cli demo demo-down lint test fuzz unit bench clean
 
 all: build
 
@@ -61,6 +61,14 @@ lint:
 test: lint engine browser images example-images compose-cli
 	mkdir -p test-artifacts
 	$(GO) test -count=1 -timeout 20m -artifacts -outputdir $(CURDIR)/test-artifacts ./...
+	$(MAKE) fuzz
+
+# The loader fuzzed for a bounded time (desired.FuzzLoad; its seeds also run
+# in every go test): any input loads or is refused in one line naming its
+# file, in bounded time and memory, without a panic.
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./desired/
 
 unit:
 	$(GO) test -count=1 -short ./desired/ ./observed/ ./reconciler/ ./controllers/ ./internal/...

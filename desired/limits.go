@@ -159,6 +159,10 @@ func (s *scanner) file(path string, depth int) error {
 			continue
 		}
 		root := doc.Content[0]
+		if root.Tag == "!reset" || root.Tag == "!override" {
+			// compose's loader dereferences a nil node on it
+			return &InputError{File: path, Line: root.Line, Err: fmt.Errorf("%s applies to a key's value, not to a whole document", root.Tag)}
+		}
 		if line, over := s.count(root); over {
 			return &InputError{File: path, Line: line, Err: fmt.Errorf(
 				"the YAML expands to more than %d nodes once its aliases and merge keys are resolved (the limit of one project)", MaxYAMLNodes)}

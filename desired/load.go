@@ -133,6 +133,18 @@ func Load(ctx context.Context, loader ProjectLoader, opts Options) (*State, erro
 	}
 	done := make(chan result, 1)
 	go func() {
+		// compose's loader has panicked on input it should refuse (a
+		// !reset tag on a whole document): that is bad input too, never a
+		// crash of a daemon that keeps its last good state
+		defer func() {
+			if r := recover(); r != nil {
+				ie := &InputError{Err: fmt.Errorf("the compose loader failed on this input (%v): it cannot be loaded", r)}
+				if c := candidateFiles(opts); len(c) > 0 {
+					ie.File = c[0]
+				}
+				done <- result{nil, ie}
+			}
+		}()
 		st, err := load(ctx, loader, opts)
 		done <- result{st, err}
 	}()

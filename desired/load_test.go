@@ -13,7 +13,7 @@ import (
 )
 
 // loader is the Compose SDK's own loader; loading needs no engine.
-func loader(t *testing.T) ProjectLoader {
+func loader(t testing.TB) ProjectLoader {
 	t.Helper()
 	l, err := engine.Loader()
 	if err != nil {
@@ -39,7 +39,7 @@ func writeFiles(t *testing.T, files map[string]string) string {
 }
 
 // clearComposeEnv keeps the developer's environment out of the tests.
-func clearComposeEnv(t *testing.T) {
+func clearComposeEnv(t testing.TB) {
 	for _, k := range []string{"COMPOSE_FILE", "COMPOSE_PROJECT_NAME", "COMPOSE_PROFILES", "COMPOSE_ENV_FILES", "COMPOSE_PATH_SEPARATOR"} {
 		t.Setenv(k, "")
 		os.Unsetenv(k)
