@@ -426,12 +426,14 @@ func TestQuickstartExample(t *testing.T) {
 // --once exit 1 after --timeout, saying which service and why.
 func TestOnceTimesOutWithReasons(t *testing.T) {
 	t.Parallel()
+	// api's check fails, but within its start period: it stays "starting",
+	// which may still turn healthy, so the run waits for it until its end
 	p := enginetest.NewProject(t, `
 services:
   api:
     image: {{.Image}}
     environment: {UNHEALTHY_AFTER: 0s}
-    healthcheck: {test: ["CMD", "/testapp", "health"], interval: 1s, timeout: 2s, retries: 2}
+    healthcheck: {test: ["CMD", "/testapp", "health"], interval: 1s, timeout: 2s, retries: 2, start_period: 5m}
   web:
     image: {{.Image}}
     depends_on: {api: {condition: service_healthy}}
@@ -444,7 +446,7 @@ services:
 	if took := time.Since(start); took > 40*time.Second {
 		t.Errorf("--timeout 10s took %s", took)
 	}
-	for _, want := range []string{"not converged within 10s", "api: OutOfSync/Degraded: " + p.Name + "-api-1 unhealthy", "web: OutOfSync/Missing"} {
+	for _, want := range []string{"not converged within 10s", "api: Synced/Progressing: " + p.Name + "-api-1 health starting", "web: OutOfSync/Missing"} {
 		if !strings.Contains(r.Stderr, want) {
 			t.Errorf("stderr lacks %q: %s", want, r)
 		}
@@ -568,5 +570,37 @@ services:
 	}
 	if took > 20*time.Second {
 		t.Errorf("took %s: want it ended at once, not at the timeout", took.Round(time.Second))
+	}
+}
+
+// TestOnceEndsAtOnceOnADependencyThatFailedForGood: a dependency gone
+// unhealthy that nothing will restart (the engine never restarts an
+// unhealthy container, and no x-reconcile.restart.on_unhealthy asks
+// reconcile to) holds its dependent for ever; --once says so at once with
+// exit 1, as compose's up does, where it waited out its whole timeout.
+func TestOnceEndsAtOnceOnADependencyThatFailedForGood(t *testing.T) {
+	t.Parallel()
+	p := enginetest.NewProject(t, `
+services:
+  api:
+    image: {{.Image}}
+    environment: {UNHEALTHY_AFTER: 0s}
+    healthcheck: {test: ["CMD", "/testapp", "health"], interval: 1s, timeout: 2s, retries: 2}
+  web:
+    image: {{.Image}}
+    depends_on: {api: {condition: service_healthy}}
+`)
+	start := time.Now()
+	r := reconcile(t, p.Dir, nil, "--once", "-f", p.File, "-p", p.Name, "--timeout", "60s")
+	took := time.Since(start)
+	want := "web: its dependency api cannot become healthy: " + p.Name + "-api-1 is unhealthy, and nothing will restart it"
+	if r.Code != exitNotConverged || !strings.Contains(r.Stderr, want) {
+		t.Fatalf("%s; want exit 1 saying %q", r, want)
+	}
+	if took > 30*time.Second {
+		t.Errorf("took %s: want it ended once api turned unhealthy, not at the timeout", took.Round(time.Second))
+	}
+	if _, ok := p.IDs()[p.Name+"-web-1"]; ok {
+		t.Error("web was started although its dependency is unhealthy")
 	}
 }

@@ -127,7 +127,7 @@ Compose SDK, in dependency order.
 	root.Flags().BoolVar(&once, "once", false, "converge once, wait until converged, and exit")
 	root.Flags().StringVarP(&onceOutput, "output", "o", "text", "with --once: text, or json (one report on stdout, the schema in docs/commands.md)")
 	root.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "with --once: how long to wait for convergence")
-	root.Flags().DurationVar(&settle, "settle", daemon.DefaultSettle, "with --once: how long convergence must hold after this run acted (a container that dies at once is not converged)")
+	root.Flags().DurationVar(&settle, "settle", daemon.DefaultSettle, "with --once, when the run acted: how long each running container without a passing healthcheck must have run since its own start (one that dies at once is not converged)")
 	root.Flags().BoolVar(&df.DryRun, "dry-run", false, "daemon: report drift as it happens, never act")
 	root.Flags().StringVar(&df.Listen, "listen", "", "daemon: serve /metrics, /healthz, /readyz, /status and /events on this address (e.g. 127.0.0.1:9090)")
 	root.Flags().BoolVar(&df.ListenInsecure, "listen-insecure", false, "daemon: serve --listen beyond loopback without --listen-token-file (anyone who reaches it reads the status, records and metrics)")

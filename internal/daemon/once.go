@@ -14,9 +14,10 @@ import (
 	"github.com/reconcile-dev/reconcile/reconciler/plan"
 )
 
-// DefaultSettle is how long convergence must hold after a one-shot run
-// acted before it counts: a container that dies a moment after it starts
-// is not converged.
+// DefaultSettle is how long each running container without a passing
+// healthcheck must have run since its own start before a one-shot run that
+// acted counts the project converged: a container that dies a moment after
+// it starts is not converged.
 const DefaultSettle = 2 * time.Second
 
 // oncePoll paces the look at the project while a one-shot run waits; the
@@ -48,9 +49,10 @@ func (e *StuckError) Error() string { return e.Service + ": " + e.Err.Error() }
 func (e *StuckError) Unwrap() error { return e.Err }
 
 // Converge runs the project's loop, as the daemon runs it, until the
-// project has converged and held for settle (at once when the run found it
+// project has converged and Settled (at once when the run found it
 // converged and did nothing), until a service cannot converge without a
-// change (a *StuckError), or until ctx ends (an Outcome not Converged). The
+// change or a dependency failed for good (a *StuckError), or until ctx ends
+// (an Outcome not Converged). The
 // engine's events are watched meanwhile, so that the policies learn what
 // happens as they do in the daemon. The project is closed on return.
 func (p *Project) Converge(ctx context.Context, settle time.Duration) (Outcome, error) {
@@ -94,7 +96,6 @@ func (p *Project) Converge(ctx context.Context, settle time.Duration) (Outcome, 
 	case <-ctx.Done():
 		return out, nil
 	}
-	var since time.Time // when the project last became converged
 	ticker := time.NewTicker(oncePoll)
 	defer ticker.Stop()
 	for {
@@ -111,15 +112,26 @@ func (p *Project) Converge(ctx context.Context, settle time.Duration) (Outcome, 
 			return out, &StuckError{Service: svc, Err: f.Err}
 		}
 		idle := p.ctrl.Idle()
+		snap, err := p.ctrl.Snapshot(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return out, nil
+			}
+			return out, err
+		}
+		if idle {
+			// compose's up reports a dependency that failed for good at
+			// once; waiting out the timeout would tell nothing more
+			if failed := plan.FailedDependencies(p.ctrl.Desired(), snap); len(failed) > 0 {
+				return out, &StuckError{Service: failed[0].Service, Err: failed[0]}
+			}
+		}
 		switch {
 		case !idle || !plan.Converged(st, res):
-			since = time.Time{}
 		case out.Acted == 0:
 			out.Converged = true // found converged: nothing was done by this run
 			return out, nil
-		case since.IsZero():
-			since = time.Now()
-		case time.Since(since) >= settle:
+		case Settled(snap, settle, time.Now()):
 			out.Converged = true
 			return out, nil
 		}
@@ -129,6 +141,23 @@ func (p *Project) Converge(ctx context.Context, settle time.Duration) (Outcome, 
 		case <-ticker.C:
 		}
 	}
+}
+
+// Settled reports whether every running container of snap has run for
+// settle since its own last start (the engine's "Up", counted on from when
+// the list was taken, to the second below), or passes its own healthcheck:
+// a container that dies within the settle is still caught, and one that has
+// long run, or is healthy, costs no wait.
+func Settled(snap *observed.Snapshot, settle time.Duration, now time.Time) bool {
+	for _, c := range snap.Containers {
+		if c.State != observed.StateRunning || c.Health == observed.HealthHealthy {
+			continue
+		}
+		if c.Up+now.Sub(snap.TakenAt) < settle {
+			return false
+		}
+	}
+	return true
 }
 
 // firstTerminal is the first service, by name, that cannot converge without

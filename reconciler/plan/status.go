@@ -151,6 +151,7 @@ func serviceStatus(s *desired.Service, containers []observed.Container, drift []
 		case c.State == observed.StateRunning && c.Health == observed.HealthStarting:
 			st.Running++
 			progressing++
+			reasons = append(reasons, c.Name+" health starting")
 		case c.State == observed.StateRunning: // unhealthy
 			st.Running++
 			bad++

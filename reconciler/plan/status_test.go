@@ -22,7 +22,7 @@ services:
 	}{
 		{"missing", func(w *world) {}, "db", "1/0/0 OutOfSync Missing", "no container; db #1: replica missing (0 of 1 exist)"},
 		{"healthy", func(w *world) { w.add("db", 1, "running:healthy") }, "db", "1/1/1 Synced Healthy", ""},
-		{"health starting", func(w *world) { w.add("db", 1, "running:starting") }, "db", "1/1/0 Synced Progressing", ""},
+		{"health starting", func(w *world) { w.add("db", 1, "running:starting") }, "db", "1/1/0 Synced Progressing", "p-db-1 health starting"},
 		{"unhealthy", func(w *world) { w.add("db", 1, "running:unhealthy") }, "db", "1/1/0 OutOfSync Degraded", "p-db-1 unhealthy"},
 		{"one-shot completed", func(w *world) { w.add("job", 1, "exited:0") }, "job", "1/0/0 Synced Healthy", "completed"},
 		{"one-shot failed", func(w *world) { w.add("job", 1, "exited:2") }, "job", "1/0/0 OutOfSync Degraded", "p-job-1 exited (code 2)"},
