@@ -53,11 +53,16 @@ func TestTheUnitIsHardened(t *testing.T) {
 	if !strings.Contains(string(unit), promise) {
 		t.Errorf("the unit's comment does not say %q", promise)
 	}
-	doc, err := os.ReadFile("../../docs/security.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(doc), "exposure "+m[1]+" "+m[2]) {
-		t.Errorf("docs/security.md does not say %q", "exposure "+m[1]+" "+m[2])
+	for file, says := range map[string]string{
+		"../../docs/security.md": "exposure " + m[1] + " " + m[2],
+		"../../README.md":        "exposure " + m[1] + ` ("` + m[2] + `")`,
+	} {
+		doc, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(doc), says) {
+			t.Errorf("%s does not say %q", file, says)
+		}
 	}
 }
