@@ -75,6 +75,7 @@ unit:
 
 bench: build images
 	./bench/once.sh
+	./bench/cold.sh
 	./bench/idle.sh
 	./bench/recover.sh
 	./bench/upstream.sh

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"time"
 
 	"github.com/docker/compose/v5/pkg/api"
@@ -57,7 +58,15 @@ func main() {
 	composeBin := flag.String("compose", "bin/docker-compose", "the compose CLI (make compose-cli)")
 	rounds := flag.Int("rounds", 7, "runs of each tool per stack")
 	flag.Parse()
-	benchkit.Exit(run(*bin, *composeBin, *rounds))
+	// both run in the project's directory
+	absBin, err := filepath.Abs(*bin)
+	if err == nil {
+		*composeBin, err = filepath.Abs(*composeBin)
+	}
+	if err != nil {
+		benchkit.Exit(err)
+	}
+	benchkit.Exit(run(absBin, *composeBin, *rounds))
 }
 
 func run(bin, composeBin string, rounds int) error {
@@ -99,7 +108,7 @@ func run(bin, composeBin string, rounds int) error {
 			comp, rec = append(comp, c), append(rec, r)
 		}
 		p.Close()
-		fmt.Printf("%s (4 services, 5 containers, cold), %d runs each:\n", st.name, rounds)
+		fmt.Printf("%s (3 services, 4 containers, cold), %d runs each:\n", st.name, rounds)
 		benchkit.Report("docker compose up -d --wait", comp)
 		benchkit.Report("reconcile --once", rec)
 		mr, mc := benchkit.Pct(rec, 0.5), benchkit.Pct(comp, 0.5)
