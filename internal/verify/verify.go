@@ -262,6 +262,24 @@ func isolation(p *project) (Result, string) {
 	if len(p.d.Project.Networks) < 2 {
 		return Fail, fmt.Sprintf("%d network: every service can reach every other", len(p.d.Project.Networks))
 	}
+	// the course's segmentation: a database or cache is reachable only by
+	// what uses it (depends on it); any pair kept apart is not enough, as a
+	// single backend network shared by the frontend shows
+	var exposed, guarded []string
+	for _, data := range services {
+		if role(data) != roleDatabase && role(data) != roleCache {
+			continue
+		}
+		guarded = append(guarded, data.Name)
+		for _, s := range services {
+			if s != data && sharesNetwork(s, data) && !dependsOn(s, data.Name) {
+				exposed = append(exposed, s.Name+" reaches "+data.Name)
+			}
+		}
+	}
+	if len(exposed) > 0 {
+		return Fail, "a service shares a network with data it does not use: " + strings.Join(exposed, ", ")
+	}
 	var apart []string
 	for i, a := range services {
 		for _, b := range services[i+1:] {
@@ -273,7 +291,57 @@ func isolation(p *project) (Result, string) {
 	if len(apart) == 0 {
 		return Fail, "every pair of services shares a network"
 	}
+	if len(guarded) > 0 {
+		return Pass, fmt.Sprintf("%d networks; %s reachable only by what depends on them", len(p.d.Project.Networks), strings.Join(guarded, ", "))
+	}
 	return Pass, fmt.Sprintf("%d networks; kept apart: %s", len(p.d.Project.Networks), strings.Join(apart, ", "))
+}
+
+// dependsOn reports whether s lists dep in its depends_on.
+func dependsOn(s *desired.Service, dep string) bool {
+	return slices.ContainsFunc(s.DependsOn, func(d desired.Dependency) bool { return d.Service == dep })
+}
+
+// A service's role, read from its image's name: what the course's
+// checklist asks of a database, a cache or a load balancer.
+type serviceRole int
+
+const (
+	roleOther serviceRole = iota
+	roleDatabase
+	roleCache
+	roleProxy
+)
+
+var roleWords = []struct {
+	role  serviceRole
+	words []string
+}{
+	{roleDatabase, []string{"postgres", "mysql", "mariadb", "mongo"}},
+	{roleCache, []string{"redis", "memcached", "valkey", "keydb"}},
+	{roleProxy, []string{"nginx", "haproxy", "traefik", "caddy", "envoy"}},
+}
+
+func role(s *desired.Service) serviceRole {
+	name := s.Config.Image
+	if i := strings.LastIndex(name, "/"); i >= 0 {
+		name = name[i+1:]
+	}
+	name, _, _ = strings.Cut(name, ":")
+	for _, r := range roleWords {
+		for _, w := range r.words {
+			if strings.Contains(name, w) {
+				return r.role
+			}
+		}
+	}
+	return roleOther
+}
+
+// isBalancer reports whether s is the stack's load balancer: it keeps an
+// x-reconcile upstream, or runs a proxy's image and depends on others.
+func isBalancer(s *desired.Service) bool {
+	return len(s.Policy.Upstreams) > 0 || role(s) == roleProxy && len(s.DependsOn) > 0
 }
 
 func sharesNetwork(a, b *desired.Service) bool {
@@ -296,6 +364,9 @@ func publishedPorts(p *project) (Result, string) {
 	case 0:
 		return Fail, "no service is exposed to the host"
 	case 1:
+		if !isBalancer(p.d.Services[published[0]]) {
+			return Fail, "only " + published[0] + " is exposed, and it is not the load balancer"
+		}
 		return Pass, "only " + published[0]
 	}
 	return Fail, "exposed to the host: " + strings.Join(published, ", ")
@@ -321,14 +392,21 @@ func loadBalancing(p *project) (Result, string) {
 }
 
 func initScripts(p *project) (Result, string) {
+	var databases []string
 	for _, s := range p.services() {
 		for _, v := range s.Config.Volumes {
 			if strings.HasPrefix(v.Target, "/docker-entrypoint-initdb.d") {
 				return Pass, fmt.Sprintf("%s mounts %s", s.Name, v.Target)
 			}
 		}
+		if role(s) == roleDatabase {
+			databases = append(databases, s.Name)
+		}
 	}
-	return NotApplicable, "no database image's init directory (/docker-entrypoint-initdb.d) mounted"
+	if len(databases) > 0 {
+		return Fail, strings.Join(databases, ", ") + ": no init scripts mounted (/docker-entrypoint-initdb.d)"
+	}
+	return NotApplicable, "no database service"
 }
 
 func gracefulShutdown(p *project) (Result, string) {

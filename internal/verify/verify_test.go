@@ -67,6 +67,12 @@ func TestEachBrokenVariantFailsExactlyWhatItBreaks(t *testing.T) {
 		{"tmpfs", "services:\n  cache:\n    tmpfs: !reset []\n"},
 		{"isolation", "services:\n  db:\n    networks: [db-network, frontend-network]\n  cache:\n    networks: [cache-network, frontend-network]\n"},
 		{"published-ports", "services:\n  api:\n    ports: [\"127.0.0.1::3000\"]\n"},
+		// one service exposed, but not the balancer
+		{"published-ports", "services:\n  lb:\n    ports: !reset []\n  api:\n    ports: [\"127.0.0.1::3000\"]\n"},
+		// the course's single-backend design: the frontend on the network
+		// of the data, apart from other pairs
+		{"isolation", "services:\n  frontend:\n    networks: [frontend-network, db-network]\n"},
+		{"init-scripts", "services:\n  db:\n    volumes: !override\n      - db-data:/var/lib/postgresql/data\n"},
 		{"load-balancing", "services:\n  api:\n    deploy:\n      replicas: 1\n"},
 		{"graceful-shutdown", "services:\n  cache:\n    stop_grace_period: !reset \"\"\n"},
 		{"logging", "services:\n  cache:\n    logging: !reset {}\n"},
