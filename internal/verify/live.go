@@ -2,7 +2,6 @@ package verify
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -86,21 +85,28 @@ func (l *Live) Check(ctx context.Context, d *desired.State) ([]Item, error) {
 		say("  kill " + killVictim.name + " (docker kill) and wait for the daemon at " + l.Daemon + " to start it again")
 	}
 	if lb != "" {
-		say(fmt.Sprintf("  send %d requests to 127.0.0.1:%s (%s)", lbRequests, port, lb))
+		say(fmt.Sprintf("  send %d requests through %s at 127.0.0.1:%s, and count which replica answers each", lbRequests, lb, port))
 	}
 
+	// the spread is measured before a replica is stopped or killed: one
+	// just started is rightly out of a health-aware pool until healthy
+	balanced := l.loadBalancing(ctx, d, byService, lb, port)
 	items := []Item{
 		l.isolation(ctx, d, byService),
 		l.memory(d, ctrs),
 		l.gracefulStop(ctx, d, stopVictim),
 		l.recovery(ctx, killVictim),
-		l.loadBalancing(ctx, d, byService, lb, port),
+		balanced,
 	}
 	return items, nil
 }
 
-// lbRequests is how many requests the load-balancing item sends.
-const lbRequests = 30
+// lbRequests is how many requests the load-balancing item sends at least;
+// it goes on, for at most lbWindow, until every healthy replica answered.
+const (
+	lbRequests = 30
+	lbWindow   = 10 * time.Second
+)
 
 func (l *Live) running(ctx context.Context, d *desired.State) ([]*liveContainer, error) {
 	list, err := l.Engine.ContainerList(ctx, client.ContainerListOptions{
@@ -343,8 +349,10 @@ func cgroupMemoryMax(pid int) (int64, error) {
 }
 
 // gracefulStop stops a replica the way `docker compose down` does and
-// reads how it ended: exit 0 (or 143, SIGTERM's) within its grace period,
-// not a kill after it. Then it starts it again.
+// reads how it ended: the process's own exit on SIGTERM within its grace
+// period. 143 is SIGTERM's default action (the process never handled it:
+// whatever it was doing was cut), 137 a kill after the grace. Then it
+// starts it again.
 func (l *Live) gracefulStop(ctx context.Context, d *desired.State, c *liveContainer) Item {
 	it := Item{ID: "live-graceful-stop", Title: "A stop is graceful", Tasks: []int{18}}
 	if c == nil {
@@ -365,7 +373,9 @@ func (l *Live) gracefulStop(ctx context.Context, d *desired.State, c *liveContai
 		it.Result, it.Why = Fail, fmt.Sprintf("starting %s again: %v", c.name, serr)
 	case in.Container.State == nil:
 		it.Result, it.Why = Fail, "no state for "+c.name
-	case in.Container.State.ExitCode != 0 && in.Container.State.ExitCode != 143:
+	case in.Container.State.ExitCode == 143:
+		it.Result, it.Why = Fail, fmt.Sprintf("%s ended by SIGTERM itself (exit 143) after %s: the process does not handle SIGTERM, so what it was doing was cut", c.name, took.Round(time.Millisecond))
+	case in.Container.State.ExitCode != 0:
 		it.Result, it.Why = Fail, fmt.Sprintf("%s exited %d after %s (grace %s): not a clean stop", c.name, in.Container.State.ExitCode, took.Round(time.Millisecond), grace)
 	default:
 		it.Result, it.Why = Pass, fmt.Sprintf("%s exited %d in %s (grace %s), and was started again", c.name, in.Container.State.ExitCode, took.Round(time.Millisecond), grace)
@@ -417,9 +427,12 @@ func (l *Live) recovery(ctx context.Context, c *liveContainer) Item {
 	return it
 }
 
-// loadBalancing sends requests through the balancer's published port and
-// reads each target replica's received bytes before and after: every
-// replica must have had a share.
+// loadBalancing sends requests through the balancer's published port, to
+// the path that reaches the target service (/<service>/, as the course's
+// nginx routes /api/, else /), and counts the answers per replica by the
+// replica each answer names (its hostname, as the course's api says "hello
+// from <host>"): every replica must have answered some. An answer that names
+// no replica proves nothing about the spread, so it is not counted.
 func (l *Live) loadBalancing(ctx context.Context, d *desired.State, byService map[string][]*liveContainer, lb, port string) Item {
 	it := Item{ID: "live-load-balancing", Title: "The load balancer spreads requests over the replicas", Tasks: []int{15, 20}}
 	if lb == "" {
@@ -427,53 +440,106 @@ func (l *Live) loadBalancing(ctx context.Context, d *desired.State, byService ma
 		return it
 	}
 	target := d.Services[lb].Policy.Upstreams[0].Service
-	replicas := byService[target]
-	before := map[string]uint64{}
-	for _, c := range replicas {
-		before[c.id] = l.rx(ctx, c.id)
-	}
-	ok := 0
-	for range lbRequests {
-		resp, err := http.Get("http://127.0.0.1:" + port + "/")
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			ok++
+	// the pool is health-aware: a replica not healthy now is rightly out
+	// of it, so only the healthy ones must answer
+	var replicas []*liveContainer
+	var out []string
+	for _, c := range byService[target] {
+		if l.healthy(ctx, c) {
+			replicas = append(replicas, c)
+		} else {
+			out = append(out, c.name)
 		}
 	}
-	var idle []string
+	if len(replicas) < 2 {
+		it.Result, it.Why = Fail, fmt.Sprintf("%d healthy replica(s) of %s: nothing to spread over", len(replicas), target)
+		return it
+	}
+	excluded := ""
+	if len(out) > 0 {
+		excluded = "; not healthy, so out of the pool: " + strings.Join(out, ", ")
+	}
+	paths := []string{"/" + target + "/", "/"}
+	var counts map[string]int
+	var path string
+	answered, sent := 0, 0
+	all := func() bool {
+		for _, c := range replicas {
+			if counts[c.name] == 0 {
+				return false
+			}
+		}
+		return true
+	}
+	for _, path = range paths {
+		counts, answered, sent = map[string]int{}, 0, 0
+		// rounds of requests until every healthy replica has answered, for
+		// at most lbWindow: a replica healthy a moment ago joins the pool
+		// when the balancer's file is rewritten and it reloads
+		deadline := time.Now().Add(lbWindow)
+		for (sent < lbRequests || !all()) && time.Now().Before(deadline) {
+			sent++
+			resp, err := http.Get("http://127.0.0.1:" + port + path)
+			if err != nil {
+				continue
+			}
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+			resp.Body.Close()
+			if resp.StatusCode/100 != 2 {
+				continue
+			}
+			answered++
+			if c := answeredBy(string(body), replicas); c != nil {
+				counts[c.name]++
+			}
+			if len(counts) == 0 && sent >= lbRequests {
+				break // this path reaches no replica: try the next
+			}
+		}
+		if len(counts) > 0 {
+			break
+		}
+	}
+	var idle, spread []string
 	for _, c := range replicas {
-		if l.rx(ctx, c.id) <= before[c.id] {
+		if counts[c.name] == 0 {
 			idle = append(idle, c.name)
 		}
+		spread = append(spread, fmt.Sprintf("%s %d", c.name, counts[c.name]))
 	}
 	switch {
-	case ok == 0:
-		it.Result, it.Why = Fail, "no request through 127.0.0.1:"+port+" was answered"
+	case answered == 0 && len(counts) == 0:
+		it.Result, it.Why = Fail, fmt.Sprintf("no request through 127.0.0.1:%s (%s) was answered", port, strings.Join(paths, ", "))
+	case len(counts) == 0:
+		it.Result, it.Why = Fail, fmt.Sprintf("answers through 127.0.0.1:%s (%s) name no replica of %s (its hostname): which one answered cannot be told", port, strings.Join(paths, ", "), target)
 	case len(idle) > 0:
-		it.Result, it.Why = Fail, fmt.Sprintf("%d requests answered, but no traffic reached %s", ok, strings.Join(idle, ", "))
+		it.Result, it.Why = Fail, fmt.Sprintf("%d of %d requests to %s in %s answered, none by %s (%s)%s", answered, sent, path, lbWindow, strings.Join(idle, ", "), strings.Join(spread, ", "), excluded)
 	default:
-		it.Result, it.Why = Pass, fmt.Sprintf("%d of %d requests answered; each of the %d replicas of %s received its share", ok, lbRequests, len(replicas), target)
+		it.Result, it.Why = Pass, fmt.Sprintf("%d of %d requests to %s answered, by every healthy replica of %s: %s%s", answered, sent, path, target, strings.Join(spread, ", "), excluded)
 	}
 	return it
 }
 
-// rx is the bytes a container received on all its networks.
-func (l *Live) rx(ctx context.Context, id string) uint64 {
-	res, err := l.Engine.ContainerStats(ctx, id, client.ContainerStatsOptions{})
-	if err != nil {
-		return 0
+// healthy reports whether c runs and passes its healthcheck (or has none),
+// as the engine says now.
+func (l *Live) healthy(ctx context.Context, c *liveContainer) bool {
+	in, err := l.Engine.ContainerInspect(ctx, c.id, client.ContainerInspectOptions{})
+	if err != nil || in.Container.State == nil || !in.Container.State.Running {
+		return false
 	}
-	defer res.Body.Close()
-	var st container.StatsResponse
-	if err := jsonDecode(res.Body, &st); err != nil {
-		return 0
-	}
-	var n uint64
-	for _, v := range st.Networks {
-		n += v.RxBytes
-	}
-	return n
+	h := in.Container.State.Health
+	return h == nil || h.Status == container.Healthy || h.Status == container.NoHealthcheck
 }
 
-func jsonDecode(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) }
+// answeredBy is the replica an answer names, by hostname or name.
+func answeredBy(body string, replicas []*liveContainer) *liveContainer {
+	for _, c := range replicas {
+		if c.inspect.Config != nil && c.inspect.Config.Hostname != "" && strings.Contains(body, c.inspect.Config.Hostname) {
+			return c
+		}
+		if strings.Contains(body, c.name) {
+			return c
+		}
+	}
+	return nil
+}
