@@ -17,20 +17,20 @@ import (
 // value of every variable its files interpolate, from the shell or an env
 // file, except one used only in an image (a tag shown in diffs).
 func projectSecrets(p *types.Project, refs map[string]bool) *secrets.Set {
-	set := secrets.New()
+	var values []string
 	for _, name := range slices.Sorted(maps.Keys(p.Services)) {
 		for _, v := range p.Services[name].Environment {
 			if v != nil {
-				set.Add(*v)
+				values = append(values, *v)
 			}
 		}
 	}
 	for name, secret := range refs {
 		if v, ok := p.Environment[name]; ok && secret {
-			set.Add(v)
+			values = append(values, v)
 		}
 	}
-	return set
+	return secrets.New(values...)
 }
 
 // failureSecrets is what a load that failed must not print: the values of
@@ -53,16 +53,16 @@ func failureSecrets(refs map[string]bool, envFiles []string) *secrets.Set {
 	// the shell's value wins over a file's, as in compose; both are masked
 	// (a file read in part still gives what it has read)
 	fromFiles, _ := dotenv.GetEnvFromFile(env, readable)
-	set := secrets.New()
+	var values []string
 	for name, secret := range refs {
 		if !secret {
 			continue
 		}
 		for _, src := range []map[string]string{env, fromFiles} {
 			if v, ok := src[name]; ok {
-				set.Add(v)
+				values = append(values, v)
 			}
 		}
 	}
-	return set
+	return secrets.New(values...)
 }

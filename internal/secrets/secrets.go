@@ -36,14 +36,20 @@ func New(values ...string) *Set {
 }
 
 // Add adds values to the set. Each value and each of its lines is masked:
-// a multi-line value is often printed folded onto one line.
+// a multi-line value is often printed folded onto one line. One call sorts
+// once: give every value of a project in one call.
 func (s *Set) Add(values ...string) {
+	seen := make(map[string]bool, len(s.values))
+	for _, v := range s.values {
+		seen[v] = true
+	}
 	for _, v := range values {
 		for _, part := range append([]string{v}, strings.Split(v, "\n")...) {
 			part = strings.TrimSpace(part)
-			if len(part) < MinLen || ordinary(part) || slices.Contains(s.values, part) {
+			if len(part) < MinLen || ordinary(part) || seen[part] {
 				continue
 			}
+			seen[part] = true
 			s.values = append(s.values, part)
 		}
 	}

@@ -103,11 +103,11 @@ func tail(out string) string {
 // own environment in text a hook printed: a hook that echoes its
 // environment must not put a password into a record.
 func maskValues(text string, svc *desired.Service, hookEnv map[string]*string) string {
-	own := secrets.New()
+	var own []string
 	for _, v := range hookEnv {
 		if v != nil {
-			own.Add(*v)
+			own = append(own, *v)
 		}
 	}
-	return own.Mask(svc.Secrets.Mask(text))
+	return secrets.New(own...).Mask(svc.Secrets.Mask(text))
 }
