@@ -222,14 +222,12 @@ func (p *Project) down() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	zero := time.Duration(0)
-	err := p.Engine.Compose.Down(ctx, p.Name, api.DownOptions{RemoveOrphans: true, Volumes: true, Timeout: &zero})
-	if err != nil {
-		p.T.Logf("tearing down project %s: %v", p.Name, err)
-	}
+	opts := api.DownOptions{RemoveOrphans: true, Volumes: true, Timeout: &zero}
+	downErr := p.Engine.Compose.Down(ctx, p.Name, opts)
 	// what compose's down leaves: a failed pre_start hook's runner, kept
 	// for inspection
-	left, err := p.Engine.Client.ContainerList(ctx, client.ContainerListOptions{All: true,
-		Filters: make(client.Filters).Add("label", api.ProjectLabel+"="+p.Name)})
+	filter := make(client.Filters).Add("label", api.ProjectLabel+"="+p.Name)
+	left, err := p.Engine.Client.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: filter})
 	if err != nil {
 		p.T.Logf("listing what is left of project %s: %v", p.Name, err)
 		return
@@ -238,6 +236,22 @@ func (p *Project) down() {
 		if _, err := p.Engine.Client.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true}); err != nil {
 			p.T.Logf("removing %v of project %s: %v", c.Names, p.Name, err)
 		}
+	}
+	if downErr == nil && len(left.Items) == 0 {
+		return
+	}
+	// a network compose could not remove while a container was still going
+	// (a daemon killed mid-start leaves one being removed, which holds its
+	// endpoint): once the containers are gone, down again
+	for ctx.Err() == nil {
+		l, err := p.Engine.Client.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: filter})
+		if err != nil || len(l.Items) == 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := p.Engine.Compose.Down(ctx, p.Name, opts); err != nil {
+		p.T.Logf("tearing down project %s: %v (first: %v)", p.Name, err, downErr)
 	}
 }
 
