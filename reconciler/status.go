@@ -12,13 +12,6 @@ import (
 	"github.com/reconcile-dev/reconcile/reconciler/plan"
 )
 
-// Status is the project's status as `reconcile status -o json` gives it,
-// from the current snapshot, with what the policies know added.
-func (c *Controller) Status(ctx context.Context, inspect observed.Inspector) (plan.ProjectStatus, error) {
-	st, _, err := c.Look(ctx, inspect)
-	return st, err
-}
-
 // Served is the status the daemon's HTTP endpoints serve: made from the
 // snapshot the loop last took (no list), with each stopped container's
 // details inspected once per stop and kept until its next event, so that a
@@ -49,7 +42,8 @@ func (c *Controller) Served(ctx context.Context, inspect observed.Inspector) (pl
 		}
 		ctr.Details = det
 	}
-	return c.status(d, &cp), nil
+	st, _ := c.look(d, &cp)
+	return st, nil
 }
 
 // details keeps what inspects said of stopped containers until each one's
@@ -86,31 +80,21 @@ func (k *details) forget(id string) {
 	delete(k.m, id)
 }
 
-// Look is Status with the diff it was made from: what a one-shot run
-// checks convergence on, each poll, without diffing twice.
-func (c *Controller) Look(ctx context.Context, inspect observed.Inspector) (plan.ProjectStatus, *plan.Result, error) {
+// Look is the project's status as `reconcile status -o json` gives it,
+// with the diff it was made from and the snapshot both come from: what a
+// one-shot run checks convergence and settling on, each poll, from one
+// snapshot and without diffing twice.
+func (c *Controller) Look(ctx context.Context) (plan.ProjectStatus, *plan.Result, *observed.Snapshot, error) {
 	d := c.desired.Load()
 	if d == nil {
-		return plan.ProjectStatus{}, nil, errors.New("no desired state loaded")
+		return plan.ProjectStatus{}, nil, nil, errors.New("no desired state loaded")
 	}
 	snap, err := c.Snapshot(ctx)
 	if err != nil {
-		return plan.ProjectStatus{}, nil, err
+		return plan.ProjectStatus{}, nil, nil, err
 	}
-	cp := *snap
-	cp.Containers = slices.Clone(snap.Containers)
-	if inspect != nil {
-		if err := observed.Enrich(ctx, inspect, &cp); err != nil {
-			return plan.ProjectStatus{}, nil, err
-		}
-	}
-	st, res := c.look(d, &cp)
-	return st, res, nil
-}
-
-func (c *Controller) status(d *desired.State, snap *observed.Snapshot) plan.ProjectStatus {
-	st, _ := c.look(d, snap)
-	return st
+	st, res := c.look(d, snap)
+	return st, res, snap, nil
 }
 
 // look diffs snap against d and annotates the status with what the

@@ -99,7 +99,7 @@ func (p *Project) Converge(ctx context.Context, settle time.Duration) (Outcome, 
 	ticker := time.NewTicker(oncePoll)
 	defer ticker.Stop()
 	for {
-		st, res, err := p.ctrl.Look(ctx, nil)
+		st, res, snap, err := p.ctrl.Look(ctx)
 		if err != nil {
 			if ctx.Err() != nil && out.Result != nil {
 				return out, nil // out of time while looking: the last look stands
@@ -112,13 +112,6 @@ func (p *Project) Converge(ctx context.Context, settle time.Duration) (Outcome, 
 			return out, &StuckError{Service: svc, Err: f.Err}
 		}
 		idle := p.ctrl.Idle()
-		snap, err := p.ctrl.Snapshot(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return out, nil
-			}
-			return out, err
-		}
 		if idle {
 			// compose's up reports a dependency that failed for good at
 			// once; waiting out the timeout would tell nothing more
