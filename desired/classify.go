@@ -151,9 +151,9 @@ func classifyLoadError(err error, loc *locator, serviceEnvFiles map[string][]str
 		if svc, key, ok := strings.Cut(strings.TrimPrefix(o.key, "services."), "."); ok && strings.HasPrefix(o.key, "services.") {
 			ie.Service, ie.Key = svc, key
 		}
-		ie.Err = fmt.Errorf("%s not found", displayPath(missing))
+		ie.Err = fmt.Errorf("%s not found", DisplayPath(missing))
 		if len(chain) > 1 {
-			ie.Err = fmt.Errorf("%s not found (%s is named at %s)", displayPath(missing), displayPath(o.file), strings.Join(chain[1:], ", from "))
+			ie.Err = fmt.Errorf("%s not found (%s is named at %s)", DisplayPath(missing), DisplayPath(o.file), strings.Join(chain[1:], ", from "))
 		}
 	case reMissingFile.MatchString(msg):
 		m := reMissingFile.FindStringSubmatch(msg)

@@ -32,7 +32,7 @@ type InputError struct {
 func (e *InputError) Error() string {
 	var b strings.Builder
 	if e.File != "" {
-		b.WriteString(displayPath(e.File))
+		b.WriteString(DisplayPath(e.File))
 		if e.Line > 0 {
 			fmt.Fprintf(&b, ":%d", e.Line)
 		}
@@ -61,9 +61,9 @@ func IsInputError(err error) bool {
 	return errors.As(err, &ie)
 }
 
-// displayPath shows a path relative to the working directory when it lies
+// DisplayPath shows a path relative to the working directory when it lies
 // below it, as users wrote it on the command line.
-func displayPath(p string) string {
+func DisplayPath(p string) string {
 	wd, err := os.Getwd()
 	if err != nil || !filepath.IsAbs(p) {
 		return p

@@ -121,7 +121,7 @@ func (l *locator) chain(file string) (first origin, steps []string) {
 		if len(parts) == 0 {
 			first = o
 		}
-		parts = append(parts, fmt.Sprintf("%s:%d (%s)", displayPath(o.file), o.line, o.key))
+		parts = append(parts, fmt.Sprintf("%s:%d (%s)", DisplayPath(o.file), o.line, o.key))
 		seen[file] = true
 		file = o.file
 	}
@@ -231,4 +231,43 @@ func (l *locator) parseError() (string, error) {
 		}
 	}
 	return "", nil
+}
+
+// Spot is where a key is written.
+type Spot struct {
+	File string
+	Line int
+	// Scalar is true when the value is written as one scalar: a short form
+	// ("127.0.0.1:8080:80") that implies the keys under it.
+	Scalar bool
+}
+
+// Written reports whether a compose file spells out path (services, web,
+// ports, 0, host_ip), and where: a key the Compose SDK filled in itself (a
+// network's default name, a bind's create_host_path) is in no file.
+func (s *State) Written(path ...string) (Spot, bool) {
+	if s.loc == nil {
+		return Spot{}, false
+	}
+	for i := len(s.loc.files) - 1; i >= 0; i-- {
+		f := s.loc.files[i]
+		node := s.loc.tree(f)
+		var at *located
+		for _, key := range path {
+			if node == nil {
+				break
+			}
+			if at = child(node, key); at == nil {
+				break
+			}
+			node = at.value
+		}
+		if at != nil && node == at.value {
+			for node.Kind == yaml.AliasNode && node.Alias != nil {
+				node = node.Alias
+			}
+			return Spot{File: f, Line: at.line, Scalar: node.Kind == yaml.ScalarNode}, true
+		}
+	}
+	return Spot{}, false
 }
