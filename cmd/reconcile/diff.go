@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -39,6 +40,12 @@ docs/commands.md): the drift, each item with what differs, and the plan.`,
 				return err
 			}
 			ctx := cmd.Context()
+			if g.swarm {
+				if output != "text" {
+					return withCode(exitInput, errors.New("diff --swarm prints text only"))
+				}
+				return swarmDiff(ctx, g, exitCode)
+			}
 			sess, snap, err := g.openObserved(ctx)
 			if err != nil {
 				return err

@@ -47,6 +47,8 @@ type globals struct {
 	// listenTokenFile is the daemon's bearer token: required by a daemon
 	// that has one, sent by the commands that read it (events, healthcheck).
 	listenTokenFile string
+	// swarm makes the project a stack on a swarm (docker stack deploy's).
+	swarm bool
 
 	stdout, stderr io.Writer
 	log            *slog.Logger
@@ -91,6 +93,12 @@ Compose SDK, in dependency order.
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if g.swarm && !once {
+				return runSwarmDaemon(cmd.Context(), g, df)
+			}
+			if g.swarm {
+				return runSwarmOnce(cmd.Context(), g, timeout)
+			}
 			if !once {
 				return runDaemon(cmd.Context(), g, df)
 			}
@@ -122,6 +130,7 @@ Compose SDK, in dependency order.
 	pf.StringVar(&g.discoverMatch, "discover-match", "*", "agent: with --discover, only the projects whose name matches this glob (prod-*)")
 	pf.StringVar(&g.dockerContext, "context", "", "docker CLI context to reach the engine through (default: DOCKER_HOST, DOCKER_CONTEXT, or the current context)")
 	pf.StringVar(&g.listenTokenFile, "listen-token-file", "", "file holding the bearer token of the HTTP endpoints: the daemon requires it of every request but /healthz; events and healthcheck send it")
+	pf.BoolVar(&g.swarm, "swarm", false, "Swarm mode: the project is a stack on the swarm whose manager the engine is, with docker stack deploy's names, labels and specs; reconcile adds depends_on order and gates, drift reverted, config and secret rotation, and --once's wait and exit code (docs/swarm.md)")
 	pf.StringVar(&g.stateDir, "state-dir", "", "directory of the daemon's project lock and restart state (default $XDG_STATE_HOME/reconcile)")
 
 	root.Flags().BoolVar(&once, "once", false, "converge once, wait until converged, and exit")

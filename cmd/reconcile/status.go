@@ -41,6 +41,12 @@ of the project, and every second for countdowns) until interrupted; with
 				return withCode(exitInput, fmt.Errorf("-o %q: want table or json", output))
 			}
 			ctx := cmd.Context()
+			if g.swarm {
+				if watch || output != "table" {
+					return withCode(exitInput, errors.New("status --swarm prints one table (no --watch, no -o json yet)"))
+				}
+				return swarmStatus(ctx, g)
+			}
 			if g.projectsDir != "" || g.discover {
 				if watch {
 					return withCode(exitInput, errors.New("--watch shows one project: with --projects or --discover, run it per project (-p NAME), or open an agent's dashboard"))

@@ -127,6 +127,17 @@ const (
 	ProjectInvalid  Reason = "ProjectInvalid"
 )
 
+// Swarm mode (reconcile --swarm).
+const (
+	ServiceDrift   Reason = "ServiceDrift"
+	ServiceUpdated Reason = "ServiceUpdated"
+	ObjectCreated  Reason = "ObjectCreated"
+	ObjectRemoved  Reason = "ObjectRemoved"
+	OrphanService  Reason = "OrphanService"
+	NodeDown       Reason = "NodeDown"
+	NodeUp         Reason = "NodeUp"
+)
+
 // ReasonInfo is one row of the catalogue.
 type ReasonInfo struct {
 	Reason  Reason `json:"reason"`
@@ -223,6 +234,13 @@ var Catalogue = []ReasonInfo{
 	{ProjectDisabled, Normal, "a project opts out of agents with x-reconcile.enabled: false; looked at again when its files change"},
 	{ProjectSkipped, Warning, "a project is already reconciled by another reconcile (or under another directory): left to it; tried again at each rescan"},
 	{ProjectInvalid, Warning, "a project's compose files cannot be loaded at all: reported, the other projects go on; tried again when its files change"},
+	{ServiceDrift, Warning, "swarm: a service's spec differs from the compose file (changed by hand with docker service update or scale, or the file changed); it is updated back"},
+	{ServiceUpdated, Normal, "swarm: a service was updated to the compose file's spec, through its own update_config"},
+	{ObjectCreated, Normal, "swarm: a config or secret was created; a changed one as a new versioned object"},
+	{ObjectRemoved, Normal, "swarm: a config or secret replaced by a newer version was removed once no service used it"},
+	{OrphanService, Warning, "swarm: the stack runs a service the compose files no longer have (--remove-orphans removes it)"},
+	{NodeDown, Warning, "swarm: a node went down or was drained; names the tasks Swarm moved"},
+	{NodeUp, Normal, "swarm: a node is ready and active again"},
 }
 
 var types = func() map[Reason]Type {

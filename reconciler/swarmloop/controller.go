@@ -1,0 +1,467 @@
+package swarmloop
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/containerd/errdefs"
+	composetypes "github.com/docker/cli/cli/compose/types"
+	"github.com/docker/cli/cli/compose/convert"
+	"github.com/moby/moby/api/types/swarm"
+	"github.com/moby/moby/client"
+
+	"github.com/reconcile-dev/reconcile/desired/swarmspec"
+	"github.com/reconcile-dev/reconcile/internal/clock"
+	"github.com/reconcile-dev/reconcile/internal/logging"
+	"github.com/reconcile-dev/reconcile/internal/record"
+	"github.com/reconcile-dev/reconcile/observed/swarmstate"
+	"github.com/reconcile-dev/reconcile/reconciler/workqueue"
+)
+
+// Recorder receives the loop's records.
+type Recorder interface {
+	Event(reason record.Reason, service, container, message string)
+}
+
+// Follow is how soon a service is looked at again while it, or a
+// dependency it waits for, is on its way: Swarm's task counts change with
+// no event of their own.
+const Follow = time.Second
+
+// Controller keeps one stack converged, service by service.
+type Controller struct {
+	// Engine is a manager's API. docker/cli's conversion takes the whole
+	// client (it reads the IDs of secrets and configs by name).
+	Engine   client.APIClient
+	Recorder Recorder
+	Log      *slog.Logger
+	Clock    clock.Clock
+	// DryRun reports what would be done and does nothing.
+	DryRun bool
+	// RemoveOrphans removes the stack's services no longer in the file,
+	// as docker stack deploy --prune does.
+	RemoveOrphans bool
+
+	stack    atomic.Pointer[swarmspec.Stack]
+	once     sync.Once
+	q        *workqueue.Queue
+	objectMu sync.Mutex
+
+	mu sync.Mutex
+	// mem is what reconcile did to each service; said the last line
+	// recorded for it, so a wait or a hold is recorded once.
+	mem  map[string]Memory
+	said map[string]string
+	// updates are the update states last seen, to record Swarm's own
+	// rollouts and rollbacks as they end.
+	updates map[string]swarm.UpdateState
+}
+
+func (c *Controller) queue() *workqueue.Queue {
+	c.once.Do(func() {
+		c.q = workqueue.New(c.clock(), workqueue.DefaultRateLimiter(c.clock()))
+		c.mem, c.said, c.updates = map[string]Memory{}, map[string]string{}, map[string]swarm.UpdateState{}
+	})
+	return c.q
+}
+
+func (c *Controller) clock() clock.Clock   { return clock.Or(c.Clock) }
+func (c *Controller) logger() *slog.Logger { return logging.Or(c.Log) }
+
+// SetStack makes s the desired state and queues every service of it, and
+// every service the stack ran before (an orphan now, perhaps).
+func (c *Controller) SetStack(s *swarmspec.Stack) {
+	q := c.queue()
+	old := c.stack.Swap(s)
+	for _, name := range s.Order {
+		q.Add(name)
+	}
+	if old != nil {
+		for _, name := range old.Order {
+			q.Add(name)
+		}
+	}
+}
+
+// Stack is the desired state.
+func (c *Controller) Stack() *swarmspec.Stack { return c.stack.Load() }
+
+// Enqueue queues service: inputs call it, nothing else.
+func (c *Controller) Enqueue(service string) { c.queue().Add(service) }
+
+// EnqueueAll queues every service of the stack (a resync, a node event).
+func (c *Controller) EnqueueAll() {
+	if s := c.stack.Load(); s != nil {
+		for _, name := range s.Order {
+			c.queue().Add(name)
+		}
+	}
+}
+
+// Run works the queue with workers until ctx ends.
+func (c *Controller) Run(ctx context.Context, workers int) {
+	q := c.queue()
+	go func() {
+		<-ctx.Done()
+		q.ShutDown()
+	}()
+	var wg sync.WaitGroup
+	for range max(workers, 1) {
+		wg.Go(func() {
+			for {
+				key, ok := q.Get()
+				if !ok {
+					return
+				}
+				retry, err := c.safeReconcile(ctx, key)
+				q.Done(key)
+				switch {
+				case ctx.Err() != nil:
+				case err != nil:
+					c.logger().Warn("reconciling a swarm service failed", "service", key, "err", err)
+					q.AddRateLimited(key)
+				case retry > 0:
+					q.Forget(key)
+					q.AddAfter(key, retry)
+				default:
+					q.Forget(key)
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func (c *Controller) safeReconcile(ctx context.Context, service string) (retry time.Duration, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.record(record.ReconcilePanic, service, fmt.Sprintf("reconciling %s panicked: %v", service, r))
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return c.Reconcile(ctx, service)
+}
+
+// Reconcile looks at the stack as it is now and does what service needs.
+// It returns how soon to look again (0: when something queues it).
+func (c *Controller) Reconcile(ctx context.Context, service string) (time.Duration, error) {
+	stack := c.stack.Load()
+	if stack == nil {
+		return 0, nil
+	}
+	snap, err := c.observe(ctx, stack)
+	if err != nil {
+		return 0, err
+	}
+	cfg, ok := serviceConfig(stack, service)
+	if !ok {
+		return 0, c.orphan(ctx, stack, snap, service)
+	}
+	c.reportUpdate(service, snap)
+	if err := c.ensureStackObjects(ctx, stack, snap); err != nil {
+		return 0, err
+	}
+	if snap, err = c.observe(ctx, stack); err != nil {
+		return 0, err
+	}
+	spec, err := c.convert(ctx, stack, cfg, snap)
+	if err != nil {
+		return 0, err
+	}
+	step := Decide(service, spec, stack.DependsOn[service], snap, c.memory(service))
+	switch step.Action {
+	case Nothing:
+		c.sayOnce(service, "", record.Synced, "")
+		if ok, _, _ := Converged(step, snap); !ok {
+			return Follow, nil
+		}
+		c.pruneObjects(ctx, stack, snap)
+		return 0, nil
+	case Wait:
+		c.sayOnce(service, step.Why, record.DependencyNotReady, step.Why)
+		return Follow, nil
+	case Held:
+		c.sayOnce(service, step.Why, record.RolledBack, step.Why)
+		return 0, nil
+	}
+	if c.DryRun {
+		c.sayOnce(service, step.Why, record.ServiceDrift, "would "+string(step.Action)+": "+step.Why)
+		return 0, nil
+	}
+	if step.Action == Update {
+		c.record(record.ServiceDrift, service, step.Why)
+	}
+	c.mu.Lock()
+	c.said[service] = "acted" // its return to sync is said
+	c.mu.Unlock()
+	if err := c.execute(ctx, step); err != nil {
+		c.record(record.EngineRefused, service, fmt.Sprintf("%s %s: %v", step.Action, service, err))
+		return 0, err
+	}
+	c.remember(ctx, stack, step)
+	return Follow, nil
+}
+
+func (c *Controller) observe(ctx context.Context, stack *swarmspec.Stack) (*swarmstate.Snapshot, error) {
+	return swarmstate.Observe(ctx, c.Engine, stack.Namespace.Name(), c.clock().Now())
+}
+
+// Look is one snapshot of the stack and what each service needs, for
+// --once, diff and status; it changes nothing.
+func (c *Controller) Look(ctx context.Context) (*swarmstate.Snapshot, []Step, error) {
+	stack := c.stack.Load()
+	snap, err := c.observe(ctx, stack)
+	if err != nil {
+		return nil, nil, err
+	}
+	var steps []Step
+	for _, name := range stack.Order {
+		cfg, _ := serviceConfig(stack, name)
+		spec, err := c.convertLooking(ctx, stack, cfg, snap)
+		if err != nil {
+			return nil, nil, err
+		}
+		steps = append(steps, Decide(name, spec, stack.DependsOn[name], snap, c.memory(name)))
+	}
+	return snap, steps, nil
+}
+
+func serviceConfig(stack *swarmspec.Stack, name string) (composetypes.ServiceConfig, bool) {
+	i := slices.IndexFunc(stack.Config.Services, func(s composetypes.ServiceConfig) bool { return s.Name == name })
+	if i < 0 {
+		return composetypes.ServiceConfig{}, false
+	}
+	return stack.Config.Services[i], true
+}
+
+// convert is docker/cli's conversion of one service, pointed at where its
+// configs and secrets live now.
+func (c *Controller) convert(ctx context.Context, stack *swarmspec.Stack, cfg composetypes.ServiceConfig, snap *swarmstate.Snapshot) (swarm.ServiceSpec, error) {
+	sub := *stack.Config
+	sub.Services = []composetypes.ServiceConfig{cfg}
+	specs, err := convert.Services(ctx, stack.Namespace, &sub, c.Engine)
+	if err != nil {
+		return swarm.ServiceSpec{}, fmt.Errorf("converting %s for Swarm: %w", cfg.Name, err)
+	}
+	spec := specs[cfg.Name]
+	Repoint(&spec, c.placements(stack, snap), snap)
+	return spec, nil
+}
+
+// convertLooking converts as convert does when the objects the service
+// names exist; before they do (a first deploy), it leaves their references
+// out rather than fail, since it only looks.
+func (c *Controller) convertLooking(ctx context.Context, stack *swarmspec.Stack, cfg composetypes.ServiceConfig, snap *swarmstate.Snapshot) (swarm.ServiceSpec, error) {
+	spec, err := c.convert(ctx, stack, cfg, snap)
+	if err == nil {
+		return spec, nil
+	}
+	cfg.Configs, cfg.Secrets = nil, nil
+	return c.convert(ctx, stack, cfg, snap)
+}
+
+func (c *Controller) placements(stack *swarmspec.Stack, snap *swarmstate.Snapshot) map[string]Placement {
+	out := map[string]Placement{}
+	for _, o := range Objects(stack.Configs, stack.Secrets) {
+		out[o.Kind+"/"+o.Name] = Place(o, snap)
+	}
+	return out
+}
+
+// ensureStackObjects creates the stack's networks, configs and secrets
+// that do not exist yet (a changed config or secret as a new object).
+// Workers of several services may get here at once: one creates.
+func (c *Controller) ensureStackObjects(ctx context.Context, stack *swarmspec.Stack, snap *swarmstate.Snapshot) error {
+	c.objectMu.Lock()
+	defer c.objectMu.Unlock()
+	fresh, err := c.observe(ctx, stack)
+	if err != nil {
+		return err
+	}
+	for _, name := range slices.Sorted(mapKeys(stack.Networks)) {
+		if _, ok := fresh.Networks[name]; ok {
+			continue
+		}
+		if c.DryRun {
+			continue
+		}
+		if err := c.createNetwork(ctx, name, stack.Networks[name]); err != nil && !errdefs.IsConflict(err) {
+			c.record(record.FailedCreateNetwork, "", fmt.Sprintf("creating network %s: %v", name, err))
+			return err
+		}
+		c.record(record.NetworkCreated, "", "network "+name+" created")
+	}
+	for _, o := range Objects(stack.Configs, stack.Secrets) {
+		p := Place(o, fresh)
+		if !p.Create || c.DryRun {
+			continue
+		}
+		if err := c.createObject(ctx, o, p.Name); err != nil && !errdefs.IsConflict(err) {
+			return fmt.Errorf("creating %s %s: %w", o.Kind, p.Name, err)
+		}
+		what := "created"
+		if p.Name != o.Name {
+			what = "created for its changed data (Swarm's " + o.Kind + "s cannot change): the services using it are updated to it"
+		}
+		c.record(record.ObjectCreated, "", fmt.Sprintf("%s %s %s", o.Kind, p.Name, what))
+	}
+	return nil
+}
+
+// pruneObjects removes the stack's configs and secrets a newer version
+// replaced, once no service refers to them.
+func (c *Controller) pruneObjects(ctx context.Context, stack *swarmspec.Stack, snap *swarmstate.Snapshot) {
+	if c.DryRun {
+		return
+	}
+	used := map[string]bool{}
+	for _, s := range snap.Services {
+		if cs := s.Spec.TaskTemplate.ContainerSpec; cs != nil {
+			for _, r := range cs.Configs {
+				used["config/"+r.ConfigName] = true
+			}
+			for _, r := range cs.Secrets {
+				used["secret/"+r.SecretName] = true
+			}
+		}
+	}
+	placed := c.placements(stack, snap)
+	for _, o := range Objects(stack.Configs, stack.Secrets) {
+		current := placed[o.Kind+"/"+o.Name].Name
+		for _, name := range versionsOf(o, snap) {
+			if name == current || used[o.Kind+"/"+name] {
+				continue
+			}
+			if err := c.removeObject(ctx, o.Kind, name, snap); err != nil {
+				c.logger().Debug("an old config or secret is not removed yet", "name", name, "err", err)
+				continue
+			}
+			c.record(record.ObjectRemoved, "", fmt.Sprintf("%s %s removed: replaced by %s and no longer used", o.Kind, name, current))
+		}
+	}
+}
+
+// versionsOf are the names of o's versions in snap: stack deploy's name
+// and the hashed ones.
+func versionsOf(o Object, snap *swarmstate.Snapshot) []string {
+	var out []string
+	add := func(name string) {
+		if name == o.Name || (len(name) == len(o.Name)+13 && name[:len(o.Name)+1] == o.Name+"-") {
+			out = append(out, name)
+		}
+	}
+	if o.Kind == "config" {
+		for name := range snap.Configs {
+			add(name)
+		}
+	} else {
+		for name := range snap.Secrets {
+			add(name)
+		}
+	}
+	return out
+}
+
+// orphan handles a service the stack runs that the file no longer has.
+func (c *Controller) orphan(ctx context.Context, stack *swarmspec.Stack, snap *swarmstate.Snapshot, service string) error {
+	svc, ok := snap.Services[service]
+	if !ok {
+		return nil
+	}
+	if !c.RemoveOrphans || c.DryRun {
+		c.sayOnce(service, "orphan", record.OrphanService, "the stack runs "+service+", which the compose files no longer have (--remove-orphans removes it)")
+		return nil
+	}
+	if err := c.removeService(ctx, svc.ID); err != nil && !errdefs.IsNotFound(err) {
+		return err
+	}
+	c.record(record.Removed, service, "service "+svc.Spec.Name+" removed: no longer in the compose files")
+	return nil
+}
+
+// reportUpdate records the end of Swarm's own rolling update of service
+// (completed, paused, rolled back), once.
+func (c *Controller) reportUpdate(service string, snap *swarmstate.Snapshot) {
+	svc, ok := snap.Services[service]
+	if !ok || svc.UpdateStatus == nil {
+		return
+	}
+	c.mu.Lock()
+	prev := c.updates[service]
+	c.updates[service] = svc.UpdateStatus.State
+	c.mu.Unlock()
+	if prev == svc.UpdateStatus.State {
+		return
+	}
+	switch svc.UpdateStatus.State {
+	case swarm.UpdateStateCompleted:
+		c.record(record.RolloutComplete, service, "Swarm's rolling update completed: "+svc.UpdateStatus.Message)
+	case swarm.UpdateStatePaused:
+		c.record(record.RolloutPaused, service, "Swarm paused the rolling update: "+svc.UpdateStatus.Message)
+	case swarm.UpdateStateRollbackStarted:
+		c.record(record.RollbackStarted, service, "Swarm is rolling the update back: "+svc.UpdateStatus.Message)
+	case swarm.UpdateStateRollbackCompleted:
+		c.record(record.RolledBack, service, "Swarm rolled the update back: "+svc.UpdateStatus.Message)
+	}
+}
+
+func (c *Controller) memory(service string) Memory {
+	c.queue()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mem[service]
+}
+
+// remember notes what reconcile applied to a service, and the spec the
+// engine stored for it.
+func (c *Controller) remember(ctx context.Context, stack *swarmspec.Stack, step Step) {
+	mem := Memory{Applied: step.Hash}
+	if res, err := c.Engine.ServiceInspect(ctx, step.Spec.Name, client.ServiceInspectOptions{}); err == nil {
+		mem.Settled = SpecJSON(res.Service.Spec)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.mem[step.Service] = mem
+}
+
+// sayOnce records msg about service unless key is what was last said of
+// it: a wait looked at every second is one record, and a service back in
+// sync after a wait or a change is one Synced.
+func (c *Controller) sayOnce(service, key string, reason record.Reason, msg string) {
+	c.queue()
+	c.mu.Lock()
+	last, seen := c.said[service]
+	c.said[service] = key
+	c.mu.Unlock()
+	if seen && last == key || !seen && reason == record.Synced {
+		return
+	}
+	if msg == "" {
+		msg = service + " matches the compose file"
+	}
+	c.record(reason, service, msg)
+}
+
+func (c *Controller) record(reason record.Reason, service, msg string) {
+	if c.Recorder != nil {
+		c.Recorder.Event(reason, service, "", msg)
+	}
+}
+
+func mapKeys[V any](m map[string]V) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+var errNoStack = errors.New("no stack set")
