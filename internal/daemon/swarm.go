@@ -109,7 +109,13 @@ func (s *Swarm) Converge(ctx context.Context, stack *swarmspec.Stack, poll time.
 		}
 		if err == nil {
 			out = outcome(snap, steps)
-			if out.Converged || len(out.Failed) > 0 {
+			if out.Converged {
+				// the loop prunes when it next passes by; --once ends now,
+				// so the configs and secrets a rotation replaced go first
+				ctl.PruneObjects(ctx, snap)
+				return out, nil
+			}
+			if len(out.Failed) > 0 {
 				return out, nil
 			}
 		}

@@ -181,7 +181,7 @@ func (c *Controller) Reconcile(ctx context.Context, service string) (time.Durati
 		if ok, _, _ := Converged(step, snap); !ok {
 			return Follow, nil
 		}
-		c.pruneObjects(ctx, stack, snap)
+		c.PruneObjects(ctx, snap)
 		return 0, nil
 	case Wait:
 		c.sayOnce(service, step.Why, record.DependencyNotReady, step.Why)
@@ -314,12 +314,15 @@ func (c *Controller) ensureStackObjects(ctx context.Context, stack *swarmspec.St
 	return nil
 }
 
-// pruneObjects removes the stack's configs and secrets a newer version
-// replaced, once no service refers to them.
-func (c *Controller) pruneObjects(ctx context.Context, stack *swarmspec.Stack, snap *swarmstate.Snapshot) {
-	if c.DryRun {
+// PruneObjects removes the stack's configs and secrets a newer version
+// replaced, once no service of snap refers to them.
+func (c *Controller) PruneObjects(ctx context.Context, snap *swarmstate.Snapshot) {
+	stack := c.stack.Load()
+	if c.DryRun || stack == nil {
 		return
 	}
+	c.objectMu.Lock()
+	defer c.objectMu.Unlock()
 	used := map[string]bool{}
 	for _, s := range snap.Services {
 		if cs := s.Spec.TaskTemplate.ContainerSpec; cs != nil {

@@ -249,7 +249,7 @@ func diff(path string, want, have any, out *[]string) {
 		// environment variable, a mount, a constraint) is a difference,
 		// but for the ones the engine fills in with its defaults
 		for _, k := range sortedKeys(h) {
-			if _, ok := w[k]; ok || empty(h[k]) || slices.Contains(engineDefaults, join(path, k)) {
+			if _, ok := w[k]; ok || empty(h[k]) || engineDefault(join(path, k)) {
 				continue
 			}
 			*out = append(*out, join(path, k))
@@ -270,11 +270,9 @@ func diff(path string, want, have any, out *[]string) {
 		}
 	case nil:
 	default:
+		// a zero the spec spells out (an update_config's failure_action
+		// left empty) is the engine's to default
 		if !reflect.DeepEqual(want, have) && !isZero(want) {
-			*out = append(*out, path)
-		} else if isZero(want) && !isZero(have) && have != nil {
-			// a number or a flag set by hand where the file leaves it
-			// at its zero: replicas scaled from 0, read_only turned on
 			*out = append(*out, path)
 		}
 	}
@@ -293,6 +291,17 @@ var engineDefaults = []string{
 	"EndpointSpec.Mode",
 	"Mode.ReplicatedJob.MaxConcurrent",
 	"Mode.ReplicatedJob.TotalCompletions",
+}
+
+// engineDefault: path is one of engineDefaults or under one (an update
+// config's failure_action, when the file sets only its parallelism).
+func engineDefault(path string) bool {
+	for _, d := range engineDefaults {
+		if path == d || strings.HasPrefix(path, d+".") {
+			return true
+		}
+	}
+	return false
 }
 
 // empty: nothing set (a zero, an empty mapping or list).

@@ -1,0 +1,379 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/api/types/swarm"
+	"github.com/moby/moby/client"
+
+	"github.com/reconcile-dev/reconcile/internal/enginetest"
+)
+
+// swarmStack is the quickstart's shape on a swarm: a db with a slow
+// healthcheck, a one-shot migration (a replicated job), two api replicas
+// behind both, and a web behind the api. Ports are host-mode and names
+// resolve by DNS round robin: this machine's kernel has no IPVS, so
+// Swarm's VIPs and routing mesh do not work here (docs/swarm.md).
+const swarmStack = `
+services:
+  db:
+    image: {{.Image}}
+    environment: {START_DELAY: 3s}
+    healthcheck: {test: ["CMD", "/testapp", "health"], interval: 1s, timeout: 2s, retries: 10}
+    deploy: {endpoint_mode: dnsrr}
+  migrate:
+    image: {{.Image}}
+    environment: {EXIT_AFTER: 500ms, EXIT_CODE: "0"}
+    depends_on: {db: {condition: service_healthy}}
+    deploy: {mode: replicated-job, endpoint_mode: dnsrr}
+  api:
+    image: {{.Image}}
+    healthcheck: {test: ["CMD", "/testapp", "health"], interval: 1s, timeout: 2s, retries: 3}
+    depends_on:
+      db: {condition: service_healthy}
+      migrate: {condition: service_completed_successfully}
+    deploy: {replicas: 2, endpoint_mode: dnsrr}
+  web:
+    image: {{.Image}}
+    depends_on: [api]
+    deploy: {endpoint_mode: dnsrr}
+`
+
+func swarmOnce(t *testing.T, s *enginetest.Stack, extra ...string) result {
+	t.Helper()
+	return reconcile(t, s.Dir, nil, append([]string{"--swarm", "--once", "-f", s.File, "-p", s.Name, "--timeout", "90s", "--state-dir", s.Dir + "/state"}, extra...)...)
+}
+
+// firstRunning is when the first task of service reached running (after
+// its healthcheck passed, for a service with one: Swarm reports a task
+// running only then) or complete.
+func firstAt(t *testing.T, s *enginetest.Stack, service string, state swarm.TaskState) time.Time {
+	t.Helper()
+	var first time.Time
+	for _, task := range s.Tasks(service) {
+		at := task.Status.Timestamp
+		if task.Status.State == state || state == swarm.TaskStateRunning && task.Status.State == swarm.TaskStateRunning {
+			if first.IsZero() || at.Before(first) {
+				first = at
+			}
+		}
+	}
+	if first.IsZero() {
+		t.Fatalf("no task of %s is %s", service, state)
+	}
+	return first
+}
+
+// TestSwarmOnceDeploysInDependencyOrder: docker stack deploy creates every
+// service at once and ignores depends_on; reconcile --swarm --once creates
+// each only once its dependencies' tasks run healthy (or completed), then
+// waits for the whole stack and exits 0.
+func TestSwarmOnceDeploysInDependencyOrder(t *testing.T) {
+	s := enginetest.NewStack(t, swarmStack)
+	r := swarmOnce(t, s)
+	if r.Code != 0 {
+		t.Fatalf("reconcile --swarm --once: %s", r)
+	}
+	dbHealthy := firstAt(t, s, "db", swarm.TaskStateRunning)
+	migrated := firstAt(t, s, "migrate", swarm.TaskStateComplete)
+	apiUp := firstAt(t, s, "api", swarm.TaskStateRunning)
+	for _, c := range []struct {
+		service string
+		after   time.Time
+		what    string
+	}{
+		{"migrate", dbHealthy, "db healthy"},
+		{"api", migrated, "migrate completed"},
+		{"web", apiUp, "api healthy"},
+	} {
+		if created := s.Service(c.service).CreatedAt; created.Before(c.after) {
+			t.Errorf("%s was created at %s, before %s (%s)", c.service, created.Format(time.StampMilli), c.what, c.after.Format(time.StampMilli))
+		}
+	}
+	for _, name := range []string{"db", "api", "web"} {
+		st := runningOf(t, s, name)
+		if want := map[string]uint64{"db": 1, "api": 2, "web": 1}[name]; st != want {
+			t.Errorf("%s: %d tasks running, want %d", name, st, want)
+		}
+	}
+	if !strings.Contains(r.Stdout, "api") || !strings.Contains(r.Stdout, "converged") {
+		t.Errorf("--once printed no status table:\n%s", r.Stdout)
+	}
+	// what Swarm ignores is said, where it is written
+	if !strings.Contains(r.Stderr, `compose.yaml:11: service "migrate": depends_on: Swarm ignores it; reconcile`) {
+		t.Errorf("the depends_on note is missing:\n%s", r.Stderr)
+	}
+	// a second run finds nothing to do
+	if d := reconcile(t, s.Dir, nil, "--swarm", "diff", "-f", s.File, "-p", s.Name); d.Code != 0 || !strings.Contains(d.Stdout, "matches the compose files") {
+		t.Errorf("diff after --once: %s", d)
+	}
+}
+
+func runningOf(t *testing.T, s *enginetest.Stack, service string) uint64 {
+	t.Helper()
+	f := make(client.Filters).Add("name", s.Name+"_"+service)
+	l, err := s.Engine.Client.ServiceList(context.Background(), client.ServiceListOptions{Filters: f, Status: true})
+	if err != nil || len(l.Items) != 1 || l.Items[0].ServiceStatus == nil {
+		t.Fatalf("listing %s: %v", service, err)
+	}
+	return l.Items[0].ServiceStatus.RunningTasks
+}
+
+func docker(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("docker", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("docker %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+// TestSwarmDaemonRevertsHandChanges: a docker service scale and a docker
+// service update --env-add by hand are reported as drift and undone by the
+// daemon, through the service's own update.
+func TestSwarmDaemonRevertsHandChanges(t *testing.T) {
+	s := enginetest.NewStack(t, `
+services:
+  api:
+    image: {{.Image}}
+    healthcheck: {test: ["CMD", "/testapp", "health"], interval: 1s, timeout: 2s, retries: 3}
+    deploy: {replicas: 2, endpoint_mode: dnsrr}
+`)
+	if r := swarmOnce(t, s); r.Code != 0 {
+		t.Fatalf("reconcile --swarm --once: %s", r)
+	}
+	d := enginetest.Start(t, s.Dir, nil, "--swarm", "-f", s.File, "-p", s.Name, "--state-dir", s.Dir+"/state", "--log-format", "text")
+	d.WaitFor("watching the stack on the swarm", 30*time.Second)
+	docker(t, "service", "scale", "-d", s.Name+"_api=4")
+	d.WaitFor("Mode.Replicated.Replicas", 20*time.Second)
+	docker(t, "service", "update", "-d", "--env-add", "HAND=1", s.Name+"_api")
+	d.WaitFor("TaskTemplate.ContainerSpec.Env", 20*time.Second)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		spec := s.Service("api").Spec
+		if *spec.Mode.Replicated.Replicas == 2 && len(spec.TaskTemplate.ContainerSpec.Env) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the hand changes were not undone: replicas %d, env %v", *spec.Mode.Replicated.Replicas, spec.TaskTemplate.ContainerSpec.Env)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	out := d.Output()
+	if n := strings.Count(out, "reason=ServiceDrift"); n != 2 {
+		t.Errorf("%d drift records, want one per hand change:\n%s", n, out)
+	}
+}
+
+// v3Stack is a file docker stack deploy takes as it is.
+const v3Stack = `version: "3.9"
+services:
+  api:
+    image: {{.Image}}
+    environment: {MODE: prod}
+    labels: {tier: back}
+    healthcheck: {test: ["CMD", "/testapp", "health"], interval: 1s, timeout: 2s, retries: 3}
+    configs: [{source: app, target: /etc/app.conf}]
+    deploy:
+      replicas: 2
+      endpoint_mode: dnsrr
+      update_config: {parallelism: 1, delay: 1s, order: start-first}
+      resources: {limits: {memory: 64M}}
+  web:
+    image: {{.Image}}
+    ports: [{target: 8080, published: {{.Port}}, mode: host}]
+    networks: [front, default]
+    deploy: {endpoint_mode: dnsrr, restart_policy: {condition: on-failure, max_attempts: 3}}
+networks:
+  front: {driver: overlay}
+configs:
+  app: {file: ./app.conf}
+`
+
+// TestSwarmStackDeployParity: after reconcile deploys a v3 file, docker
+// stack deploy of the same file changes no spec and replaces no task; and
+// a stack docker stack deploy made is one reconcile finds nothing to do
+// on. The stack is the same stack to both tools.
+func TestSwarmStackDeployParity(t *testing.T) {
+	port := enginetest.FreePort(t)
+	s := enginetest.NewStack(t, strings.Replace(v3Stack, "{{.Port}}", port, 1))
+	s.Write("app.conf", "workers=2\n")
+	if r := swarmOnce(t, s); r.Code != 0 {
+		t.Fatalf("reconcile --swarm --once: %s", r)
+	}
+	before := map[string]string{}
+	tasks := map[string][]string{}
+	for _, name := range []string{"api", "web"} {
+		b, _ := json.Marshal(s.Service(name).Spec)
+		before[name] = string(b)
+		tasks[name] = taskIDs(t, s, name)
+	}
+	docker(t, "stack", "deploy", "--resolve-image", "never", "-c", s.File, s.Name)
+	for _, name := range []string{"api", "web"} {
+		b, _ := json.Marshal(s.Service(name).Spec)
+		if string(b) != before[name] {
+			t.Errorf("docker stack deploy changed %s's spec:\nreconcile's: %s\nafter:       %s", name, before[name], b)
+		}
+	}
+	// no rollout: the same tasks keep running (give Swarm a moment to
+	// have started one, were it going to)
+	time.Sleep(2 * time.Second)
+	for _, name := range []string{"api", "web"} {
+		if got := taskIDs(t, s, name); !slices.Equal(got, tasks[name]) {
+			t.Errorf("docker stack deploy replaced %s's tasks: %v, then %v", name, tasks[name], got)
+		}
+	}
+	if d := reconcile(t, s.Dir, nil, "--swarm", "diff", "-f", s.File, "-p", s.Name); d.Code != 0 {
+		t.Errorf("diff after docker stack deploy: %s", d)
+	}
+
+	// the other way round: a stack deployed by docker stack deploy alone
+	other := enginetest.NewStack(t, strings.Replace(v3Stack, "{{.Port}}", enginetest.FreePort(t), 1))
+	other.Write("app.conf", "workers=2\n")
+	docker(t, "stack", "deploy", "--resolve-image", "never", "-c", other.File, other.Name)
+	if d := reconcile(t, other.Dir, nil, "--swarm", "diff", "-f", other.File, "-p", other.Name); d.Code != 0 || !strings.Contains(d.Stdout, "matches the compose files") {
+		t.Errorf("diff of a stack docker stack deploy made: %s", d)
+	}
+}
+
+// taskIDs are the IDs of service's tasks meant to run.
+func taskIDs(t *testing.T, s *enginetest.Stack, service string) []string {
+	t.Helper()
+	var ids []string
+	for _, task := range s.Tasks(service) {
+		if task.DesiredState == swarm.TaskStateRunning {
+			ids = append(ids, task.ID)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// TestSwarmConfigRotation: Swarm's configs cannot change (docker stack
+// deploy fails on an edited config file); reconcile creates the new content
+// as a versioned config, rolls the service onto it through its own
+// update_config, and removes the old one once nothing uses it.
+func TestSwarmConfigRotation(t *testing.T) {
+	s := enginetest.NewStack(t, `
+services:
+  api:
+    image: {{.Image}}
+    healthcheck: {test: ["CMD", "/testapp", "health"], interval: 1s, timeout: 2s, retries: 3}
+    environment: {WATCH_FILE: /etc/app.conf}
+    configs: [{source: app, target: /etc/app.conf}]
+    deploy: {replicas: 2, endpoint_mode: dnsrr, update_config: {parallelism: 1, order: start-first}}
+configs:
+  app: {file: ./app.conf}
+`)
+	s.Write("app.conf", "workers=2\n")
+	if r := swarmOnce(t, s); r.Code != 0 {
+		t.Fatalf("first deploy: %s", r)
+	}
+	first := s.Service("api").Spec.TaskTemplate.ContainerSpec.Configs[0].ConfigName
+	if first != s.Name+"_app" {
+		t.Fatalf("the first version is named %q, want docker stack deploy's %q", first, s.Name+"_app")
+	}
+	s.Write("app.conf", "workers=8\n")
+	r := swarmOnce(t, s)
+	if r.Code != 0 {
+		t.Fatalf("deploy of the changed config: %s", r)
+	}
+	ref := s.Service("api").Spec.TaskTemplate.ContainerSpec.Configs[0]
+	if !strings.HasPrefix(ref.ConfigName, s.Name+"_app-") {
+		t.Fatalf("api refers to config %q, want a new version of %s_app", ref.ConfigName, s.Name)
+	}
+	res, err := s.Engine.Client.ConfigInspect(context.Background(), ref.ConfigID, client.ConfigInspectOptions{})
+	if err != nil || string(res.Config.Spec.Data) != "workers=8\n" {
+		t.Fatalf("the new config holds %q (%v)", res.Config.Spec.Data, err)
+	}
+	if _, err := s.Engine.Client.ConfigInspect(context.Background(), first, client.ConfigInspectOptions{}); err == nil {
+		t.Errorf("the old config %s is still there once no service uses it", first)
+	}
+	for _, want := range []string{"reason=ObjectCreated", "reason=ServiceUpdated", "reason=ObjectRemoved"} {
+		if !strings.Contains(strings.ReplaceAll(r.Stderr, `"reason":"`, "reason="), want) {
+			t.Errorf("no %s record:\n%s", want, r.Stderr)
+		}
+	}
+	// every running task reads the new content
+	for _, task := range s.Tasks("api") {
+		if task.DesiredState != swarm.TaskStateRunning || task.Status.ContainerStatus == nil {
+			continue
+		}
+		if got := docker(t, "exec", task.Status.ContainerStatus.ContainerID, "/testapp", "get", "http://127.0.0.1:8080/config"); !strings.Contains(got, "workers=8") {
+			t.Errorf("task %s reads %q", task.ID, got)
+		}
+	}
+}
+
+// TestSwarmOnceExitCodes: a definition Swarm rolls back is exit 1, named,
+// and not tried again; bad input is exit 2 with the stack untouched; an
+// engine that is no swarm manager is exit 3.
+func TestSwarmOnceExitCodes(t *testing.T) {
+	s := enginetest.NewStack(t, `
+services:
+  api:
+    image: {{.Image}}
+    environment: {MODE: "1"}
+    healthcheck: {test: ["CMD", "/testapp", "health"], interval: 1s, timeout: 2s, retries: 3}
+    deploy:
+      replicas: 2
+      endpoint_mode: dnsrr
+      update_config: {parallelism: 1, failure_action: rollback, monitor: 3s}
+`)
+	if r := swarmOnce(t, s); r.Code != 0 {
+		t.Fatalf("first deploy: %s", r)
+	}
+	good := s.Service("api").Spec
+	// a definition whose tasks fail at once: Swarm rolls it back
+	s.Write("compose.yaml", strings.Replace(readFile(t, s.File), `environment: {MODE: "1"}`, `environment: {MODE: "2", EXIT_AFTER: 500ms, EXIT_CODE: "3"}`, 1))
+	r := swarmOnce(t, s)
+	if r.Code != 1 || !strings.Contains(r.Stderr, "api: failed: Swarm rolled back") {
+		t.Fatalf("a rolled-back definition: %s", r)
+	}
+	spec := s.Service("api").Spec
+	if !slices.Equal(spec.TaskTemplate.ContainerSpec.Env, good.TaskTemplate.ContainerSpec.Env) {
+		t.Errorf("api runs %v after the rollback, want the good %v", spec.TaskTemplate.ContainerSpec.Env, good.TaskTemplate.ContainerSpec.Env)
+	}
+
+	before := s.Service("api").Version
+	s.Write("compose.yaml", readFile(t, s.File)+"  broken: [\n")
+	if r := swarmOnce(t, s); r.Code != 2 || !strings.Contains(r.Stderr, "compose.yaml") {
+		t.Fatalf("bad input: %s", r)
+	}
+	if after := s.Service("api").Version; after != before {
+		t.Errorf("bad input touched the stack: version %v, then %v", before, after)
+	}
+}
+
+// TestSwarmNeedsAManager: with no swarm, --swarm says so and exits 3.
+func TestSwarmNeedsAManager(t *testing.T) {
+	e := enginetest.Require(t)
+	info, err := e.Client.Info(context.Background(), client.InfoOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Info.Swarm.ControlAvailable {
+		t.Skip("the engine is a swarm manager already (a swarm this test did not make)")
+	}
+	p := enginetest.NewProject(t, "services:\n  api:\n    image: {{.Image}}\n")
+	r := reconcile(t, p.Dir, nil, "--swarm", "--once", "-f", p.File, "-p", p.Name)
+	if r.Code != 3 || !strings.Contains(r.Stderr, "not a swarm manager") {
+		t.Fatalf("--swarm without a swarm: %s", r)
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
