@@ -287,4 +287,3 @@ func firstFile(st *desired.State) string {
 	}
 	return ""
 }
-

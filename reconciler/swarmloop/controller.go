@@ -2,17 +2,17 @@ package swarmloop
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/containerd/errdefs"
-	composetypes "github.com/docker/cli/cli/compose/types"
 	"github.com/docker/cli/cli/compose/convert"
+	composetypes "github.com/docker/cli/cli/compose/types"
 	"github.com/moby/moby/api/types/swarm"
 	"github.com/moby/moby/client"
 
@@ -284,7 +284,7 @@ func (c *Controller) ensureStackObjects(ctx context.Context, stack *swarmspec.St
 	if err != nil {
 		return err
 	}
-	for _, name := range slices.Sorted(mapKeys(stack.Networks)) {
+	for _, name := range slices.Sorted(maps.Keys(stack.Networks)) {
 		if _, ok := fresh.Networks[name]; ok {
 			continue
 		}
@@ -456,15 +456,3 @@ func (c *Controller) record(reason record.Reason, service, msg string) {
 		c.Recorder.Event(reason, service, "", msg)
 	}
 }
-
-func mapKeys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
-}
-
-var errNoStack = errors.New("no stack set")
