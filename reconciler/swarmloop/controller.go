@@ -61,6 +61,8 @@ type Controller struct {
 	// updates are the update states last seen, to record Swarm's own
 	// rollouts and rollbacks as they end.
 	updates map[string]swarm.UpdateState
+	// nodes are the nodes' states last reported.
+	nodes map[string]nodeState
 }
 
 func (c *Controller) queue() *workqueue.Queue {
@@ -164,6 +166,7 @@ func (c *Controller) Reconcile(ctx context.Context, service string) (time.Durati
 		return 0, c.orphan(ctx, stack, snap, service)
 	}
 	c.reportUpdate(service, snap)
+	c.reportNodes(snap)
 	if err := c.ensureStackObjects(ctx, stack, snap); err != nil {
 		return 0, err
 	}
