@@ -7,7 +7,7 @@ EXAMPLE := examples/quickstart/compose.yaml
 # staticcheck at a pinned version, from the Go module proxy (built on first use)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build image engine browser images example-images compose-cli demo demo-down lint test fuzz unit bench clean
+.PHONY: all build image engine browser images example-images compose-cli demo demo-down lint test test-cluster fuzz unit bench clean
 
 all: build
 
@@ -62,6 +62,15 @@ test: lint engine browser images example-images compose-cli
 	mkdir -p test-artifacts
 	$(GO) test -count=1 -timeout 20m -artifacts -outputdir $(CURDIR)/test-artifacts ./...
 	$(MAKE) fuzz
+
+# The multi-node Swarm tests (cmd/reconcile/cluster_test.go, build tag
+# cluster): a manager and two workers, each worker a dockerd in its own
+# network namespace, made by scripts/swarm-cluster.sh and removed after.
+# Needs root: it starts dockerd instances, so it runs only when asked.
+test-cluster: engine images
+	./scripts/swarm-cluster.sh up 2
+	$(GO) test -count=1 -timeout 15m -tags cluster -run '^TestCluster' ./cmd/reconcile/; \
+		status=$$?; ./scripts/swarm-cluster.sh down; exit $$status
 
 # The loader fuzzed for a bounded time (desired.FuzzLoad; its seeds also run
 # in every go test): any input loads or is refused in one line naming its

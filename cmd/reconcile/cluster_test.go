@@ -1,0 +1,131 @@
+//go:build cluster
+
+package main
+
+// The multi-node tests: a manager (the host's engine) and two workers,
+// each a dockerd in its own network namespace, made by
+// scripts/swarm-cluster.sh up (make test-cluster runs them between up and
+// down).
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/api/types/swarm"
+	"github.com/moby/moby/client"
+
+	"github.com/reconcile-dev/reconcile/internal/enginetest"
+)
+
+func clusterDir() string {
+	if d := os.Getenv("RECONCILE_CLUSTER_DIR"); d != "" {
+		return d
+	}
+	return "/tmp/reconcile-cluster"
+}
+
+// requireCluster fails unless the engine manages a swarm of three ready
+// nodes.
+func requireCluster(t *testing.T) {
+	t.Helper()
+	e := enginetest.Require(t)
+	l, err := e.Client.NodeList(context.Background(), client.NodeListOptions{})
+	if err != nil || len(l.Items) < 3 {
+		t.Fatalf("no cluster of three nodes (run scripts/swarm-cluster.sh up, or make test-cluster): %d nodes, %v", len(l.Items), err)
+	}
+}
+
+// placement is where service's running tasks are, by node hostname.
+func placement(t *testing.T, s *enginetest.Stack, service string) map[string]int {
+	t.Helper()
+	nodes, err := s.Engine.Client.NodeList(context.Background(), client.NodeListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := map[string]string{}
+	for _, n := range nodes.Items {
+		host[n.ID] = n.Description.Hostname
+	}
+	out := map[string]int{}
+	for _, task := range s.Tasks(service) {
+		if task.DesiredState == swarm.TaskStateRunning && task.Status.State == swarm.TaskStateRunning {
+			out[host[task.NodeID]]++
+		}
+	}
+	return out
+}
+
+func waitFor(t *testing.T, what string, timeout time.Duration, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s", timeout, what)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// TestClusterDeployDrainAndNodeLoss: on three nodes, the stack is deployed
+// in dependency order with the api spread over the nodes; a drained worker
+// and a worker whose engine is killed are reported by the daemon with the
+// tasks Swarm moved, and the stack keeps its replica counts on the nodes
+// left, dependents still ordered.
+func TestClusterDeployDrainAndNodeLoss(t *testing.T) {
+	requireCluster(t)
+	s := enginetest.NewStack(t, strings.Replace(swarmStack, "deploy: {replicas: 2, endpoint_mode: dnsrr}",
+		"deploy: {replicas: 6, endpoint_mode: dnsrr, placement: {max_replicas_per_node: 3}}", 1))
+	r := swarmOnce(t, s, "--timeout", "4m")
+	if r.Code != 0 {
+		t.Fatalf("reconcile --swarm --once on the cluster: %s", r)
+	}
+	spread := placement(t, s, "api")
+	if len(spread) < 2 {
+		t.Errorf("the api runs on %v: not spread over the nodes", spread)
+	}
+	if created, migrated := s.Service("api").CreatedAt, firstAt(t, s, "migrate", swarm.TaskStateComplete); created.Before(migrated) {
+		t.Errorf("api created at %s, before migrate completed at %s", created, migrated)
+	}
+
+	d := enginetest.Start(t, s.Dir, nil, "--swarm", "-f", s.File, "-p", s.Name, "--state-dir", s.Dir+"/state", "--log-format", "text")
+	d.WaitFor("watching the stack on the swarm", 30*time.Second)
+
+	docker(t, "node", "update", "--availability", "drain", "worker2")
+	t.Cleanup(func() { _ = exec.Command("docker", "node", "update", "--availability", "active", "worker2").Run() })
+	d.WaitFor("node worker2 is drained", 60*time.Second)
+	waitFor(t, "the api's six tasks on the nodes left", 3*time.Minute, func() bool {
+		p := placement(t, s, "api")
+		return p["worker2"] == 0 && p["vm"]+p["worker1"] == 6
+	})
+
+	// worker1's engine killed: Swarm marks the node down after its
+	// heartbeats stop, and moves its tasks to the manager
+	pid, err := os.ReadFile(filepath.Join(clusterDir(), "w1", "docker.pid"))
+	if err != nil {
+		t.Fatalf("worker1's pid: %v", err)
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(string(pid)))
+	if err := syscall.Kill(n, syscall.SIGKILL); err != nil {
+		t.Fatalf("killing worker1's engine: %v", err)
+	}
+	d.WaitFor("node worker1 is down", 2*time.Minute)
+	// at most three per node, and one node left: three run (the engine's
+	// own count still holds the tasks of the lost node as running)
+	waitFor(t, "the api's tasks rescheduled off worker1", 3*time.Minute, func() bool {
+		p := placement(t, s, "api")
+		return p["vm"] == 3 && p["worker1"] == 0 && p["worker2"] == 0
+	})
+	out := d.Output()
+	for _, want := range []string{"reason=NodeDown", "the stack's tasks now run on"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the daemon said nothing of %q:\n%s", want, out)
+		}
+	}
+}
