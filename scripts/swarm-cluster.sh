@@ -56,8 +56,12 @@ up() {
     ip -n "$ns" link set eth0 up
     ip -n "$ns" route add default via "$NET.1"
     echo '{}' > "$dir/daemon.json"
-    # nsenter, not ip netns exec: that remounts /sys and hides the cgroups
-    nsenter --net=/run/netns/"$ns" unshare --uts sh -c "hostname worker$i; exec dockerd \
+    # nsenter, not ip netns exec: that remounts /sys and hides the cgroups.
+    # DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 (as moby's own swarm tests run
+    # their daemons): a task runs the image the node has, without first
+    # trying a registry this machine cannot reach (each try waits for DNS
+    # timeouts inside the namespace: 20-30 s a task)
+    nsenter --net=/run/netns/"$ns" unshare --uts sh -c "hostname worker$i; DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 exec dockerd \
       --config-file $dir/daemon.json --data-root $dir/data --exec-root $dir/exec \
       --pidfile $dir/docker.pid -H $(worker_sock "$i") --storage-driver vfs \
       --cgroup-parent /rcw$i --bip 172.31.$((200 + i)).1/24" >"$dir/dockerd.log" 2>&1 &

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -167,11 +168,14 @@ func (c *Controller) Reconcile(ctx context.Context, service string) (time.Durati
 	}
 	c.reportUpdate(service, snap)
 	c.reportNodes(snap)
-	if err := c.ensureStackObjects(ctx, stack, snap); err != nil {
+	created, err := c.ensureStackObjects(ctx, stack, snap)
+	if err != nil {
 		return 0, err
 	}
-	if snap, err = c.observe(ctx, stack); err != nil {
-		return 0, err
+	if created {
+		if snap, err = c.observe(ctx, stack); err != nil {
+			return 0, err
+		}
 	}
 	spec, err := c.convert(ctx, stack, cfg, snap)
 	if err != nil {
@@ -198,17 +202,30 @@ func (c *Controller) Reconcile(ctx context.Context, service string) (time.Durati
 		return 0, nil
 	}
 	if step.Action == Update {
-		c.record(record.ServiceDrift, service, step.Why)
+		// once per difference: an update retried (out of sequence) is
+		// not drift seen again
+		c.sayOnce(service, "drift:"+step.Why, record.ServiceDrift, step.Why)
 	}
 	c.mu.Lock()
 	c.said[service] = "acted" // its return to sync is said
 	c.mu.Unlock()
 	if err := c.execute(ctx, step); err != nil {
+		if outOfSequence(err) {
+			// the service changed between the look and the update (Swarm
+			// recording its own progress, a hand change): look again
+			return Follow / 10, nil
+		}
 		c.record(record.EngineRefused, service, fmt.Sprintf("%s %s: %v", step.Action, service, err))
 		return 0, err
 	}
 	c.remember(ctx, stack, step)
 	return Follow, nil
+}
+
+// outOfSequence: an update made against a version that is no longer the
+// service's (Swarm's optimistic concurrency).
+func outOfSequence(err error) bool {
+	return strings.Contains(err.Error(), "update out of sequence")
 }
 
 func (c *Controller) observe(ctx context.Context, stack *swarmspec.Stack) (*swarmstate.Snapshot, error) {
@@ -280,33 +297,46 @@ func (c *Controller) placements(stack *swarmspec.Stack, snap *swarmstate.Snapsho
 // ensureStackObjects creates the stack's networks, configs and secrets
 // that do not exist yet (a changed config or secret as a new object).
 // Workers of several services may get here at once: one creates.
-func (c *Controller) ensureStackObjects(ctx context.Context, stack *swarmspec.Stack, snap *swarmstate.Snapshot) error {
+// It reports whether it created anything (snap is then out of date).
+func (c *Controller) ensureStackObjects(ctx context.Context, stack *swarmspec.Stack, snap *swarmstate.Snapshot) (created bool, err error) {
+	if c.DryRun {
+		return false, nil
+	}
+	if !c.missingObjects(stack, snap) {
+		return false, nil
+	}
 	c.objectMu.Lock()
 	defer c.objectMu.Unlock()
-	fresh, err := c.observe(ctx, stack)
+	// looked at again under the lock: another worker may have created
+	// them since snap was taken, and an engine of API 1.41 creates a
+	// second network of the same name
+	snap, err = c.observe(ctx, stack)
 	if err != nil {
-		return err
+		return false, err
 	}
 	for _, name := range slices.Sorted(maps.Keys(stack.Networks)) {
-		if _, ok := fresh.Networks[name]; ok {
+		if _, ok := snap.Networks[name]; ok {
 			continue
 		}
-		if c.DryRun {
+		created = true
+		if err := c.createNetwork(ctx, name, stack.Networks[name]); errdefs.IsConflict(err) {
 			continue
-		}
-		if err := c.createNetwork(ctx, name, stack.Networks[name]); err != nil && !errdefs.IsConflict(err) {
+		} else if err != nil {
 			c.record(record.FailedCreateNetwork, "", fmt.Sprintf("creating network %s: %v", name, err))
-			return err
+			return created, err
 		}
 		c.record(record.NetworkCreated, "", "network "+name+" created")
 	}
 	for _, o := range Objects(stack.Configs, stack.Secrets) {
-		p := Place(o, fresh)
-		if !p.Create || c.DryRun {
+		p := Place(o, snap)
+		if !p.Create {
 			continue
 		}
-		if err := c.createObject(ctx, o, p.Name); err != nil && !errdefs.IsConflict(err) {
-			return fmt.Errorf("creating %s %s: %w", o.Kind, p.Name, err)
+		created = true
+		if err := c.createObject(ctx, o, p.Name); errdefs.IsConflict(err) {
+			continue
+		} else if err != nil {
+			return created, fmt.Errorf("creating %s %s: %w", o.Kind, p.Name, err)
 		}
 		what := "created"
 		if p.Name != o.Name {
@@ -314,7 +344,22 @@ func (c *Controller) ensureStackObjects(ctx context.Context, stack *swarmspec.St
 		}
 		c.record(record.ObjectCreated, "", fmt.Sprintf("%s %s %s", o.Kind, p.Name, what))
 	}
-	return nil
+	return created, nil
+}
+
+// missingObjects: a network, config or secret of the stack is not in snap.
+func (c *Controller) missingObjects(stack *swarmspec.Stack, snap *swarmstate.Snapshot) bool {
+	for name := range stack.Networks {
+		if _, ok := snap.Networks[name]; !ok {
+			return true
+		}
+	}
+	for _, o := range Objects(stack.Configs, stack.Secrets) {
+		if Place(o, snap).Create {
+			return true
+		}
+	}
+	return false
 }
 
 // PruneObjects removes the stack's configs and secrets a newer version
