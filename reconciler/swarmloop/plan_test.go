@@ -206,8 +206,12 @@ func TestPlace(t *testing.T) {
 		want Placement
 	}{
 		{"first deploy: stack deploy's name", cfg, func(*swarmstate.Snapshot) {}, Placement{Name: "p_app", Create: true}},
-		{"same data", cfg, func(s *swarmstate.Snapshot) { s.Configs["p_app"] = swarm.Config{Spec: swarm.ConfigSpec{Data: []byte("v2")}} }, Placement{Name: "p_app"}},
-		{"changed data: a new version", cfg, func(s *swarmstate.Snapshot) { s.Configs["p_app"] = swarm.Config{Spec: swarm.ConfigSpec{Data: []byte("v1")}} }, Placement{Name: versioned, Create: true}},
+		{"same data", cfg, func(s *swarmstate.Snapshot) {
+			s.Configs["p_app"] = swarm.Config{Spec: swarm.ConfigSpec{Data: []byte("v2")}}
+		}, Placement{Name: "p_app"}},
+		{"changed data: a new version", cfg, func(s *swarmstate.Snapshot) {
+			s.Configs["p_app"] = swarm.Config{Spec: swarm.ConfigSpec{Data: []byte("v1")}}
+		}, Placement{Name: versioned, Create: true}},
 		{"changed data, version there", cfg, func(s *swarmstate.Snapshot) {
 			s.Configs["p_app"] = swarm.Config{Spec: swarm.ConfigSpec{Data: []byte("v1")}}
 			s.Configs[versioned] = swarm.Config{Spec: swarm.ConfigSpec{Data: []byte("v2")}}
