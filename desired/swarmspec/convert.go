@@ -215,7 +215,7 @@ func FromDesired(st *desired.State) (_ *Stack, err error) {
 	s.Config = cfg
 	for _, svc := range cfg.Services {
 		if svc.Image == "" {
-			return nil, st.InputError(svc.Name, "image", errors.New("Swarm runs images only: a service needs an image (build it and push it where every node can pull it)"))
+			return nil, st.InputError(svc.Name, "image", errors.New("a swarm runs images only: a service needs an image (build it and push it where every node can pull it)"))
 		}
 	}
 	s.Networks, s.External = convert.Networks(s.Namespace, cfg.Networks, servicesNetworks(cfg.Services))
