@@ -189,7 +189,7 @@ func TestNotesSayWhatSwarmDoesNotHonour(t *testing.T) {
 
 	for _, tc := range []struct{ name, yaml, want string }{
 		{"forbidden key", "services:\n  api:\n    image: api:1\n    mem_limit: 64m\n", `compose.yaml:4: service "api": mem_limit: docker stack deploy refuses it`},
-		{"no image", "services:\n  api:\n    build: .\n", `service "api": image: Swarm runs images only`},
+		{"no image", "services:\n  api:\n    build: .\n", `service "api": image: a swarm runs images only`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
