@@ -52,6 +52,13 @@ func Decode(msg events.Message, namespace string) (Event, bool) {
 	return Event{}, false
 }
 
+// WatchedActions are the events that can change what a service needs: a
+// service or node created, updated or removed, a task's container started,
+// dead, or turned healthy or unhealthy. A container's exec events (one per
+// healthcheck probe, every second) are left out: each would be a look at
+// the whole stack.
+var WatchedActions = []string{"create", "update", "remove", "start", "die", "health_status"}
+
 // Watch follows the engine's events about namespace and hands each
 // decoded Event to on, reconnecting with a backoff; onConnect runs on each
 // (re)connect, when events may have been missed. It returns when ctx ends.
@@ -63,7 +70,8 @@ func Watch(ctx context.Context, src interface {
 	backoff := 500 * time.Millisecond
 	for ctx.Err() == nil {
 		f := client.Filters{}.
-			Add("type", string(events.ServiceEventType), string(events.NodeEventType), string(events.ContainerEventType))
+			Add("type", string(events.ServiceEventType), string(events.NodeEventType), string(events.ContainerEventType)).
+			Add("event", WatchedActions...)
 		sctx, stop := context.WithCancel(ctx)
 		stream := src.Events(sctx, client.EventsListOptions{Filters: f})
 		onConnect()

@@ -7,7 +7,6 @@ package swarmstate
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/docker/cli/cli/compose/convert"
@@ -113,17 +112,15 @@ func (s *Snapshot) Placement(service string) map[string]int {
 		if t.DesiredState != swarm.TaskStateRunning || t.Status.State != swarm.TaskStateRunning {
 			continue
 		}
-		out[s.nodeName(t.NodeID)]++
+		out[s.NodeName(t.NodeID)]++
 	}
 	return out
 }
 
-func (s *Snapshot) nodeName(id string) string {
+// NodeName is the hostname node id reports, or its ID.
+func (s *Snapshot) NodeName(id string) string {
 	if n, ok := s.Nodes[id]; ok && n.Description.Hostname != "" {
 		return n.Description.Hostname
 	}
-	return strings.TrimSpace(id)
+	return id
 }
-
-// NodeName is the hostname node id reports, or its ID.
-func (s *Snapshot) NodeName(id string) string { return s.nodeName(id) }
