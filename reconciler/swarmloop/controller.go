@@ -206,9 +206,6 @@ func (c *Controller) Reconcile(ctx context.Context, service string) (time.Durati
 		// not drift seen again
 		c.sayOnce(service, "drift:"+step.Why, record.ServiceDrift, step.Why)
 	}
-	c.mu.Lock()
-	c.said[service] = "acted" // its return to sync is said
-	c.mu.Unlock()
 	if err := c.execute(ctx, step); err != nil {
 		if outOfSequence(err) {
 			// the service changed between the look and the update (Swarm
@@ -218,6 +215,9 @@ func (c *Controller) Reconcile(ctx context.Context, service string) (time.Durati
 		c.record(record.EngineRefused, service, fmt.Sprintf("%s %s: %v", step.Action, service, err))
 		return 0, err
 	}
+	c.mu.Lock()
+	c.said[service] = "acted" // its return to sync is said
+	c.mu.Unlock()
 	c.remember(ctx, stack, step)
 	return Follow, nil
 }
