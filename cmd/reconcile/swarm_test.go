@@ -377,3 +377,55 @@ func readFile(t *testing.T, path string) string {
 	}
 	return string(b)
 }
+
+// TestSwarmRestartTrueCascades: Swarm has no depends_on, let alone
+// restart: true. When reconcile replaces a dependency's tasks (its
+// definition changed), the dependents that say restart: true get theirs
+// replaced too, once the dependency is healthy again; a dependent without
+// it keeps its tasks.
+func TestSwarmRestartTrueCascades(t *testing.T) {
+	s := enginetest.NewStack(t, `
+services:
+  db:
+    image: {{.Image}}
+    environment: {VERSION: "1"}
+    healthcheck: {test: ["CMD", "/testapp", "health"], interval: 1s, timeout: 2s, retries: 5}
+    deploy: {endpoint_mode: dnsrr}
+  api:
+    image: {{.Image}}
+    depends_on: {db: {condition: service_healthy, restart: true}}
+    deploy: {endpoint_mode: dnsrr}
+  web:
+    image: {{.Image}}
+    depends_on: {db: {condition: service_healthy}}
+    deploy: {endpoint_mode: dnsrr}
+`)
+	if r := swarmOnce(t, s); r.Code != 0 {
+		t.Fatalf("first deploy: %s", r)
+	}
+	api, web := taskIDs(t, s, "api"), taskIDs(t, s, "web")
+	s.Write("compose.yaml", strings.Replace(readFile(t, s.File), `VERSION: "1"`, `VERSION: "2"`, 1))
+	r := swarmOnce(t, s)
+	if r.Code != 0 {
+		t.Fatalf("deploy of the changed db: %s", r)
+	}
+	if got := taskIDs(t, s, "api"); slices.Equal(got, api) {
+		t.Errorf("api (restart: true) kept its tasks %v after db's were replaced", got)
+	}
+	if got := taskIDs(t, s, "web"); !slices.Equal(got, web) {
+		t.Errorf("web (no restart: true) had its tasks replaced: %v, then %v", web, got)
+	}
+	// the api's new task started once the db's new one ran healthy
+	dbUp := s.Service("db").UpdateStatus.CompletedAt
+	if dbUp == nil {
+		t.Fatalf("db's update never completed: %+v", s.Service("db").UpdateStatus)
+	}
+	for _, task := range s.Tasks("api") {
+		if task.DesiredState == swarm.TaskStateRunning && task.CreatedAt.Before(*dbUp) {
+			t.Errorf("api's task %s was created at %s, before db's update completed at %s", task.ID, task.CreatedAt, dbUp)
+		}
+	}
+	if !strings.Contains(r.Stderr, "restart: true: db's tasks were replaced") {
+		t.Errorf("the cascade is not said:\n%s", r.Stderr)
+	}
+}

@@ -219,7 +219,27 @@ func (c *Controller) Reconcile(ctx context.Context, service string) (time.Durati
 	c.said[service] = "acted" // its return to sync is said
 	c.mu.Unlock()
 	c.remember(ctx, stack, step)
+	if step.Action == Update {
+		c.cascadeFrom(stack, service)
+	}
 	return Follow, nil
+}
+
+// cascadeFrom marks the dependents of service that depend on it with
+// restart: true: their tasks are replaced once service is healthy again.
+func (c *Controller) cascadeFrom(stack *swarmspec.Stack, service string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, name := range stack.Order {
+		for _, d := range stack.DependsOn[name] {
+			if d.Service == service && d.Restart {
+				m := c.mem[name]
+				m.Cascade = service
+				c.mem[name] = m
+				c.q.Add(name)
+			}
+		}
+	}
 }
 
 // outOfSequence: an update made against a version that is no longer the

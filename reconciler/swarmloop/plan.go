@@ -62,6 +62,11 @@ type Memory struct {
 	// Settled is the spec the engine stored for it then (SpecJSON): while
 	// the service's spec is still that, nobody changed it.
 	Settled string
+	// Cascade names a dependency (depends_on … restart: true) reconcile
+	// replaced the tasks of: once it is healthy again, this service's
+	// tasks are replaced too (a forced update), as compose restarts the
+	// dependents of a service it restarts.
+	Cascade string
 }
 
 // SpecJSON is a stored spec as compared with Memory.Settled.
@@ -100,22 +105,31 @@ func Decide(service string, want swarm.ServiceSpec, deps []desired.Dependency, s
 		want = asStackDeployUpdates(want, have.Spec)
 		step.ID, step.Version = have.ID, have.Version
 		step.Changed = Differences(asTheEngineStores(want, snap), have.Spec)
-		if len(step.Changed) == 0 {
-			return step
-		}
-		if mem.Settled != "" && mem.Settled == SpecJSON(have.Spec) {
+		if len(step.Changed) > 0 && mem.Settled != "" && mem.Settled == SpecJSON(have.Spec) {
 			// untouched since reconcile's own update: what still differs
 			// is how the engine stores what it was given
 			step.Changed = nil
+		}
+		if len(step.Changed) == 0 && mem.Cascade == "" {
 			return step
 		}
-		if mem.Applied == step.Hash && stoppedUpdate(have) {
+		if len(step.Changed) > 0 && mem.Applied == step.Hash && stoppedUpdate(have) {
 			step.Action = Held
 			step.Why = fmt.Sprintf("Swarm %s this definition (%s); it is not tried again until the compose file changes",
 				stoppedHow(have), have.UpdateStatus.Message)
 			return step
 		}
 		step.ByHand = mem.Applied == step.Hash
+	}
+	if exists && len(step.Changed) == 0 && mem.Cascade != "" {
+		if ok, why := Ready(snap, mem.Cascade, "service_healthy"); !ok {
+			step.Action, step.Why = Wait, fmt.Sprintf("restart: true: waiting for %s, whose tasks were replaced: %s", mem.Cascade, why)
+			return step
+		}
+		want.TaskTemplate.ForceUpdate = have.Spec.TaskTemplate.ForceUpdate + 1
+		step.Spec, step.Action = want, Update
+		step.Why = "restart: true: " + mem.Cascade + "'s tasks were replaced, so this service's are"
+		return step
 	}
 	for _, d := range deps {
 		if ok, why := Ready(snap, d.Service, d.Condition); !ok {

@@ -136,11 +136,24 @@ func TestDecide(t *testing.T) {
 		{"the engine's own form of what reconcile applied", snapWith(running(scaled, 3, 3)), nil, Memory{Applied: hash, Settled: SpecJSON(scaled)}, Nothing, "", false},
 		{"rolled back by Swarm from what reconcile applied", snapWith(rolledBack), nil, Memory{Applied: hash}, Held, "Swarm rolled back this definition (update rolled back due to failure)", false},
 		{"rolled back from an older definition: the new one is tried", snapWith(rolledBack), nil, Memory{Applied: "older"}, Update, "differs from the compose file", false},
+		{"restart: true, the replaced dependency not healthy yet", snapWith(running(stored(api), 1, 1), running(stored(db), 0, 1)), nil, Memory{Cascade: "db"}, Wait, "restart: true: waiting for db, whose tasks were replaced: 0/1", false},
+		{"restart: true, the replaced dependency healthy again", snapWith(running(stored(api), 1, 1), running(stored(db), 1, 1)), nil, Memory{Cascade: "db"}, Update, "restart: true: db's tasks were replaced", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			step := Decide("api", api, tc.deps, tc.snap, tc.mem)
 			if step.Action != tc.action || !strings.Contains(step.Why, tc.why) || step.ByHand != tc.byHand {
 				t.Errorf("got %s %q (by hand %v), want %s %q (by hand %v)", step.Action, step.Why, step.ByHand, tc.action, tc.why, tc.byHand)
+			}
+			// a cascade's update changes nothing but the force counter:
+			// Swarm replaces the tasks
+			if tc.mem.Cascade != "" && step.Action == Update {
+				have := tc.snap.Services["api"].Spec
+				if step.Spec.TaskTemplate.ForceUpdate != have.TaskTemplate.ForceUpdate+1 {
+					t.Errorf("force counter %d, service's %d", step.Spec.TaskTemplate.ForceUpdate, have.TaskTemplate.ForceUpdate)
+				}
+				if d := Differences(asTheEngineStores(step.Spec, tc.snap), have); !slices.Equal(d, []string{"TaskTemplate.ForceUpdate"}) {
+					t.Errorf("a cascade changes %v", d)
+				}
 			}
 		})
 	}
