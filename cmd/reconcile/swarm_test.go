@@ -268,11 +268,15 @@ services:
     healthcheck: {test: ["CMD", "/testapp", "health"], interval: 1s, timeout: 2s, retries: 3}
     environment: {WATCH_FILE: /etc/app.conf}
     configs: [{source: app, target: /etc/app.conf}]
+    secrets: [pw]
     deploy: {replicas: 2, endpoint_mode: dnsrr, update_config: {parallelism: 1, order: start-first}}
 configs:
   app: {file: ./app.conf}
+secrets:
+  pw: {file: ./pw.txt}
 `)
 	s.Write("app.conf", "workers=2\n")
+	s.Write("pw.txt", "first-secret-value\n")
 	if r := swarmOnce(t, s); r.Code != 0 {
 		t.Fatalf("first deploy: %s", r)
 	}
@@ -280,7 +284,9 @@ configs:
 	if first != s.Name+"_app" {
 		t.Fatalf("the first version is named %q, want docker stack deploy's %q", first, s.Name+"_app")
 	}
+	firstSecret := s.Service("api").Spec.TaskTemplate.ContainerSpec.Secrets[0].SecretName
 	s.Write("app.conf", "workers=8\n")
+	s.Write("pw.txt", "second-secret-value\n")
 	r := swarmOnce(t, s)
 	if r.Code != 0 {
 		t.Fatalf("deploy of the changed config: %s", r)
@@ -296,6 +302,18 @@ configs:
 	if _, err := s.Engine.Client.ConfigInspect(context.Background(), first, client.ConfigInspectOptions{}); err == nil {
 		t.Errorf("the old config %s is still there once no service uses it", first)
 	}
+	// a secret likewise (its data never comes back from the engine: the
+	// tasks read it)
+	sec := s.Service("api").Spec.TaskTemplate.ContainerSpec.Secrets[0]
+	if firstSecret != s.Name+"_pw" || !strings.HasPrefix(sec.SecretName, s.Name+"_pw-") {
+		t.Fatalf("secrets: first %q, then %q", firstSecret, sec.SecretName)
+	}
+	if _, err := s.Engine.Client.SecretInspect(context.Background(), firstSecret, client.SecretInspectOptions{}); err == nil {
+		t.Errorf("the old secret %s is still there once no service uses it", firstSecret)
+	}
+	if strings.Contains(r.Stdout+r.Stderr, "second-secret-value") || strings.Contains(r.Stdout+r.Stderr, "first-secret-value") {
+		t.Errorf("a secret's value was printed:\n%s", r)
+	}
 	for _, want := range []string{"reason=ObjectCreated", "reason=ServiceUpdated", "reason=ObjectRemoved"} {
 		if !strings.Contains(strings.ReplaceAll(r.Stderr, `"reason":"`, "reason="), want) {
 			t.Errorf("no %s record:\n%s", want, r.Stderr)
@@ -309,6 +327,8 @@ configs:
 		if got := docker(t, "exec", task.Status.ContainerStatus.ContainerID, "/testapp", "get", "http://127.0.0.1:8080/config"); !strings.Contains(got, "workers=8") {
 			t.Errorf("task %s reads %q", task.ID, got)
 		}
+		// testapp check exits 1 (and docker fails the test) on a missing file
+		docker(t, "exec", task.Status.ContainerStatus.ContainerID, "/testapp", "check", "/run/secrets/pw")
 	}
 }
 
