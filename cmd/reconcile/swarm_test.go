@@ -375,6 +375,7 @@ services:
 // TestSwarmNeedsAManager: with no swarm, --swarm says so and exits 3.
 func TestSwarmNeedsAManager(t *testing.T) {
 	e := enginetest.Require(t)
+	enginetest.LeaveSwarm() // the one the tests before made, if any
 	info, err := e.Client.Info(context.Background(), client.InfoOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,8 @@ package enginetest
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"crypto/rand"
 	"encoding/hex"
 	"path/filepath"
@@ -18,12 +20,10 @@ import (
 	"github.com/reconcile-dev/reconcile/internal/testimage"
 )
 
-// swarmUsers counts the tests using the single-node swarm; the last one
-// out leaves it, if a test made it.
+// swarmOurs says the tests made the swarm (and LeaveSwarm leaves it).
 var (
-	swarmMu    sync.Mutex
-	swarmUsers int
-	swarmOurs  bool
+	swarmMu   sync.Mutex
+	swarmOurs bool
 )
 
 // Stack is a stack on a single-node swarm, owned by one test.
@@ -38,9 +38,8 @@ type Stack struct {
 // NewStack makes the engine a single-node swarm manager (unless it is one
 // already), writes compose.yaml as NewProject does, and when the test ends
 // removes the stack (services, networks, configs, secrets, and waits for
-// its containers) and, when the swarm was made for the tests and no other
-// test uses it, leaves the swarm and removes docker_gwbridge: the engine
-// as it was found.
+// its containers). The swarm stays for the other tests: LeaveSwarm, from
+// TestMain, leaves it.
 func NewStack(t testing.TB, composeYAML string) *Stack {
 	t.Helper()
 	e := Require(t)
@@ -75,37 +74,41 @@ func joinSwarm(t testing.TB, e *engine.Engine) {
 		}
 		swarmOurs = true
 	}
-	swarmUsers++
-	t.Cleanup(func() {
-		swarmMu.Lock()
-		defer swarmMu.Unlock()
-		swarmUsers--
-		if swarmUsers > 0 || !swarmOurs {
+}
+
+// LeaveSwarm leaves the swarm the tests made, if they made one, and
+// removes docker_gwbridge: the engine as it was found. A test binary that
+// uses NewStack calls it from TestMain once every test ran: a swarm made
+// and left per test cost each test the leave and the bridge's removal.
+func LeaveSwarm() {
+	swarmMu.Lock()
+	defer swarmMu.Unlock()
+	if !swarmOurs || shared == nil {
+		return
+	}
+	e := shared
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := e.Client.SwarmLeave(ctx, client.SwarmLeaveOptions{Force: true}); err != nil {
+		fmt.Fprintf(os.Stderr, "docker swarm leave: %v\n", err)
+	}
+	swarmOurs = false
+	// the ingress sandbox's endpoint goes a moment after the leave; on
+	// this engine it has been seen to outlive it for good (after a
+	// cluster's worker was killed), and then the network is kept: a later
+	// swarm init uses it again
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := e.Client.NetworkRemove(ctx, "docker_gwbridge", client.NetworkRemoveOptions{})
+		if err == nil || strings.Contains(err.Error(), "not found") {
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if _, err := e.Client.SwarmLeave(ctx, client.SwarmLeaveOptions{Force: true}); err != nil {
-			t.Logf("docker swarm leave: %v", err)
+		if time.Now().After(deadline) {
+			fmt.Fprintf(os.Stderr, "docker_gwbridge is kept: %v\n", err)
+			return
 		}
-		swarmOurs = false
-		// the ingress sandbox's endpoint goes a moment after the leave;
-		// on this engine it has been seen to outlive it for good (after a
-		// cluster's worker was killed), and then the network is kept: a
-		// later swarm init uses it again
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			_, err := e.Client.NetworkRemove(ctx, "docker_gwbridge", client.NetworkRemoveOptions{})
-			if err == nil || strings.Contains(err.Error(), "not found") {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Logf("docker_gwbridge is kept: %v", err)
-				return
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-	})
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // remove is docker stack rm, waited for.
