@@ -2,10 +2,10 @@ package enginetest
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
