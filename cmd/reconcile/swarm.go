@@ -17,7 +17,6 @@ import (
 	"github.com/reconcile-dev/reconcile/internal/daemon"
 	"github.com/reconcile-dev/reconcile/internal/engine"
 	"github.com/reconcile-dev/reconcile/internal/record"
-	"github.com/reconcile-dev/reconcile/internal/statedir"
 	"github.com/reconcile-dev/reconcile/observed/swarmstate"
 	"github.com/reconcile-dev/reconcile/reconciler/swarmloop"
 )
@@ -75,15 +74,11 @@ func runSwarmOnce(ctx context.Context, g *globals, timeout time.Duration) error 
 	if err != nil {
 		return err
 	}
-	dir, err := g.stateDirectory()
+	release, err := lockStack(g, d.Project.Name)
 	if err != nil {
-		return withCode(exitInput, err)
+		return err
 	}
-	locks, err := daemon.LockProject(dir, "", "", d.Project.Name)
-	if err != nil {
-		return withCode(exitInput, err)
-	}
-	defer releaseAll(locks)
+	defer release()
 	runCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	start := time.Now()
@@ -119,15 +114,11 @@ func runSwarmDaemon(ctx context.Context, g *globals, df daemon.Options) error {
 	if err != nil {
 		return err
 	}
-	dir, err := g.stateDirectory()
+	release, err := lockStack(g, d.Project.Name)
 	if err != nil {
-		return withCode(exitInput, err)
+		return err
 	}
-	locks, err := daemon.LockProject(dir, "", "", d.Project.Name)
-	if err != nil {
-		return withCode(exitInput, err)
-	}
-	defer releaseAll(locks)
+	defer release()
 	s.Workers = df.Workers
 	return s.Run(ctx, stack, d.Files, df.Resync)
 }
@@ -250,10 +241,22 @@ func modeOf(m swarm.ServiceMode) string {
 	return "replicated"
 }
 
-func releaseAll(locks []*statedir.Lock) {
-	for _, l := range locks {
-		_ = l.Release()
+// lockStack takes the project's lock, as a daemon of it on one host does:
+// one reconciler of a project at a time, whichever its mode.
+func lockStack(g *globals, name string) (release func(), err error) {
+	dir, err := g.stateDirectory()
+	if err != nil {
+		return nil, withCode(exitInput, err)
 	}
+	locks, err := daemon.LockProject(dir, "", "", name)
+	if err != nil {
+		return nil, withCode(exitInput, err)
+	}
+	return func() {
+		for _, l := range locks {
+			_ = l.Release()
+		}
+	}, nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {
