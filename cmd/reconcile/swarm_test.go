@@ -450,3 +450,34 @@ services:
 		t.Errorf("the cascade is not said:\n%s", r.Stderr)
 	}
 }
+
+// TestSwarmExample walks the README's Swarm steps on examples/swarm: it
+// deploys in order and exits 0, a hand scale shows in diff, and a second
+// --once puts it back.
+func TestSwarmExample(t *testing.T) {
+	s := enginetest.NewStack(t, "services: {}\n")
+	src, err := os.ReadFile("../../examples/swarm/compose.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// the example's own name, port and image, but this test's stack name
+	s.Write("compose.yaml", strings.Replace(strings.Replace(string(src), "name: swarmdemo", "name: "+s.Name, 1),
+		"published: 8089", "published: "+enginetest.FreePort(t), 1))
+	if r := swarmOnce(t, s); r.Code != 0 {
+		t.Fatalf("--once on the example: %s", r)
+	}
+	if n := runningOf(t, s, "api"); n != 2 {
+		t.Fatalf("api runs %d tasks", n)
+	}
+	docker(t, "service", "scale", "-d", s.Name+"_api=5")
+	d := reconcile(t, s.Dir, nil, "--swarm", "diff", "-f", s.File)
+	if d.Code != 1 || !strings.Contains(d.Stdout, "~ service api: Mode.Replicated.Replicas") {
+		t.Fatalf("diff after a hand scale: %s", d)
+	}
+	if r := swarmOnce(t, s); r.Code != 0 {
+		t.Fatalf("--once after a hand scale: %s", r)
+	}
+	if spec := s.Service("api").Spec; *spec.Mode.Replicated.Replicas != 2 {
+		t.Errorf("api scaled to %d, want the file's 2", *spec.Mode.Replicated.Replicas)
+	}
+}
