@@ -123,18 +123,28 @@ func runSwarmDaemon(ctx context.Context, g *globals, df daemon.Options) error {
 	return s.Run(ctx, stack, d.Files, df.Resync)
 }
 
-// swarmDiff is diff --swarm: what a deploy would do, service by service.
-// Exit 0 when nothing would change, 1 otherwise (0 with --exit-code=false).
-func swarmDiff(ctx context.Context, g *globals, exitCode bool) error {
+// lookAtSwarm is one look at the stack, acting on nothing: for diff and
+// status.
+func lookAtSwarm(ctx context.Context, g *globals) (*swarmspec.Stack, *swarmstate.Snapshot, []swarmloop.Step, error) {
 	s, _, stack, err := openSwarm(ctx, g, true)
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
 	ctl := s.Controller()
 	ctl.SetStack(stack)
 	snap, steps, err := ctl.Look(ctx)
 	if err != nil {
-		return withCode(exitEngine, err)
+		return nil, nil, nil, withCode(exitEngine, err)
+	}
+	return stack, snap, steps, nil
+}
+
+// swarmDiff is diff --swarm: what a deploy would do, service by service.
+// Exit 0 when nothing would change, 1 otherwise (0 with --exit-code=false).
+func swarmDiff(ctx context.Context, g *globals, exitCode bool) error {
+	stack, snap, steps, err := lookAtSwarm(ctx, g)
+	if err != nil {
+		return err
 	}
 	changes := 0
 	for _, name := range sortedKeys(stack.Networks) {
@@ -185,15 +195,9 @@ func swarmDiff(ctx context.Context, g *globals, exitCode bool) error {
 
 // swarmStatus is status --swarm.
 func swarmStatus(ctx context.Context, g *globals) error {
-	s, _, stack, err := openSwarm(ctx, g, true)
+	_, snap, steps, err := lookAtSwarm(ctx, g)
 	if err != nil {
 		return err
-	}
-	ctl := s.Controller()
-	ctl.SetStack(stack)
-	snap, steps, err := ctl.Look(ctx)
-	if err != nil {
-		return withCode(exitEngine, err)
 	}
 	printSwarmStatus(g.stdout, snap, steps)
 	return nil
