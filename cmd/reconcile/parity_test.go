@@ -1,12 +1,13 @@
 package main
 
 import (
-	"github.com/docker/compose/v5/pkg/api"
 	"maps"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/docker/compose/v5/pkg/api"
 
 	"github.com/reconcile-dev/reconcile/internal/enginetest"
 	"github.com/reconcile-dev/reconcile/internal/testimage"

@@ -6,12 +6,13 @@ package plan
 
 import (
 	"fmt"
-	"github.com/compose-spec/compose-go/v2/types"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/compose-spec/compose-go/v2/types"
 
 	"github.com/reconcile-dev/reconcile/desired"
 	"github.com/reconcile-dev/reconcile/internal/record"
