@@ -63,7 +63,10 @@ var ErrBeyondLoopback = errors.New("binds beyond loopback without a token: give 
 
 // open lists what answers without a token: liveness, which says nothing but
 // "ok", for probes that cannot send a header.
-var open = map[string]bool{"/healthz": true}
+// /hooks/git is signed by the forge with the webhook's own secret
+// (gitsource.Webhook), which is its authentication: a forge sends no
+// bearer token.
+var open = map[string]bool{"/healthz": true, GitHookPath: true}
 
 // auth refuses a request without the token (Authorization: Bearer, or the
 // cookie a browser got from /?token=); with no token set, it lets all pass.

@@ -71,6 +71,55 @@ func TestTokenIsRequiredOfEveryEndpointButLiveness(t *testing.T) {
 	}
 }
 
+// TestGitHookAnswersWithoutTheBearerToken: a forge cannot send the bearer
+// token; the hook is reached without it and checks its own signature (a
+// GET is refused by the hook, not by the dashboard's route).
+func TestGitHookAnswersWithoutTheBearerToken(t *testing.T) {
+	poked := 0
+	hook := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			w.WriteHeader(http.StatusMethodNotAllowed)
+			return
+		}
+		poked++
+		w.WriteHeader(http.StatusAccepted)
+	})
+	srv := guarded(t, &Server{Token: testToken, GitHook: hook, Page: http.NotFoundHandler()})
+	for _, tt := range []struct {
+		method string
+		want   int
+	}{{"POST", 202}, {"GET", 405}} {
+		resp, err := http.DefaultClient.Do(must(http.NewRequest(tt.method, srv.URL+GitHookPath, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tt.want {
+			t.Errorf("%s %s without a token: %d, want %d", tt.method, GitHookPath, resp.StatusCode, tt.want)
+		}
+	}
+	if poked != 1 {
+		t.Errorf("the hook ran %d times, want 1", poked)
+	}
+	// without a git source there is no hook, and nothing open beside /healthz
+	plain := guarded(t, &Server{Token: testToken})
+	resp, err := http.Post(plain.URL+GitHookPath, "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 404 && resp.StatusCode != 405 {
+		t.Errorf("POST %s without a git source: %d, want no such route (404 or 405)", GitHookPath, resp.StatusCode)
+	}
+}
+
+func must(r *http.Request, err error) *http.Request {
+	if err != nil {
+		panic(err)
+	}
+	return r
+}
+
 // TestDashboardLinkMovesTheTokenIntoACookie: a browser opens /?token=...
 // once; the page and its streams then carry an HttpOnly cookie, and the
 // token leaves the address bar.

@@ -51,8 +51,12 @@ type Server struct {
 	// and --allowed-hosts. Any other is refused, so that a page of another
 	// site whose name was rebound to this address cannot read it.
 	AllowedHosts []string
-	// Token, when set, is required of every request but /healthz.
+	// Token, when set, is required of every request but /healthz and
+	// the git webhook.
 	Token string
+	// GitHook, when set, is served at GitHookPath: a forge's push webhook,
+	// which checks its own signature.
+	GitHook http.Handler
 	// MaxStreams and MaxStreamsPerClient cap the live streams (/events as
 	// SSE, /status/stream) open at once, in all and per client address
 	// (DefaultMaxStreams, DefaultMaxStreamsPerClient when zero).
@@ -60,6 +64,9 @@ type Server struct {
 
 	streams streams
 }
+
+// GitHookPath is where a forge's push webhook is sent (--git).
+const GitHookPath = "/hooks/git"
 
 // ErrNoProject is what Status wraps for a ?project= the daemon does not
 // reconcile.
@@ -123,6 +130,11 @@ func (s *Server) Handler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(record.Catalogue)
 	})
+	if s.GitHook != nil {
+		// by method, beside "GET /": the hook answers a GET itself (405)
+		mux.Handle("POST "+GitHookPath, s.GitHook)
+		mux.Handle("GET "+GitHookPath, s.GitHook)
+	}
 	if s.Page != nil {
 		mux.Handle("GET /", s.Page)
 	}

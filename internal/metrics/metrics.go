@@ -29,6 +29,10 @@ type Metrics struct {
 	onReader   prometheus.Histogram
 	readerMax  atomic.Int64
 	saveErrors *prometheus.CounterVec
+	// gitCommit and gitFetched are a git source's (--git): the commit in
+	// force, and when the remote was last read.
+	gitCommit  *prometheus.GaugeVec
+	gitFetched prometheus.Gauge
 }
 
 // ProjectLabel is the label every per-project metric carries: an agent
@@ -74,11 +78,17 @@ func New(version, goVersion string) *Metrics {
 	m.saveErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "reconcile_state_save_errors_total", Help: "Writes of the restart state file that failed (each is retried).",
 	}, []string{ProjectLabel})
+	m.gitCommit = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "reconcile_git_commit_info", Help: "Always 1 (--git): the commit of the git source whose files are in force.",
+	}, []string{ProjectLabel, "commit"})
+	m.gitFetched = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "reconcile_git_last_fetch_timestamp_seconds", Help: "When the git source's remote was last read successfully (--git); an alert on its age finds an unreachable repository.",
+	})
 	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "reconcile_build_info", Help: "Always 1; labels say which build runs.",
 	}, []string{"version", "goversion"})
 	info.WithLabelValues(version, goVersion).Set(1)
-	reg.MustRegister(m.reconciles, m.errors, m.duration, m.queueDepth, m.actions, m.drift, m.records, m.onReader, readerMax, m.saveErrors, info,
+	reg.MustRegister(m.reconciles, m.errors, m.duration, m.queueDepth, m.actions, m.drift, m.records, m.onReader, readerMax, m.saveErrors, m.gitCommit, m.gitFetched, info,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -95,6 +105,16 @@ func (m *Metrics) CountEngineRequests(calls func() int64) {
 func (m *Metrics) Record(typ record.Type, reason record.Reason, project string) {
 	m.records.WithLabelValues(project, string(typ), string(reason)).Inc()
 }
+
+// GitCommit says commit (12 hex digits) of the git source is in force
+// for project, and no other.
+func (m *Metrics) GitCommit(project, commit string) {
+	m.gitCommit.DeletePartialMatch(prometheus.Labels{ProjectLabel: project})
+	m.gitCommit.WithLabelValues(project, commit).Set(1)
+}
+
+// GitFetched says the git source's remote was read at t.
+func (m *Metrics) GitFetched(t time.Time) { m.gitFetched.Set(float64(t.Unix())) }
 
 // EventHandled observes how long one engine event held the reader.
 func (m *Metrics) EventHandled(took time.Duration) {

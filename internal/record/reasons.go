@@ -138,6 +138,15 @@ const (
 	NodeUp         Reason = "NodeUp"
 )
 
+// A git source's commits (--git).
+const (
+	CommitApplied     Reason = "CommitApplied"
+	CommitRefused     Reason = "CommitRefused"
+	CommitBad         Reason = "CommitBad"
+	LocalEdit         Reason = "LocalEdit"
+	SourceUnreachable Reason = "SourceUnreachable"
+)
+
 // ReasonInfo is one row of the catalogue.
 type ReasonInfo struct {
 	Reason  Reason `json:"reason"`
@@ -241,6 +250,11 @@ var Catalogue = []ReasonInfo{
 	{OrphanService, Warning, "swarm: the stack runs a service the compose files no longer have (--remove-orphans removes it)"},
 	{NodeDown, Warning, "swarm: a node went down or was drained; names the tasks Swarm moved"},
 	{NodeUp, Normal, "swarm: a node is ready and active again"},
+	{CommitApplied, Normal, "git: the live checkout moved to a new commit of the followed ref, whose files loaded; the project reloads from it"},
+	{CommitRefused, Warning, "git: a new commit's files do not load (or break the source's limits): refused with its file:line, the last good commit keeps running; not tried again until a newer commit"},
+	{CommitBad, Warning, "git: a rollout of the commit in force was rolled back: the commit is marked bad and the live checkout goes back to the last good one until a newer commit arrives"},
+	{LocalEdit, Warning, "git: a file of the live checkout was changed or removed by hand: put back as the commit has it"},
+	{SourceUnreachable, Warning, "git: the repository could not be listed or fetched; the last good commit keeps running and the fetch is retried at the next poll or webhook"},
 }
 
 var types = func() map[Reason]Type {

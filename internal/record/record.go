@@ -26,6 +26,9 @@ type Record struct {
 	Service   string `json:"service,omitempty"`
 	Container string `json:"container,omitempty"`
 	Message   string `json:"message"`
+	// Revision is the commit of the git source in force when the record
+	// was made (--git), 12 hex digits; empty without one.
+	Revision string `json:"revision,omitempty"`
 }
 
 // DefaultKeep is how many recent records a Recorder keeps for /events.
@@ -50,6 +53,8 @@ type history struct {
 	recent []Record
 	subs   map[chan Record]struct{}
 	count  func(typ Type, reason Reason, project string)
+	// revision is stamped on every record (SetRevision).
+	revision string
 }
 
 // New returns a recorder that logs through log and keeps keep records.
@@ -86,6 +91,21 @@ func (r *Recorder) SetCount(count func(typ Type, reason Reason, project string))
 	r.h.count = count
 }
 
+// SetRevision stamps rev (the git source's commit in force) on every
+// record from now on, whichever project's recorder makes it.
+func (r *Recorder) SetRevision(rev string) {
+	r.h.mu.Lock()
+	defer r.h.mu.Unlock()
+	r.h.revision = rev
+}
+
+// Revision is the commit SetRevision stamps.
+func (r *Recorder) Revision() string {
+	r.h.mu.Lock()
+	defer r.h.mu.Unlock()
+	return r.h.revision
+}
+
 // Event records one event; its type is the reason's, from the catalogue.
 func (r *Recorder) Event(reason Reason, service, container, message string) {
 	typ := reason.Type()
@@ -96,6 +116,13 @@ func (r *Recorder) Event(reason Reason, service, container, message string) {
 		level = slog.LevelWarn
 	}
 	attrs := []any{"type", string(typ), "reason", string(reason)}
+	h := r.h
+	h.mu.Lock()
+	rec.Revision = h.revision
+	h.mu.Unlock()
+	if rec.Revision != "" {
+		attrs = append(attrs, "revision", rec.Revision)
+	}
 	if service != "" {
 		attrs = append(attrs, "service", service)
 	}
@@ -103,7 +130,6 @@ func (r *Recorder) Event(reason Reason, service, container, message string) {
 		attrs = append(attrs, "container", container)
 	}
 	r.log.Log(context.Background(), level, message, attrs...)
-	h := r.h
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.count != nil {
