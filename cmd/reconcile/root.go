@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -49,6 +50,8 @@ type globals struct {
 	listenTokenFile string
 	// swarm makes the project a stack on a swarm (docker stack deploy's).
 	swarm bool
+	// git takes the project's files from a repository (--git).
+	git gitFlags
 
 	stdout, stderr io.Writer
 	log            *slog.Logger
@@ -90,6 +93,10 @@ Compose SDK, in dependency order.
 			}
 			g.log = log
 			engine.RouteSDKLogs(log)
+			if loadsAProject[cmd.Name()] {
+				acting := cmd.Name() == "reconcile"
+				return g.openGit(cmd.Context(), acting, acting && !once)
+			}
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -131,6 +138,7 @@ Compose SDK, in dependency order.
 	pf.StringVar(&g.dockerContext, "context", "", "docker CLI context to reach the engine through (default: DOCKER_HOST, DOCKER_CONTEXT, or the current context)")
 	pf.StringVar(&g.listenTokenFile, "listen-token-file", "", "file holding the bearer token of the HTTP endpoints: the daemon requires it of every request but /healthz; events and healthcheck send it")
 	pf.BoolVar(&g.swarm, "swarm", false, "Swarm mode: the project is a stack on the swarm whose manager the engine is, with docker stack deploy's names, labels and specs; reconcile adds depends_on order and gates, drift reverted, config and secret rotation, and --once's wait and exit code (docs/swarm.md)")
+	g.git.register(pf)
 	pf.StringVar(&g.stateDir, "state-dir", "", "directory of the daemon's project lock and restart state (default $XDG_STATE_HOME/reconcile)")
 
 	root.Flags().BoolVar(&once, "once", false, "converge once, wait until converged, and exit")
@@ -168,6 +176,9 @@ func runDaemon(ctx context.Context, g *globals, df daemon.Options) error {
 	df.RemoveOrphans, df.DockerContext = g.removeOrphans, g.dockerContext
 	df.Log, df.Version = g.log, version()
 	df.ListenTokenFile = g.listenTokenFile
+	if df.Git, err = g.gitDaemon(); err != nil {
+		return err
+	}
 	return daemon.Run(ctx, df)
 }
 
@@ -179,12 +190,36 @@ func (g *globals) stateDirectory() (string, error) {
 	return statedir.Default()
 }
 
+// loadsAProject are the commands that load the project's files, and so
+// open its git source first (--git).
+var loadsAProject = map[string]bool{"reconcile": true, "diff": true, "status": true, "verify": true}
+
 // options turns the flags into desired's load options.
 func (g *globals) options() (desired.Options, error) {
+	if g.git.follower != nil {
+		return g.optionsIn(g.git.follower.Source.ProjectDir())
+	}
+	return g.optionsIn(g.projectDir)
+}
+
+// optionsIn are the load options of the project in dir; with --git, the
+// -f files are the repository's, relative to dir (the live checkout's, or
+// a commit's staged before it is applied).
+func (g *globals) optionsIn(dir string) (desired.Options, error) {
+	files := g.files
+	if g.git.url != "" {
+		files = make([]string, len(g.files))
+		for i, f := range g.files {
+			if filepath.IsAbs(f) {
+				return desired.Options{}, &desired.InputError{Key: "--file", Err: fmt.Errorf("%s: with --git, a compose file is named by its path in the repository", f)}
+			}
+			files[i] = filepath.Join(dir, f)
+		}
+	}
 	opts := desired.Options{
-		Files:       g.files,
+		Files:       files,
 		ProjectName: g.projectName,
-		ProjectDir:  g.projectDir,
+		ProjectDir:  dir,
 		EnvFiles:    g.envFiles,
 		Profiles:    g.profiles,
 	}

@@ -59,7 +59,9 @@ of the project, and every second for countdowns) until interrupted; with
 			}
 			d, eng := sess.Desired, sess.Engine
 			look := func(snap *observed.Snapshot) (plan.ProjectStatus, error) {
-				return lookAt(ctx, g, d, eng, snap)
+				st, err := lookAt(ctx, g, d, eng, snap)
+				st.Revision = g.revision()
+				return st, err
 			}
 			render := func(st plan.ProjectStatus) string {
 				var b strings.Builder
@@ -183,6 +185,9 @@ func projectEvents(ctx context.Context, c client.APIClient, project string) <-ch
 
 // printStatusTable prints one line per service.
 func printStatusTable(w io.Writer, st plan.ProjectStatus) {
+	if st.Revision != "" {
+		fmt.Fprintf(w, "commit %s\n", st.Revision)
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SERVICE\tDESIRED\tRUNNING\tHEALTHY\tSYNC\tHEALTH\tRESTARTS\tREASON")
 	for _, s := range st.Services {

@@ -23,6 +23,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/reconcile-dev/reconcile/desired"
+	"github.com/reconcile-dev/reconcile/desired/gitsource"
 	"github.com/reconcile-dev/reconcile/internal/clock"
 	"github.com/reconcile-dev/reconcile/internal/dashboard"
 	"github.com/reconcile-dev/reconcile/internal/engine"
@@ -70,9 +71,11 @@ type Options struct {
 	// every project (0: unbounded).
 	EngineConcurrency int
 	ShutdownTimeout   time.Duration
-	Notify            []string
-	NotifyFilter      []string
-	NotifyWindow      time.Duration
+	// Git, when set, is where the -f project's files come from (--git).
+	Git          *GitSource
+	Notify       []string
+	NotifyFilter []string
+	NotifyWindow time.Duration
 }
 
 // host is what a daemon has once, whatever the number of projects it
@@ -111,6 +114,8 @@ type host struct {
 	// systemd is told when the daemon is ready, alive and stopping.
 	systemd systemd
 	synced  atomic.Bool
+	// gitPoke asks the git source for a fetch now (its webhook).
+	gitPoke chan struct{}
 }
 
 // Run runs the daemon until SIGTERM or SIGINT (ctx), then lets the
@@ -127,7 +132,7 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	h := &host{opts: opts, log: opts.Log, loader: loader, stateDir: opts.StateDir, slots: execute.NewSlots(opts.EngineConcurrency)}
+	h := &host{opts: opts, log: opts.Log, loader: loader, stateDir: opts.StateDir, slots: execute.NewSlots(opts.EngineConcurrency), gitPoke: make(chan struct{}, 1)}
 	agentMode := opts.ProjectsDir != "" || opts.Discover
 	// The project named by -f (or found in the working directory, without
 	// an agent's flags): bad input at start is exit 2, before any lock or
@@ -188,6 +193,10 @@ func Run(ctx context.Context, opts Options) error {
 	h.met.CountEngineRequests(h.eng.Calls)
 	h.records = record.New(h.log, clock.Real{}, record.DefaultKeep)
 	h.records.SetCount(h.met.Record)
+	if opts.Git != nil && first == nil {
+		release()
+		return exitcode.With(exitcode.Input, errors.New("--git takes one project (-f or the checkout's compose file)"))
+	}
 	if notifier != nil {
 		recs, stopRecs := h.records.Subscribe()
 		defer stopRecs()
@@ -230,12 +239,19 @@ func Run(ctx context.Context, opts Options) error {
 			return exitcode.With(exitcode.Input, err)
 		}
 		firstLocks = append(firstLocks, elock)
+		if opts.Git != nil {
+			h.records.SetRevision(short(opts.Git.Follower.Source.Applied()))
+		}
 		p, err := h.newProject(first, firstOpts, firstLocks)
 		if err != nil {
 			release()
 			return err
 		}
 		h.start(p)
+		h.revision()
+		if opts.Git != nil {
+			h.runners.Go(func() { h.followGit(runCtx, p) })
+		}
 	}
 	if agentMode {
 		if h.agent, err = newAgent(h, first); err != nil {
@@ -315,7 +331,7 @@ const engineRetry = time.Second
 
 // newProject builds a project of this daemon for d, holding locks.
 func (h *host) newProject(d *desired.State, opts desired.Options, locks []*statedir.Lock) (*Project, error) {
-	p, err := New(Config{
+	cfg := Config{
 		Engine:   h.eng,
 		Loader:   h.loader,
 		Log:      h.opts.Log,
@@ -329,7 +345,11 @@ func (h *host) newProject(d *desired.State, opts desired.Options, locks []*state
 		EngineSlots: h.slots,
 		Offline:     func() bool { return !h.connected.Load() },
 		OptedOut:    h.optedOut,
-	}, d, opts, locks)
+	}
+	if h.opts.Git != nil {
+		cfg.HandEdited = h.handEdited
+	}
+	p, err := New(cfg, d, opts, locks)
 	if err != nil {
 		return nil, exitcode.With(exitcode.Internal, err)
 	}
@@ -541,7 +561,9 @@ func (h *host) status(ctx context.Context, name string, inspect observed.Inspect
 		ps := h.list()
 		switch {
 		case name == "" && len(ps) == 1:
-			return ps[0].Controller().Served(ctx, inspect)
+			st, err := ps[0].Controller().Served(ctx, inspect)
+			st.Revision = h.records.Revision()
+			return st, err
 		case name == "" && len(ps) == 0:
 			// a daemon of one project takes it on once the engine answers
 			return nil, errors.New("the project is not reconciled yet: waiting for the engine")
@@ -617,6 +639,9 @@ func (h *host) serve(addr string) (*http.Server, error) {
 		Page:         dashboard.Handler(),
 		AllowedHosts: allowedHosts(addr, h.opts.AllowedHosts),
 		Token:        token,
+	}
+	if h.opts.Git != nil {
+		api.GitHook = gitsource.Webhook(h.opts.Git.WebhookSecret, h.pokeGit)
 	}
 	// IdleTimeout ends idle keep-alive connections; the live streams keep
 	// theirs open by writing, every statusRefresh at the latest.

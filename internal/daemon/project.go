@@ -64,6 +64,11 @@ type Config struct {
 	// OptedOut is told that a running project's files now opt out of
 	// reconciling (x-reconcile.enabled: false).
 	OptedOut func(*Project)
+	// HandEdited, when set, is asked before a watched file's change is
+	// acted on; true says the change was an edit by hand that is not to
+	// be applied (a git source's checkout: it was put back, and the
+	// putting back is the change that reloads).
+	HandEdited func(*Project) bool
 }
 
 // Project is one project's reconciler: its own controller and queue,
@@ -316,6 +321,9 @@ func (p *Project) Event(ev observed.Event) {
 func (p *Project) Reload(why string) {
 	p.reloadMu.Lock()
 	defer p.reloadMu.Unlock()
+	if p.cfg.HandEdited != nil && p.cfg.HandEdited(p) {
+		return
+	}
 	d, err := desired.Load(context.Background(), p.cfg.Loader, p.opts)
 	if err != nil {
 		service := ""
@@ -396,6 +404,9 @@ func unjoin(err error) []error {
 // configChanged notes that each service mounting a changed path owes a
 // reload, and queues it: the reload runs in the service's own reconcile.
 func (p *Project) configChanged(changed []string) {
+	if p.cfg.HandEdited != nil && p.cfg.HandEdited(p) {
+		return
+	}
 	d := p.ctrl.Desired()
 	sources := reloads.ConfigSources(d)
 	why := map[string][]string{}

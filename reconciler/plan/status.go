@@ -85,6 +85,9 @@ type ProjectStatus struct {
 	Sync     string          `json:"sync"`
 	Health   string          `json:"health"`
 	Services []ServiceStatus `json:"services"`
+	// Revision is the git source's commit whose files are in force
+	// (--git), 12 hex digits.
+	Revision string `json:"revision,omitempty"`
 }
 
 // Status summarises desired against observed state, using the drift of a

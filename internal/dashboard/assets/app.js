@@ -171,7 +171,8 @@ function updateSummary() {
   if (!status) return;
   const bad = (status.services || []).filter(s => s.health !== "Healthy" || s.sync !== "Synced");
   sum.textContent = `${status.health}, ${status.sync}` + (bad.length ? ` — ${bad.map(s => s.service + ": " + (s.reason || s.health)).join("; ")}` : "");
-  document.getElementById("project").textContent = status.project;
+  // the git source's commit in force (--git), after the project's name
+  document.getElementById("project").textContent = status.project + (status.revision ? " @ " + status.revision : "");
   projectPrefix = status.project + "-";
   const sel = document.getElementById("filter-service");
   const have = new Set([...sel.options].map(o => o.value));
