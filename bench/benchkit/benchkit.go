@@ -373,6 +373,25 @@ func (e *Events) Wait(name, action string, after time.Time, timeout time.Duratio
 	return time.Time{}, fmt.Errorf("no %s event for %s within %s", action, name, timeout)
 }
 
+// WaitAny returns the time of the first action event of any container
+// followed after after.
+func (e *Events) WaitAny(action string, after time.Time, timeout time.Duration) (time.Time, error) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		e.mu.Lock()
+		for _, m := range e.evs {
+			at := time.Unix(0, m.TimeNano)
+			if string(m.Action) == action && at.After(after) {
+				e.mu.Unlock()
+				return at, nil
+			}
+		}
+		e.mu.Unlock()
+		time.Sleep(200 * time.Microsecond)
+	}
+	return time.Time{}, fmt.Errorf("no %s event within %s", action, timeout)
+}
+
 // GetJSON decodes what url answers, which must be 200.
 func GetJSON(url string, v any) error {
 	resp, err := http.Get(url)
