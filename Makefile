@@ -94,6 +94,7 @@ bench: build images
 	./bench/dashboard.sh
 	./bench/agent.sh
 	./bench/rollout.sh
+	./bench/git.sh
 
 clean:
 	rm -rf bin
