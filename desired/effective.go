@@ -99,6 +99,7 @@ func effectivePolicy(svc types.ServiceConfig, project, service *rawPolicy) Polic
 				p.Reload = *layer.Reload
 			}
 			p.Upstreams = layer.Upstreams
+			p.Images = layer.Images
 		}
 	}
 	if p.Restart.MaxDelay < p.Restart.Delay {

@@ -140,6 +140,27 @@ type Upstream struct {
 	Format  string // file format; "nginx"
 }
 
+// ImageUpdates is how a service follows its image's tag at the registry
+// (x-reconcile.image_updates): a new digest of the tag (policy digest) is
+// rolled out once it is MinAge old, through the service's rolling update,
+// and rolled back to the last good digest when the update fails.
+type ImageUpdates struct {
+	Policy string
+	// MinAge is how old (the image's created time) an update must be
+	// before it is taken: a broken tag pushed an hour ago is not.
+	MinAge time.Duration
+	// Interval is how often the registry is asked.
+	Interval time.Duration
+}
+
+// The image update policies, and how often the registry is asked unless
+// the block says otherwise.
+const (
+	ImagePolicyDigest      = "digest"
+	DefaultImageInterval   = time.Hour
+	MinImageUpdateInterval = time.Second
+)
+
 // Policy is a service's effective x-reconcile policy: its own block over the
 // project defaults over built-in defaults.
 type Policy struct {
@@ -147,6 +168,8 @@ type Policy struct {
 	Replicas  ReplicaPolicy
 	Reload    ReloadAction
 	Upstreams []Upstream
+	// Images, when set, follows the image's tag (service scope only).
+	Images *ImageUpdates
 }
 
 // rawPolicy is one parsed x-reconcile block: pointers tell "not given" from
@@ -161,6 +184,7 @@ type rawPolicy struct {
 	Prune       *bool
 	Reload      *ReloadAction
 	Upstreams   []Upstream
+	Images      *ImageUpdates
 	// Enabled, at the top level only, opts a project out of an agent
 	// (--projects, --discover) when false.
 	Enabled *bool
@@ -229,6 +253,15 @@ func parseBlock(v any, scope string) (*rawPolicy, *fieldError) {
 				return nil, err
 			}
 			p.Upstreams = ups
+		case "image_updates":
+			if scope != "service" {
+				return nil, fieldErr(key, "only allowed on a service")
+			}
+			iu, err := parseImageUpdates(val, key)
+			if err != nil {
+				return nil, err
+			}
+			p.Images = iu
 		case "enabled":
 			if scope == "service" {
 				return nil, fieldErr(key, "only allowed at the top level (it opts the whole project out of an agent)")
@@ -240,12 +273,48 @@ func parseBlock(v any, scope string) (*rawPolicy, *fieldError) {
 			p.Enabled = &b
 		default:
 			if scope == "service" {
-				return nil, unknownKey(key, "restart", "replicas", "reload", "upstreams")
+				return nil, unknownKey(key, "restart", "replicas", "reload", "upstreams", "image_updates")
 			}
 			return nil, unknownKey(key, "enabled", "restart", "replicas")
 		}
 	}
 	return p, nil
+}
+
+func parseImageUpdates(v any, key string) (*ImageUpdates, *fieldError) {
+	m, err := asMap(v, key)
+	if err != nil {
+		return nil, err
+	}
+	iu := &ImageUpdates{Policy: ImagePolicyDigest, Interval: DefaultImageInterval}
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		val, sub := m[k], key+"."+k
+		switch k {
+		case "policy":
+			s, err := asString(val, sub)
+			if err != nil {
+				return nil, err
+			}
+			if s != ImagePolicyDigest {
+				return nil, fieldErr(sub, "unknown policy %q (digest: a new digest of the same tag)", s)
+			}
+			iu.Policy = s
+		case "min_age":
+			if iu.MinAge, err = asDuration(val, sub); err != nil {
+				return nil, err
+			}
+		case "interval":
+			if iu.Interval, err = asDuration(val, sub); err != nil {
+				return nil, err
+			}
+			if iu.Interval < MinImageUpdateInterval {
+				return nil, fieldErr(sub, "at least %s", MinImageUpdateInterval)
+			}
+		default:
+			return nil, unknownKey(sub, "policy", "min_age", "interval")
+		}
+	}
+	return iu, nil
 }
 
 func parseRestart(v any, key string, p *rawPolicy) *fieldError {

@@ -18,6 +18,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/moby/moby/client"
+
+	"github.com/reconcile-dev/reconcile/controllers/imageupdates"
 	"github.com/reconcile-dev/reconcile/controllers/reloads"
 	"github.com/reconcile-dev/reconcile/controllers/restarts"
 	"github.com/reconcile-dev/reconcile/controllers/rollouts"
@@ -31,6 +34,7 @@ import (
 	"github.com/reconcile-dev/reconcile/internal/secrets"
 	"github.com/reconcile-dev/reconcile/internal/statedir"
 	"github.com/reconcile-dev/reconcile/observed"
+	"github.com/reconcile-dev/reconcile/observed/registry"
 	"github.com/reconcile-dev/reconcile/reconciler"
 	"github.com/reconcile-dev/reconcile/reconciler/execute"
 	"github.com/reconcile-dev/reconcile/reconciler/plan"
@@ -90,6 +94,9 @@ type Project struct {
 	restarts *restarts.Restarts
 	rollouts *rollouts.Rollouts
 	reloads  *reloads.Reloads
+	// images follows the tags of the services that ask for it; nil in
+	// Once mode.
+	images *imageupdates.Updater
 	// files watches the compose files; configs what services mount as
 	// configuration. Nil in Once mode.
 	files   *filewatch.Watcher
@@ -215,6 +222,21 @@ func New(cfg Config, d *desired.State, opts desired.Options, locks []*statedir.L
 	if p.rollouts, err = rollouts.New(clock.Real{}, statedir.File{Path: statedir.RolloutFile(cfg.StateDir, name)}, log); err != nil {
 		return nil, fmt.Errorf("opening the rollouts of project %s: %w", name, err)
 	}
+	if !cfg.Once {
+		p.images = &imageupdates.Updater{
+			Registry: registry.Client{},
+			Local:    engineImages{cfg.Engine.Client},
+			Records:  p.records,
+			Clock:    clock.Real{},
+			Log:      log,
+			File:     statedir.ImagesFile(cfg.StateDir, name),
+			Apply:    p.Reload,
+		}
+		if err := p.images.Load(); err != nil {
+			return nil, fmt.Errorf("opening the image updates of project %s: %w", name, err)
+		}
+		p.images.Override(d)
+	}
 	ro := p.rollouts
 	ro.Remember(d)
 	// Rollouts reviews first (it replaces a changed service's replicas in
@@ -288,8 +310,53 @@ func (p *Project) Run(ctx, work context.Context) {
 			p.configs.Run(ctx, p.configChanged)
 		})
 	}
+	if p.images != nil {
+		wg.Go(func() { p.followImages(ctx) })
+	}
 	p.ctrl.Run(ctx, work)
 	wg.Wait()
+}
+
+// imageCheck is how often the services' image_updates intervals are
+// looked at (each service's own interval says when its registry is asked).
+const imageCheck = time.Second
+
+// followImages asks the registries of the services that follow their tags
+// when their intervals pass, and hands the updater the project's records
+// (its rollouts' verdicts), until ctx ends. Never on the events reader.
+func (p *Project) followImages(ctx context.Context) {
+	recs, stop := p.records.Subscribe()
+	defer stop()
+	tick := time.NewTicker(imageCheck)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case rec, ok := <-recs:
+			if !ok {
+				return
+			}
+			if rec.Project == p.name {
+				p.images.Observe(rec)
+			}
+		case <-tick.C:
+			if d := p.ctrl.Desired(); d != nil {
+				p.images.Check(ctx, d)
+			}
+		}
+	}
+}
+
+// engineImages says which digest of an image's repository the engine holds.
+type engineImages struct{ c client.APIClient }
+
+func (e engineImages) LocalDigest(ctx context.Context, image string) (string, error) {
+	res, err := e.c.ImageInspect(ctx, image)
+	if err != nil {
+		return "", nil // not here (yet): the registry's digest is the start
+	}
+	return imageupdates.LocalDigestOf(image, res.RepoDigests), nil
 }
 
 // Close writes what the restart state owes and gives up the watches and
@@ -346,6 +413,9 @@ func (p *Project) Reload(why string) {
 		if err := p.files.Set(d.Files); err != nil {
 			p.log.Warn("some compose files cannot be watched", "error", err)
 		}
+	}
+	if p.images != nil {
+		p.images.Override(d)
 	}
 	p.secrets.Store(d.Secrets)
 	p.watchConfigs(d)

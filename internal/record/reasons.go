@@ -147,6 +147,15 @@ const (
 	SourceUnreachable Reason = "SourceUnreachable"
 )
 
+// A service following its image's tag (x-reconcile.image_updates).
+const (
+	ImageUpdateWaiting  Reason = "ImageUpdateWaiting"
+	ImageUpdateStarted  Reason = "ImageUpdateStarted"
+	ImageUpdated        Reason = "ImageUpdated"
+	ImageUpdateFailed   Reason = "ImageUpdateFailed"
+	RegistryUnreachable Reason = "RegistryUnreachable"
+)
+
 // ReasonInfo is one row of the catalogue.
 type ReasonInfo struct {
 	Reason  Reason `json:"reason"`
@@ -255,6 +264,11 @@ var Catalogue = []ReasonInfo{
 	{CommitBad, Warning, "git: a rollout of the commit in force was rolled back: the commit is marked bad and the live checkout goes back to the last good one until a newer commit arrives"},
 	{LocalEdit, Warning, "git: a file of the live checkout was changed or removed by hand: put back as the commit has it"},
 	{SourceUnreachable, Warning, "git: the repository could not be listed or fetched; the last good commit keeps running and the fetch is retried at the next poll or webhook"},
+	{ImageUpdateWaiting, Normal, "image_updates: the tag points to a new digest younger than min_age: taken once it is old enough"},
+	{ImageUpdateStarted, Normal, "image_updates: the service's image is pinned to the tag's new digest and rolled out by its update_config"},
+	{ImageUpdated, Normal, "image_updates: the new digest runs healthy on every replica: the last good digest"},
+	{ImageUpdateFailed, Warning, "image_updates: the new digest's rollout was rolled back (or paused): it is not tried again, and the image goes back to the last good digest"},
+	{RegistryUnreachable, Warning, "image_updates: the registry could not be asked about the tag; asked again at the next interval"},
 }
 
 var types = func() map[Reason]Type {

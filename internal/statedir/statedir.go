@@ -174,6 +174,12 @@ func RolloutFile(dir, project string) string {
 	return filepath.Join(dir, fileName(project)+".rollouts.json")
 }
 
+// ImagesFile is where a project's followed image tags are kept
+// (x-reconcile.image_updates): pins, last good and failed digests.
+func ImagesFile(dir, project string) string {
+	return filepath.Join(dir, fileName(project)+".images.json")
+}
+
 func (f File) Load() ([]byte, error) {
 	b, err := os.ReadFile(f.Path)
 	if errors.Is(err, os.ErrNotExist) {
