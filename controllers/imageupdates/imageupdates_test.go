@@ -79,7 +79,8 @@ func state(image string) *desired.State {
 	web.Config.Image = image
 	db := &desired.Service{Name: "db"}
 	db.Config.Image = "postgres:15"
-	return &desired.State{Order: []string{"web", "db"}, Services: map[string]*desired.Service{"web": web, "db": db}}
+	return &desired.State{Order: []string{"web", "db"}, Services: map[string]*desired.Service{"web": web, "db": db},
+		Project: &types.Project{Services: types.Services{"web": web.Config, "db": db.Config}}}
 }
 
 // TestUpdaterPinsRollsBackAndRemembers: a new digest is waited for until
@@ -126,6 +127,9 @@ func TestUpdaterPinsRollsBackAndRemembers(t *testing.T) {
 	u.Override(d)
 	if got := d.Services["web"].Config.Image; got != "reg.example/app:stable@sha256:bbb" {
 		t.Fatalf("pinned image %q", got)
+	}
+	if got := d.Project.Services["web"].Image; got != "reg.example/app:stable@sha256:bbb" {
+		t.Fatalf("the project's own copy, which the SDK creates from, is %q", got)
 	}
 	if got := d.Services["db"].Config.Image; got != "postgres:15" {
 		t.Errorf("a service that does not follow its tag was changed: %q", got)

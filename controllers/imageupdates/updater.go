@@ -104,6 +104,13 @@ func (u *Updater) Override(d *desired.State) {
 			continue
 		}
 		s.Config.Image = unpinned(s.Config.Image) + "@" + e.Pinned
+		// the Compose SDK creates from the project's own copy
+		if d.Project != nil {
+			if ps, ok := d.Project.Services[name]; ok {
+				ps.Image = s.Config.Image
+				d.Project.Services[name] = ps
+			}
+		}
 	}
 }
 

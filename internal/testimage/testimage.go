@@ -52,6 +52,10 @@ func Ensure(ctx context.Context, c Builder, tag string) error {
 	)
 }
 
+// Binary is the testapp, compiled statically: for a test that builds its
+// own images of it (pushed to a registry of its own, say).
+func Binary(ctx context.Context) ([]byte, error) { return buildBinary(ctx) }
+
 // buildBinary compiles the testapp statically and returns it.
 func buildBinary(ctx context.Context) ([]byte, error) {
 	_, self, _, ok := runtime.Caller(0)

@@ -388,6 +388,14 @@ func ImageID(images map[string]string, ref string) string {
 	if err != nil {
 		return ""
 	}
+	// a reference pinned to a digest ("repo:tag@sha256:...", as an image
+	// update pins it) is the image of that digest, whatever the tag names
+	// here now: the engine indexes it as "repo@sha256:..."
+	if c, ok := named.(reference.Canonical); ok {
+		if byDigest, err := reference.WithDigest(reference.TrimNamed(named), c.Digest()); err == nil {
+			return images[reference.FamiliarString(byDigest)]
+		}
+	}
 	return images[reference.FamiliarString(reference.TagNameOnly(named))]
 }
 

@@ -376,7 +376,8 @@ services:
 }
 
 func TestImageID(t *testing.T) {
-	images := map[string]string{"nginx:latest": "sha256:1", "reg.example:5000/team/app:2": "sha256:2", "app@sha256:abc": "sha256:3"}
+	images := map[string]string{"nginx:latest": "sha256:1", "reg.example:5000/team/app:2": "sha256:2", "app@sha256:abc": "sha256:3",
+		"127.0.0.1:5000/app:stable": "sha256:old", "127.0.0.1:5000/app@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa": "sha256:old", "127.0.0.1:5000/app@sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb": "sha256:new"}
 	tests := map[string]string{
 		"nginx":                       "sha256:1",
 		"docker.io/library/nginx":     "sha256:1",
@@ -384,6 +385,9 @@ func TestImageID(t *testing.T) {
 		"reg.example:5000/team/app:2": "sha256:2",
 		"app@sha256:abc":              "sha256:3",
 		"missing:1":                   "",
+		// pinned by an image update: the digest's image, not the tag's
+		"127.0.0.1:5000/app:stable@sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb": "sha256:new",
+		"127.0.0.1:5000/app:stable@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa": "sha256:old",
 	}
 	for ref, want := range tests {
 		if got := ImageID(images, ref); got != want {

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"io"
+	"log"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/moby/moby/client"
+
+	"github.com/reconcile-dev/reconcile/internal/enginetest"
+	"github.com/reconcile-dev/reconcile/internal/record"
+	"github.com/reconcile-dev/reconcile/internal/testimage"
+)
+
+// testRegistry is a registry run in the test's process
+// (go-containerregistry's pkg/registry) on loopback, which the engine
+// pulls from over plain HTTP (it takes 127.0.0.0/8 registries as
+// insecure), and images of the testapp the test pushes to it.
+type testRegistry struct {
+	t    *testing.T
+	host string
+	bin  []byte
+}
+
+func newTestRegistry(t *testing.T) *testRegistry {
+	t.Helper()
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	bin, err := testimage.Binary(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testRegistry{t: t, host: strings.TrimPrefix(srv.URL, "http://"), bin: bin}
+}
+
+// push pushes the testapp as repo:tag with env, created at created, and
+// returns the manifest's digest.
+func (r *testRegistry) push(ref string, created time.Time, env ...string) string {
+	r.t.Helper()
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	_ = tw.WriteHeader(&tar.Header{Name: "testapp", Mode: 0o755, Size: int64(len(r.bin)), Typeflag: tar.TypeReg})
+	_, _ = tw.Write(r.bin)
+	_ = tw.Close()
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b.Bytes())), nil })
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(empty.Image, layer)
+	if err == nil {
+		img, err = mutate.Config(img, v1.Config{Entrypoint: []string{"/testapp"}, Env: env})
+	}
+	if err == nil {
+		img, err = mutate.CreatedAt(img, v1.Time{Time: created})
+	}
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	tag, err := name.NewTag(ref)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if err := remote.Write(tag, img); err != nil {
+		r.t.Fatalf("pushing %s: %v", ref, err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return d.String()
+}
+
+func shortDigest(d string) string { return strings.TrimPrefix(d, "sha256:")[:12] }
+
+// TestImageUpdatesFollowATag: a service with x-reconcile.image_updates
+// follows its tag at a registry: a digest younger than min_age is waited
+// for; an old enough one is pinned and rolled out by update_config; one
+// whose replica never turns healthy is rolled back and not tried again;
+// the next good one is taken.
+func TestImageUpdatesFollowATag(t *testing.T) {
+	reg := newTestRegistry(t)
+	ref := reg.host + "/app:stable"
+	old := time.Now().Add(-2 * time.Hour)
+	reg.push(ref, old, "VERSION=1")
+	p := enginetest.NewProject(t, `services:
+  web:
+    image: `+ref+`
+    restart: always
+    healthcheck: {test: ["CMD", "/testapp", "health"], interval: 1s, timeout: 3s, retries: 2}
+    deploy:
+      update_config: {order: start-first, failure_action: rollback, monitor: 5s}
+    x-reconcile:
+      image_updates: {interval: 1s, min_age: 1h}
+`)
+	t.Cleanup(func() {
+		l, err := p.Engine.Client.ImageList(context.Background(), client.ImageListOptions{Filters: make(client.Filters).Add("reference", reg.host+"/app")})
+		if err == nil {
+			for _, img := range l.Items {
+				_, _ = p.Engine.Client.ImageRemove(context.Background(), img.ID, client.ImageRemoveOptions{Force: true, PruneChildren: true})
+			}
+		}
+	})
+	_, base := startDaemon(t, p, nil)
+	eventually(t, 90*time.Second, "web runs image 1", func() bool { return envOf(p) == "1" })
+
+	young := reg.push(ref, time.Now(), "VERSION=2")
+	eventually(t, 30*time.Second, "the young digest waited for", func() bool { return len(recordsWith(t, base, record.ImageUpdateWaiting)) > 0 })
+	if w := recordsWith(t, base, record.ImageUpdateWaiting)[0]; !strings.Contains(w.Message, shortDigest(young)) || !strings.Contains(w.Message, "min_age 1h") {
+		t.Errorf("waiting record: %s", w.Message)
+	}
+
+	good := reg.push(ref, old, "VERSION=3")
+	eventually(t, 90*time.Second, "image 3 rolled out", func() bool { return envOf(p) == "3" && len(recordsWith(t, base, record.ImageUpdated)) > 0 })
+	for _, c := range p.Snapshot().Containers {
+		if img := p.Inspect(c.ID).Config.Image; img != ref+"@"+good {
+			t.Errorf("%s runs %s, want the tag pinned to %s", c.Name, img, good)
+		}
+	}
+
+	bad := reg.push(ref, old, "VERSION=4", "START_DELAY=1h")
+	eventually(t, 120*time.Second, "image 4 rolled back", func() bool { return len(recordsWith(t, base, record.ImageUpdateFailed)) > 0 })
+	if f := recordsWith(t, base, record.ImageUpdateFailed)[0]; !strings.Contains(f.Message, shortDigest(bad)) || !strings.Contains(f.Message, "back to "+shortDigest(good)) {
+		t.Errorf("failed record: %s", f.Message)
+	}
+	eventually(t, 60*time.Second, "web back on image 3", func() bool { return envOf(p) == "3" })
+
+	reg.push(ref, old, "VERSION=5")
+	eventually(t, 90*time.Second, "image 5 rolled out", func() bool { return envOf(p) == "5" })
+	tried := 0
+	for _, r := range recordsWith(t, base, record.ImageUpdateStarted) {
+		if strings.Contains(r.Message, shortDigest(bad)) {
+			tried++
+		}
+		if strings.Contains(r.Message, shortDigest(young)) {
+			t.Errorf("the young digest was rolled out: %s", r.Message)
+		}
+	}
+	if tried != 1 {
+		t.Errorf("the failed digest was rolled out %d times, want once", tried)
+	}
+}
