@@ -128,11 +128,18 @@ func (s *Stack) remove() {
 			_, _ = c.ServiceRemove(ctx, svc.ID, client.ServiceRemoveOptions{})
 		}
 	}
-	// the tasks' containers go first: a network or config in use stays
+	// the tasks' containers go first: a network or config in use stays.
+	// Running ones are stopped by Swarm; an exited one (a job's completed
+	// task) is left to the task reaper, which took a minute: removed here.
 	for ctx.Err() == nil {
 		l, err := c.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
 		if err != nil || len(l.Items) == 0 {
 			break
+		}
+		for _, ctr := range l.Items {
+			if ctr.State != "running" {
+				_, _ = c.ContainerRemove(ctx, ctr.ID, client.ContainerRemoveOptions{Force: true})
+			}
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
