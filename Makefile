@@ -95,6 +95,7 @@ bench: build images
 	./bench/agent.sh
 	./bench/rollout.sh
 	./bench/git.sh
+	./bench/images.sh
 
 clean:
 	rm -rf bin
