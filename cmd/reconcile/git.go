@@ -124,7 +124,7 @@ func (g *globals) openGit(ctx context.Context, acting, keepsRunning bool) error 
 	case gf.first.Refused != nil && !tolerated:
 		return withCode(exitInput, fmt.Errorf("git source %s: commit %s refused: %w", src.Describe(), gf.first.Commit.Short(), gf.first.Refused))
 	}
-	g.log.Info("git source", "source", src.Describe(), "commit", live[:12], "dir", src.ProjectDir())
+	g.log.Info("git source", "source", src.Describe(), "commit", g.revision(), "dir", src.ProjectDir())
 	return nil
 }
 

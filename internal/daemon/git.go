@@ -66,6 +66,7 @@ func (h *host) followGit(ctx context.Context, p *Project) {
 	report(gs.First, gs.FirstErr)
 	tick := time.NewTicker(gs.Interval)
 	defer tick.Stop()
+	var cause rolloutCauses
 	for {
 		select {
 		case <-ctx.Done():
@@ -76,13 +77,48 @@ func (h *host) followGit(ctx context.Context, p *Project) {
 			if !ok {
 				return
 			}
-			if rec.Reason == record.RolledBack && rec.Project == p.Name() {
+			if rec.Project == p.Name() && cause.see(rec) {
 				h.markBad(p)
 			}
 			continue
 		}
 		report(gs.Follower.Sync(ctx))
 	}
+}
+
+// rolloutCauses tells a rollout a commit started from one an image update
+// started (x-reconcile.image_updates): only the former's rollback makes the
+// commit bad. A service's rollout is the commit's when a commit was applied
+// after the service's last image update began.
+type rolloutCauses struct {
+	seq      int
+	commit   int
+	image    map[string]int
+	ofCommit map[string]bool
+}
+
+// see learns from one record of the project, and says whether it is the
+// rollback of a rollout the commit in force started.
+func (c *rolloutCauses) see(rec record.Record) bool {
+	if c.image == nil {
+		c.image, c.ofCommit = map[string]int{}, map[string]bool{}
+	}
+	c.seq++
+	switch rec.Reason {
+	case record.CommitApplied:
+		c.commit = c.seq
+	case record.ImageUpdateStarted:
+		c.image[rec.Service] = c.seq
+	case record.RolloutStarted:
+		c.ofCommit[rec.Service] = c.commit > c.image[rec.Service]
+	case record.RolloutComplete:
+		delete(c.ofCommit, rec.Service)
+	case record.RolledBack:
+		of := c.ofCommit[rec.Service]
+		delete(c.ofCommit, rec.Service)
+		return of
+	}
+	return false
 }
 
 // handEdited puts back what was edited by hand in the live checkout, at
