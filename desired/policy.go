@@ -141,9 +141,10 @@ type Upstream struct {
 }
 
 // ImageUpdates is how a service follows its image's tag at the registry
-// (x-reconcile.image_updates): a new digest of the tag (policy digest) is
-// rolled out once it is MinAge old, through the service's rolling update,
-// and rolled back to the last good digest when the update fails.
+// (x-reconcile.image_updates): a new digest of the tag (policy digest), or
+// the highest version tag above the current one (policy semver), is rolled
+// out once it is MinAge old, through the service's rolling update, and
+// rolled back to the last good one when the update fails.
 type ImageUpdates struct {
 	Policy string
 	// MinAge is how old (the image's created time) an update must be
@@ -157,6 +158,7 @@ type ImageUpdates struct {
 // the block says otherwise.
 const (
 	ImagePolicyDigest      = "digest"
+	ImagePolicySemver      = "semver"
 	DefaultImageInterval   = time.Hour
 	MinImageUpdateInterval = time.Second
 )
@@ -295,8 +297,8 @@ func parseImageUpdates(v any, key string) (*ImageUpdates, *fieldError) {
 			if err != nil {
 				return nil, err
 			}
-			if s != ImagePolicyDigest {
-				return nil, fieldErr(sub, "unknown policy %q (digest: a new digest of the same tag)", s)
+			if s != ImagePolicyDigest && s != ImagePolicySemver {
+				return nil, fieldErr(sub, "unknown policy %q (digest: a new digest of the same tag; semver: the highest version tag above the current one, of its variant)", s)
 			}
 			iu.Policy = s
 		case "min_age":

@@ -152,3 +152,41 @@ func TestImageUpdatesFollowATag(t *testing.T) {
 		t.Errorf("the failed digest was rolled out %d times, want once", tried)
 	}
 }
+
+// TestImageUpdatesSemverMovesToTheNextVersion: with policy semver, a
+// higher version tag pushed beside the running one is rolled out, pinned
+// to its digest; a pre-release is not.
+func TestImageUpdatesSemverMovesToTheNextVersion(t *testing.T) {
+	reg := newTestRegistry(t)
+	repo := reg.host + "/app"
+	old := time.Now().Add(-2 * time.Hour)
+	reg.push(repo+":1.0.0", old, "VERSION=1.0.0")
+	p := enginetest.NewProject(t, `services:
+  web:
+    image: `+repo+`:1.0.0
+    restart: always
+    healthcheck: {test: ["CMD", "/testapp", "health"], interval: 1s, timeout: 3s, retries: 2}
+    deploy:
+      update_config: {order: start-first, failure_action: rollback, monitor: 5s}
+    x-reconcile:
+      image_updates: {policy: semver, interval: 1s}
+`)
+	t.Cleanup(func() {
+		l, err := p.Engine.Client.ImageList(context.Background(), client.ImageListOptions{Filters: make(client.Filters).Add("reference", repo)})
+		if err == nil {
+			for _, img := range l.Items {
+				_, _ = p.Engine.Client.ImageRemove(context.Background(), img.ID, client.ImageRemoveOptions{Force: true, PruneChildren: true})
+			}
+		}
+	})
+	_, base := startDaemon(t, p, nil)
+	eventually(t, 90*time.Second, "web runs 1.0.0", func() bool { return envOf(p) == "1.0.0" })
+	reg.push(repo+":2.0.0-rc1", old, "VERSION=2.0.0-rc1")
+	next := reg.push(repo+":1.1.0", old, "VERSION=1.1.0")
+	eventually(t, 90*time.Second, "1.1.0 rolled out", func() bool { return envOf(p) == "1.1.0" && len(recordsWith(t, base, record.ImageUpdated)) > 0 })
+	for _, c := range p.Snapshot().Containers {
+		if img := p.Inspect(c.ID).Config.Image; img != repo+":1.1.0@"+next {
+			t.Errorf("%s runs %s, want %s", c.Name, img, repo+":1.1.0@"+next)
+		}
+	}
+}

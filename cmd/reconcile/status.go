@@ -202,6 +202,9 @@ func printStatusTable(w io.Writer, st plan.ProjectStatus) {
 		if s.NextAttempt != nil {
 			reason += fmt.Sprintf("; next attempt in %s", time.Until(*s.NextAttempt).Round(100*time.Millisecond))
 		}
+		if s.ImageUpdate != "" {
+			reason = strings.TrimPrefix(reason+"; image update to "+s.ImageUpdate+" rolling out", "; ")
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Service, strconv.Itoa(s.Desired), strconv.Itoa(s.Running),
 			strconv.Itoa(s.Healthy), s.Sync, s.Health, restarts, reason)
 	}

@@ -20,8 +20,13 @@ type Entry struct {
 	Baseline string `json:"baseline"`
 	// Pinned is the digest the desired image is pinned to ("" unpinned).
 	Pinned string `json:"pinned,omitempty"`
-	// Good is the last pinned digest whose rollout completed.
-	Good string `json:"good,omitempty"`
+	// Tag is the tag Pinned is of, when the semver policy moved the
+	// service off the file's tag ("" is the file's).
+	Tag string `json:"tag,omitempty"`
+	// Good is the last pinned digest whose rollout completed, GoodTag its
+	// tag.
+	Good    string `json:"good,omitempty"`
+	GoodTag string `json:"good_tag,omitempty"`
 	// Rolling says Pinned is being rolled out: its verdict is awaited.
 	Rolling bool `json:"rolling,omitempty"`
 	// Failed digests were rolled back and are not tried again.

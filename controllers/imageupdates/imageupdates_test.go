@@ -14,6 +14,7 @@ import (
 	"github.com/reconcile-dev/reconcile/internal/clock"
 	"github.com/reconcile-dev/reconcile/internal/record"
 	"github.com/reconcile-dev/reconcile/observed/registry"
+	"github.com/reconcile-dev/reconcile/reconciler/plan"
 )
 
 func TestDecide(t *testing.T) {
@@ -46,9 +47,29 @@ func TestDecide(t *testing.T) {
 type fakeRegistry struct {
 	tag registry.Tag
 	err error
+	// by tag, for the semver policy (tag used otherwise)
+	byTag map[string]registry.Tag
 }
 
-func (f *fakeRegistry) Resolve(context.Context, string) (registry.Tag, error) { return f.tag, f.err }
+func (f *fakeRegistry) Resolve(_ context.Context, image string) (registry.Tag, error) {
+	if f.byTag != nil {
+		_, tag := split(image)
+		t, ok := f.byTag[tag]
+		if !ok {
+			return registry.Tag{}, errors.New("no such tag " + tag)
+		}
+		return t, nil
+	}
+	return f.tag, f.err
+}
+
+func (f *fakeRegistry) Tags(context.Context, string) ([]string, error) {
+	var out []string
+	for t := range f.byTag {
+		out = append(out, t)
+	}
+	return out, f.err
+}
 
 type fakeLocal string
 
@@ -134,8 +155,10 @@ func TestUpdaterPinsRollsBackAndRemembers(t *testing.T) {
 	if got := d.Services["db"].Config.Image; got != "postgres:15" {
 		t.Errorf("a service that does not follow its tag was changed: %q", got)
 	}
-	if p := u.Pending(); p["web"] != "sha256:bbb" {
-		t.Errorf("pending %v", p)
+	st := plan.ProjectStatus{Services: []plan.ServiceStatus{{Service: "web"}, {Service: "db"}}}
+	u.Annotate(&st)
+	if st.Services[0].ImageUpdate != "sha256:bbb" || st.Services[1].ImageUpdate != "" {
+		t.Errorf("status while rolling out: %+v", st.Services)
 	}
 	// another project's, another service's, another reason's records change nothing
 	u.Observe(record.Record{Reason: record.RolloutComplete, Service: "db"})
@@ -216,4 +239,67 @@ func sixtyFour(c string) string {
 		out += c
 	}
 	return out
+}
+
+func TestNewestVersion(t *testing.T) {
+	for _, tc := range []struct {
+		current string
+		tags    []string
+		want    string
+	}{
+		{"1.2.3", []string{"1.2.3", "1.2.4", "1.10.0", "latest", "2.0.0-rc1"}, "1.10.0"},
+		{"v1.2", []string{"v1.2", "v1.3", "v1.3.1", "1.4"}, "1.4"},
+		{"1.25-alpine", []string{"1.25-alpine", "1.27-alpine", "1.28", "1.29-bookworm"}, "1.27-alpine"},
+		{"1.2.3", []string{"1.2.2", "1.0"}, ""},
+		{"latest", []string{"1.0.0"}, ""},
+		{"2.0.0-rc1", []string{"2.0.0-rc2", "2.0.0"}, ""}, // rc2 is another variant
+	} {
+		if got := NewestVersion(tc.current, tc.tags); got != tc.want {
+			t.Errorf("NewestVersion(%s, %v) = %q, want %q", tc.current, tc.tags, got, tc.want)
+		}
+	}
+}
+
+// TestSemverPolicyMovesToAHigherTag: the semver policy pins the highest
+// version tag above the running one; a failed one is not tried again, and
+// the service goes back to the last good tag.
+func TestSemverPolicyMovesToAHigherTag(t *testing.T) {
+	clk := clock.NewFake(time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC))
+	old := clk.Now().Add(-48 * time.Hour)
+	reg := &fakeRegistry{byTag: map[string]registry.Tag{"1.0.0": {Digest: "sha256:a10", Created: old}, "latest": {Digest: "sha256:lat", Created: old}}}
+	var rs recs
+	var applied int
+	u := &Updater{Registry: reg, Records: &rs, Clock: clk, File: filepath.Join(t.TempDir(), "f"), Apply: func(string) { applied++ }}
+	_ = u.Load()
+	d := state("reg.example/app:1.0.0")
+	d.Services["web"].Policy.Images.Policy = desired.ImagePolicySemver
+	u.Check(context.Background(), d)
+	if applied != 0 {
+		t.Fatalf("nothing higher, yet applied: %v", rs)
+	}
+	reg.byTag["1.1.0"] = registry.Tag{Digest: "sha256:a11", Created: old}
+	reg.byTag["2.0.0-rc1"] = registry.Tag{Digest: "sha256:rc", Created: old}
+	clk.Advance(time.Minute)
+	u.Check(context.Background(), d)
+	u.Override(d)
+	if got := d.Services["web"].Config.Image; applied != 1 || got != "reg.example/app:1.1.0@sha256:a11" {
+		t.Fatalf("1.1.0: applied %d, image %q", applied, got)
+	}
+	u.Observe(record.Record{Reason: record.RolloutComplete, Service: "web"})
+	reg.byTag["1.2.0"] = registry.Tag{Digest: "sha256:a12", Created: old}
+	clk.Advance(time.Minute)
+	u.Check(context.Background(), d)
+	u.Observe(record.Record{Reason: record.RolledBack, Service: "web"})
+	d = state("reg.example/app:1.0.0")
+	d.Services["web"].Policy.Images.Policy = desired.ImagePolicySemver
+	u.Override(d)
+	if got := d.Services["web"].Config.Image; got != "reg.example/app:1.1.0@sha256:a11" {
+		t.Fatalf("after 1.2.0 failed: %q, want back on 1.1.0", got)
+	}
+	n := applied
+	clk.Advance(time.Minute)
+	u.Check(context.Background(), d)
+	if applied != n {
+		t.Errorf("1.2.0 tried again: %v", rs)
+	}
 }

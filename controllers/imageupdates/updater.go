@@ -20,11 +20,13 @@ import (
 	"github.com/reconcile-dev/reconcile/internal/record"
 	"github.com/reconcile-dev/reconcile/internal/safefile"
 	"github.com/reconcile-dev/reconcile/observed/registry"
+	"github.com/reconcile-dev/reconcile/reconciler/plan"
 )
 
-// Registry says where a tag points now.
+// Registry says where a tag points now, and which tags a repository has.
 type Registry interface {
 	Resolve(ctx context.Context, image string) (registry.Tag, error)
+	Tags(ctx context.Context, image string) ([]string, error)
 }
 
 // Local says which digest of image's repository the engine holds for the
@@ -93,6 +95,26 @@ func unpinned(image string) string {
 	return image
 }
 
+// split is image's repository and tag, as the file spells them ("latest"
+// when it names none).
+func split(image string) (repo, tag string) {
+	image = unpinned(image)
+	if i := strings.LastIndex(image, ":"); i > strings.LastIndex(image, "/") {
+		return image[:i], image[i+1:]
+	}
+	return image, "latest"
+}
+
+// pinnedImage is the image a pinned entry runs: its tag (a semver policy's
+// may be another than the file's) at its digest.
+func pinnedImage(file string, e *Entry) string {
+	repo, tag := split(file)
+	if e.Tag != "" {
+		tag = e.Tag
+	}
+	return repo + ":" + tag + "@" + e.Pinned
+}
+
 // Override pins the desired image of each service whose entry pins one:
 // called on every load of the files, so a pin outlives reloads.
 func (u *Updater) Override(d *desired.State) {
@@ -103,7 +125,7 @@ func (u *Updater) Override(d *desired.State) {
 		if s.Policy.Images == nil || e == nil || e.Pinned == "" {
 			continue
 		}
-		s.Config.Image = unpinned(s.Config.Image) + "@" + e.Pinned
+		s.Config.Image = pinnedImage(s.Config.Image, e)
 		// the Compose SDK creates from the project's own copy
 		if d.Project != nil {
 			if ps, ok := d.Project.Services[name]; ok {
@@ -111,6 +133,14 @@ func (u *Updater) Override(d *desired.State) {
 				d.Project.Services[name] = ps
 			}
 		}
+	}
+}
+
+// Annotate marks, in st, the services whose new digest is being rolled out.
+func (u *Updater) Annotate(st *plan.ProjectStatus) {
+	pending := u.Pending()
+	for i := range st.Services {
+		st.Services[i].ImageUpdate = pending[st.Services[i].Service]
 	}
 }
 
@@ -144,31 +174,60 @@ func (u *Updater) Check(ctx context.Context, d *desired.State) {
 		}
 		u.mu.Unlock()
 		if due {
-			u.check(ctx, name, unpinned(s.Config.Image), iu.MinAge)
+			u.check(ctx, name, unpinned(s.Config.Image), iu)
 		}
 	}
 }
 
-func (u *Updater) check(ctx context.Context, service, image string, minAge time.Duration) {
-	tag, err := u.Registry.Resolve(ctx, image)
-	if err != nil {
-		u.say(service, record.RegistryUnreachable, "unreachable", fmt.Sprintf("image %s: %v; asked again at the next interval", image, err))
-		return
-	}
-	now := u.Clock.Now()
+func (u *Updater) check(ctx context.Context, service, image string, iu *desired.ImageUpdates) {
 	u.mu.Lock()
 	e := u.entries[service]
+	u.mu.Unlock()
+	// semver: the highest version tag above the one running
+	target, newTag := image, ""
+	if iu.Policy == desired.ImagePolicySemver {
+		repo, tag := split(image)
+		if e != nil && e.Tag != "" {
+			tag = e.Tag
+		}
+		tags, err := u.Registry.Tags(ctx, image)
+		if err != nil {
+			u.say(service, record.RegistryUnreachable, "unreachable", fmt.Sprintf("image %s: %v; asked again at the next interval", image, err))
+			return
+		}
+		if newTag = NewestVersion(tag, tags); newTag == "" {
+			newTag = tag // none higher: the running tag may still move
+		}
+		target = repo + ":" + newTag
+	}
+	tag, err := u.Registry.Resolve(ctx, target)
+	if err != nil {
+		u.say(service, record.RegistryUnreachable, "unreachable", fmt.Sprintf("image %s: %v; asked again at the next interval", target, err))
+		return
+	}
 	if e == nil {
+		// the first look: what runs is the start (the engine's digest of
+		// the file's tag, else the registry's), never an update
 		e = &Entry{}
 		if u.Local != nil {
 			e.Baseline, _ = u.Local.LocalDigest(ctx, image)
 		}
-		if e.Baseline == "" {
-			e.Baseline = tag.Digest // nothing to compare with: what the tag is now is the start
+		if e.Baseline == "" && target != image {
+			if first, err := u.Registry.Resolve(ctx, image); err == nil {
+				e.Baseline = first.Digest
+			}
 		}
+		if e.Baseline == "" {
+			e.Baseline = tag.Digest
+		}
+	}
+	now := u.Clock.Now()
+	u.mu.Lock()
+	if u.entries[service] == nil {
 		u.entries[service] = e
 		u.save()
 	}
+	e = u.entries[service]
 	if e.FirstSeen == nil {
 		e.FirstSeen = map[string]time.Time{}
 	}
@@ -176,18 +235,21 @@ func (u *Updater) check(ctx context.Context, service, image string, minAge time.
 		e.FirstSeen[tag.Digest] = now
 		u.save()
 	}
-	dec := Decide(e, tag.Digest, tag.Created, now, minAge)
+	dec := Decide(e, tag.Digest, tag.Created, now, iu.MinAge)
 	from := e.Current()
 	if dec.Action == Update {
 		e.Pinned, e.Rolling = tag.Digest, true
+		if newTag != "" {
+			e.Tag = newTag
+		}
 		u.save()
 	}
 	u.mu.Unlock()
 	switch dec.Action {
 	case Wait:
-		u.say(service, record.ImageUpdateWaiting, "wait "+tag.Digest, fmt.Sprintf("image %s: new digest %s, younger than min_age %s: taken at %s", image, short(tag.Digest), minAge, dec.Until.UTC().Format(time.RFC3339)))
+		u.say(service, record.ImageUpdateWaiting, "wait "+tag.Digest, fmt.Sprintf("image %s: new digest %s, younger than min_age %s: taken at %s", target, short(tag.Digest), iu.MinAge, dec.Until.UTC().Format(time.RFC3339)))
 	case Update:
-		u.say(service, record.ImageUpdateStarted, "update "+tag.Digest, fmt.Sprintf("image %s: digest %s replaces %s; rolled out by the service's update_config", image, short(tag.Digest), short(from)))
+		u.say(service, record.ImageUpdateStarted, "update "+tag.Digest, fmt.Sprintf("image %s: digest %s replaces %s; rolled out by the service's update_config", target, short(tag.Digest), short(from)))
 		u.Apply("image update of " + service)
 	default:
 		u.mu.Lock()
@@ -224,14 +286,14 @@ func (u *Updater) Observe(rec record.Record) {
 	var message string
 	switch rec.Reason {
 	case record.RolloutComplete, record.Synced:
-		e.Good, e.Rolling = e.Pinned, false
+		e.Good, e.GoodTag, e.Rolling = e.Pinned, e.Tag, false
 		reason, message = record.ImageUpdated, fmt.Sprintf("digest %s runs healthy on every replica", short(e.Pinned))
 	case record.RolledBack, record.RolloutPaused:
 		bad := e.Pinned
 		if !slices.Contains(e.Failed, bad) {
 			e.Failed = append(e.Failed, bad)
 		}
-		e.Pinned, e.Rolling = e.Good, false
+		e.Pinned, e.Tag, e.Rolling = e.Good, e.GoodTag, false
 		reason, message = record.ImageUpdateFailed, fmt.Sprintf("digest %s failed its rollout (%s): not tried again; back to %s", short(bad), rec.Reason, short(e.Current()))
 	default:
 		u.mu.Unlock()

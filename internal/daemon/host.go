@@ -563,6 +563,7 @@ func (h *host) status(ctx context.Context, name string, inspect observed.Inspect
 		case name == "" && len(ps) == 1:
 			st, err := ps[0].Controller().Served(ctx, inspect)
 			st.Revision = h.records.Revision()
+			ps[0].annotateImages(&st)
 			return st, err
 		case name == "" && len(ps) == 0:
 			// a daemon of one project takes it on once the engine answers
@@ -572,7 +573,9 @@ func (h *host) status(ctx context.Context, name string, inspect observed.Inspect
 		if p == nil {
 			return nil, fmt.Errorf("%w: %s", httpapi.ErrNoProject, name)
 		}
-		return p.Controller().Served(ctx, inspect)
+		st, err := p.Controller().Served(ctx, inspect)
+		p.annotateImages(&st)
+		return st, err
 	}
 	st := AgentStatus{Projects: []plan.ProjectStatus{}, Problems: h.agent.problems()}
 	for _, p := range h.list() {

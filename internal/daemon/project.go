@@ -269,6 +269,10 @@ func AnnotateFromState(st *plan.ProjectStatus, d *desired.State, stateDir string
 	}
 	r.Annotate(st, d, now)
 	_ = r.Close() // read only: nothing is owed
+	u := &imageupdates.Updater{File: statedir.ImagesFile(stateDir, d.Project.Name)}
+	if u.Load() == nil {
+		u.Annotate(st)
+	}
 }
 
 // Name is the project's name.
@@ -345,6 +349,13 @@ func (p *Project) followImages(ctx context.Context) {
 				p.images.Check(ctx, d)
 			}
 		}
+	}
+}
+
+// annotateImages marks the services whose new digest is rolling out.
+func (p *Project) annotateImages(st *plan.ProjectStatus) {
+	if p.images != nil {
+		p.images.Annotate(st)
 	}
 }
 

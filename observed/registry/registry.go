@@ -36,6 +36,34 @@ type Client struct {
 	Keychain authn.Keychain
 }
 
+// Tags lists the tags of image's repository.
+func (c Client) Tags(ctx context.Context, image string) ([]string, error) {
+	ref, err := name.NewTag(image, name.WeakValidation)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: not a tag to follow: %w", image, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, Timeout)
+	defer cancel()
+	tags, err := remote.List(ref.Context(), remote.WithContext(ctx), remote.WithAuthFromKeychain(c.keys()))
+	if err != nil {
+		return nil, fmt.Errorf("listing the tags of %s: %w", ref.Context().String(), err)
+	}
+	if len(tags) > MaxTags {
+		tags = tags[:MaxTags]
+	}
+	return tags, nil
+}
+
+// MaxTags bounds the tags of one repository looked at.
+const MaxTags = 10000
+
+func (c Client) keys() authn.Keychain {
+	if c.Keychain == nil {
+		return authn.DefaultKeychain
+	}
+	return c.Keychain
+}
+
 // Resolve asks where image's tag points. An image named by digest, or
 // not by a tag at all, is an error: there is nothing to follow.
 func (c Client) Resolve(ctx context.Context, image string) (Tag, error) {
@@ -45,11 +73,7 @@ func (c Client) Resolve(ctx context.Context, image string) (Tag, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, Timeout)
 	defer cancel()
-	keys := c.Keychain
-	if keys == nil {
-		keys = authn.DefaultKeychain
-	}
-	opts := []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(keys),
+	opts := []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(c.keys()),
 		remote.WithPlatform(v1.Platform{OS: "linux", Architecture: runtime.GOARCH})}
 	desc, err := remote.Get(ref, opts...)
 	if err != nil {

@@ -43,6 +43,9 @@ type ServiceStatus struct {
 	NextAttempt     *time.Time `json:"nextAttempt,omitempty"`
 	LastExit        string     `json:"lastExit,omitempty"`
 	LastExitAt      time.Time  `json:"lastExitAt,omitzero"`
+	// ImageUpdate is the digest an image update is rolling out
+	// (x-reconcile.image_updates), its verdict awaited.
+	ImageUpdate string `json:"imageUpdate,omitempty"`
 	// DependsOn is the service's depends_on, for a picture of the project.
 	DependsOn  []DependencyStatus `json:"dependsOn"`
 	Containers []ContainerStatus  `json:"containers"`
