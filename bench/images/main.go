@@ -10,8 +10,6 @@
 package main
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -24,13 +22,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/moby/moby/client"
 
 	"github.com/reconcile-dev/reconcile/bench/benchkit"
@@ -73,7 +65,8 @@ func run(bin string, rounds int, interval time.Duration) error {
 	push := func(env ...string) (time.Time, error) {
 		n++
 		at := time.Now()
-		return at, pushImage(ref, appBin, append(env, fmt.Sprintf("VERSION=%d", n)))
+		_, err := testimage.Push(ref, appBin, time.Now().Add(-2*time.Hour), append(env, fmt.Sprintf("VERSION=%d", n))...)
+		return at, err
 	}
 	if _, err := push(); err != nil {
 		return err
@@ -147,39 +140,4 @@ func run(bin string, rounds int, interval time.Duration) error {
 	benchkit.Report("  good push to ImageUpdated", updated)
 	benchkit.Report("  bad push to ImageUpdateFailed", failed)
 	return nil
-}
-
-// pushImage pushes the testapp binary as ref with env, created two hours
-// ago (older than any min_age the bench would set).
-func pushImage(ref string, bin []byte, env []string) error {
-	var b bytes.Buffer
-	tw := tar.NewWriter(&b)
-	if err := tw.WriteHeader(&tar.Header{Name: "testapp", Mode: 0o755, Size: int64(len(bin)), Typeflag: tar.TypeReg}); err != nil {
-		return err
-	}
-	if _, err := tw.Write(bin); err != nil {
-		return err
-	}
-	if err := tw.Close(); err != nil {
-		return err
-	}
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b.Bytes())), nil })
-	if err != nil {
-		return err
-	}
-	img, err := mutate.AppendLayers(empty.Image, layer)
-	if err == nil {
-		img, err = mutate.Config(img, v1.Config{Entrypoint: []string{"/testapp"}, Env: env})
-	}
-	if err == nil {
-		img, err = mutate.CreatedAt(img, v1.Time{Time: time.Now().Add(-2 * time.Hour)})
-	}
-	if err != nil {
-		return err
-	}
-	tag, err := name.NewTag(ref)
-	if err != nil {
-		return err
-	}
-	return remote.Write(tag, img)
 }

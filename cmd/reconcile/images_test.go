@@ -1,8 +1,6 @@
 package main
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
 	"io"
 	"log"
@@ -11,13 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/moby/moby/client"
 
 	"github.com/reconcile-dev/reconcile/internal/enginetest"
@@ -46,41 +38,15 @@ func newTestRegistry(t *testing.T) *testRegistry {
 	return &testRegistry{t: t, host: strings.TrimPrefix(srv.URL, "http://"), bin: bin}
 }
 
-// push pushes the testapp as repo:tag with env, created at created, and
+// push pushes the testapp as ref with env, created at created, and
 // returns the manifest's digest.
 func (r *testRegistry) push(ref string, created time.Time, env ...string) string {
 	r.t.Helper()
-	var b bytes.Buffer
-	tw := tar.NewWriter(&b)
-	_ = tw.WriteHeader(&tar.Header{Name: "testapp", Mode: 0o755, Size: int64(len(r.bin)), Typeflag: tar.TypeReg})
-	_, _ = tw.Write(r.bin)
-	_ = tw.Close()
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b.Bytes())), nil })
+	d, err := testimage.Push(ref, r.bin, created, env...)
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	img, err := mutate.AppendLayers(empty.Image, layer)
-	if err == nil {
-		img, err = mutate.Config(img, v1.Config{Entrypoint: []string{"/testapp"}, Env: env})
-	}
-	if err == nil {
-		img, err = mutate.CreatedAt(img, v1.Time{Time: created})
-	}
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	tag, err := name.NewTag(ref)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	if err := remote.Write(tag, img); err != nil {
-		r.t.Fatalf("pushing %s: %v", ref, err)
-	}
-	d, err := img.Digest()
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	return d.String()
+	return d
 }
 
 func shortDigest(d string) string { return strings.TrimPrefix(d, "sha256:")[:12] }

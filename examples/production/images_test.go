@@ -88,29 +88,11 @@ func TestImageUpdateThroughTheLB(t *testing.T) {
 	_, events := s.daemon(t)
 	eventually(t, 60*time.Second, "3 api servers in the upstream file", func() bool { return len(s.upstreams(t)) == 3 })
 
-	stop := make(chan struct{})
-	done := make(chan []string)
-	sent := 0
-	go func() {
-		var failures []string
-		for {
-			select {
-			case <-stop:
-				done <- failures
-				return
-			default:
-			}
-			sent++
-			if body, err := get(lb + "/api/"); err != nil {
-				failures = append(failures, fmt.Sprintf("%v %q", err, body))
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}()
+	stop := requests(lb+"/api/", 20*time.Millisecond)
 	digest := push("2")
 	eventually(t, 3*time.Minute, "the new digest rolled out", func() bool { return hasRecord(t, events, "ImageUpdated", "api") })
-	close(stop)
-	if failures := <-done; len(failures) > 0 {
+	sent, failures := stop()
+	if len(failures) > 0 {
 		t.Errorf("%d of %d requests failed through nginx during the update: %v", len(failures), sent, failures)
 	}
 	s.refresh()

@@ -97,6 +97,38 @@ func (s *stack) exec(t *testing.T, service string, cmd ...string) engine.ExecRes
 	return res
 }
 
+// requests GETs url every pause until the returned stop is called, which
+// says how many requests were sent and how each that failed failed.
+func requests(url string, pause time.Duration) (stop func() (sent int, failures []string)) {
+	quit := make(chan struct{})
+	type result struct {
+		sent     int
+		failures []string
+	}
+	done := make(chan result)
+	go func() {
+		var r result
+		for {
+			select {
+			case <-quit:
+				done <- r
+				return
+			default:
+			}
+			r.sent++
+			if body, err := get(url); err != nil {
+				r.failures = append(r.failures, fmt.Sprintf("%v %q", err, body))
+			}
+			time.Sleep(pause)
+		}
+	}()
+	return func() (int, []string) {
+		close(quit)
+		r := <-done
+		return r.sent, r.failures
+	}
+}
+
 // get fetches a URL from the host, through the load balancer's port.
 func get(url string) (string, error) {
 	c := http.Client{Timeout: 10 * time.Second}
@@ -348,23 +380,7 @@ func TestProductionChecklist(t *testing.T) {
 	t.Run("daemon: an unhealthy replica leaves the pool and no request fails", func(t *testing.T) {
 		s.refresh()
 		victim := s.ids["api"][0]
-		stop := make(chan struct{})
-		done := make(chan []string)
-		go func() {
-			var failures []string
-			for {
-				select {
-				case <-stop:
-					done <- failures
-					return
-				default:
-				}
-				if body, err := get(lb + "/api/"); err != nil {
-					failures = append(failures, fmt.Sprintf("%v %q", err, body))
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
-		}()
+		stop := requests(lb+"/api/", 50*time.Millisecond)
 		if res, err := engine.Exec(context.Background(), s.Engine.Client, victim, []string{"/api", "fail"}); err != nil || res.ExitCode != 0 {
 			t.Fatalf("api fail: %v %+v", err, res)
 		}
@@ -379,8 +395,7 @@ func TestProductionChecklist(t *testing.T) {
 		// reconcile restarts the unhealthy replica (on_unhealthy), and it
 		// comes back into the pool once healthy
 		eventually(t, 60*time.Second, "the replica back in the pool", func() bool { return len(s.upstreams(t)) == 3 })
-		close(stop)
-		if failures := <-done; len(failures) > 0 {
+		if _, failures := stop(); len(failures) > 0 {
 			t.Errorf("%d requests failed through the lb: %v", len(failures), failures)
 		}
 		if !hasRecord(t, base, "Restarted", "api") || !hasRecord(t, base, "Reloaded", "lb") {

@@ -9,7 +9,9 @@ import (
 // TestRolloutCauses: a rollback marks the commit bad only when the commit
 // started that rollout, not an image update of the service.
 func TestRolloutCauses(t *testing.T) {
-	r := func(reason record.Reason, svc string) record.Record { return record.Record{Reason: reason, Service: svc} }
+	r := func(reason record.Reason, svc string) record.Record {
+		return record.Record{Reason: reason, Service: svc}
+	}
 	for _, tc := range []struct {
 		name string
 		recs []record.Record
