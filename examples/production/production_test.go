@@ -649,6 +649,11 @@ func TestProductionChecklist(t *testing.T) {
 					t.Errorf("%s stopped with exit code %d (running %v, OOM %v)", svc, st.ExitCode, st.Running, st.OOMKilled)
 				}
 				logs := s.LogsSince(id, since)
+				// the engine runs db's healthcheck (pg_isready) until the
+				// container stops: a probe that lands in postgres's shutdown
+				// is refused with this FATAL line, the probe's and not the
+				// stack's (seen once in five runs, under load)
+				logs = withoutLines(logs, "FATAL:  the database system is shutting down")
 				for _, bad := range []string{"[emerg]", "[crit]", "FATAL", "PANIC", `"level":"ERROR"`, "# Error"} {
 					if strings.Contains(logs, bad) {
 						t.Errorf("%s logged %q while stopping:\n%s", svc, bad, logs)
@@ -657,6 +662,17 @@ func TestProductionChecklist(t *testing.T) {
 			}
 		}
 	})
+}
+
+// withoutLines is text without the lines that contain what.
+func withoutLines(text, what string) string {
+	var kept []string
+	for _, line := range strings.Split(text, "\n") {
+		if !strings.Contains(line, what) {
+			kept = append(kept, line)
+		}
+	}
+	return strings.Join(kept, "\n")
 }
 
 // daemon starts reconcile's daemon on the stack, with its endpoints.
