@@ -335,6 +335,14 @@ func TestOnceGitPinsACommit(t *testing.T) {
 			t.Errorf("%s was replaced by a refused run", name)
 		}
 	}
+	// status says which commit it looked at (the branch's newest)
+	third, err := repo.repo.Head()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := reconcile(t, t.TempDir(), nil, "status", "--git", src, "-p", p.Name, state); st.Code != 0 || !strings.Contains(st.Stdout, "commit "+third.Hash().String()[:12]) {
+		t.Errorf("status --git: %s; want its commit line", st)
+	}
 	// the branch's newest commit, as diff sees it, would change web
 	if d := reconcile(t, t.TempDir(), nil, "diff", "--git", src, "-p", p.Name, state); d.Code != 1 || !strings.Contains(d.Stdout, "web") {
 		t.Errorf("diff --git of the branch's head: %s; want exit 1 naming web", d)
