@@ -23,7 +23,6 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/registry"
-	"github.com/moby/moby/client"
 
 	"github.com/reconcile-dev/reconcile/bench/benchkit"
 	"github.com/reconcile-dev/reconcile/internal/testimage"
@@ -81,11 +80,7 @@ func run(bin string, rounds int, interval time.Duration) error {
 	}
 	defer func() {
 		p.Close()
-		if l, err := p.Engine.Client.ImageList(ctx, client.ImageListOptions{Filters: make(client.Filters).Add("reference", strings.TrimSuffix(ref, ":stable"))}); err == nil {
-			for _, img := range l.Items {
-				_, _ = p.Engine.Client.ImageRemove(ctx, img.ID, client.ImageRemoveOptions{Force: true})
-			}
-		}
+		testimage.RemoveImages(ctx, p.Engine.Client, strings.TrimSuffix(ref, ":stable"))
 	}()
 	state, err := os.MkdirTemp("", "bimg-state")
 	if err != nil {

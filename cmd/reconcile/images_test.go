@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/registry"
-	"github.com/moby/moby/client"
 
 	"github.com/reconcile-dev/reconcile/internal/enginetest"
 	"github.com/reconcile-dev/reconcile/internal/record"
@@ -61,6 +60,8 @@ func TestImageUpdatesFollowATag(t *testing.T) {
 	ref := reg.host + "/app:stable"
 	old := time.Now().Add(-2 * time.Hour)
 	reg.push(ref, old, "VERSION=1")
+	// registered first, run last: after the project's containers are gone
+	enginetest.RemoveImagesOf(t, enginetest.Require(t), reg.host+"/app")
 	p := enginetest.NewProject(t, `services:
   web:
     image: `+ref+`
@@ -71,14 +72,6 @@ func TestImageUpdatesFollowATag(t *testing.T) {
     x-reconcile:
       image_updates: {interval: 1s, min_age: 1h}
 `)
-	t.Cleanup(func() {
-		l, err := p.Engine.Client.ImageList(context.Background(), client.ImageListOptions{Filters: make(client.Filters).Add("reference", reg.host+"/app")})
-		if err == nil {
-			for _, img := range l.Items {
-				_, _ = p.Engine.Client.ImageRemove(context.Background(), img.ID, client.ImageRemoveOptions{Force: true, PruneChildren: true})
-			}
-		}
-	})
 	_, base := startDaemon(t, p, nil)
 	eventually(t, 90*time.Second, "web runs image 1", func() bool { return envOf(p) == "1" })
 
@@ -127,6 +120,7 @@ func TestImageUpdatesSemverMovesToTheNextVersion(t *testing.T) {
 	repo := reg.host + "/app"
 	old := time.Now().Add(-2 * time.Hour)
 	reg.push(repo+":1.0.0", old, "VERSION=1.0.0")
+	enginetest.RemoveImagesOf(t, enginetest.Require(t), repo)
 	p := enginetest.NewProject(t, `services:
   web:
     image: `+repo+`:1.0.0
@@ -137,14 +131,6 @@ func TestImageUpdatesSemverMovesToTheNextVersion(t *testing.T) {
     x-reconcile:
       image_updates: {policy: semver, interval: 1s}
 `)
-	t.Cleanup(func() {
-		l, err := p.Engine.Client.ImageList(context.Background(), client.ImageListOptions{Filters: make(client.Filters).Add("reference", repo)})
-		if err == nil {
-			for _, img := range l.Items {
-				_, _ = p.Engine.Client.ImageRemove(context.Background(), img.ID, client.ImageRemoveOptions{Force: true, PruneChildren: true})
-			}
-		}
-	})
 	_, base := startDaemon(t, p, nil)
 	eventually(t, 90*time.Second, "web runs 1.0.0", func() bool { return envOf(p) == "1.0.0" })
 	reg.push(repo+":2.0.0-rc1", old, "VERSION=2.0.0-rc1")

@@ -34,6 +34,8 @@ func TestImageUpdateThroughTheLB(t *testing.T) {
 	t.Cleanup(srv.Close)
 	e := enginetest.Require(t)
 	ref := strings.TrimPrefix(srv.URL, "http://") + "/api:stable"
+	// registered first, run last: after the stack's containers are gone
+	enginetest.RemoveImagesOf(t, e, strings.TrimSuffix(ref, ":stable"))
 	// the example's api image, from the engine, pushed with a version of its own
 	base := engineImage(t, e.Client, "reconcile-example-api:latest")
 	push := func(version string) string {
@@ -62,14 +64,6 @@ func TestImageUpdateThroughTheLB(t *testing.T) {
 
 	p := enginetest.CopyProject(t, ".")
 	s := &stack{Project: p, override: "docker-compose.prod.yml"}
-	t.Cleanup(func() {
-		l, err := e.Client.ImageList(context.Background(), client.ImageListOptions{Filters: make(client.Filters).Add("reference", strings.TrimSuffix(ref, ":stable"))})
-		if err == nil {
-			for _, img := range l.Items {
-				_, _ = e.Client.ImageRemove(context.Background(), img.ID, client.ImageRemoveOptions{Force: true})
-			}
-		}
-	})
 	compose, err := os.ReadFile(filepath.Join(p.Dir, "docker-compose.yml"))
 	if err != nil {
 		t.Fatal(err)

@@ -608,3 +608,11 @@ func (p *Project) Compose(args ...string) Result {
 	p.T.Helper()
 	return runProgram(p.T, ComposeCLI(p.T), p.Dir, []string{"COMPOSE_PROGRESS=quiet"}, append([]string{"-f", p.File, "-p", p.Name}, args...))
 }
+
+// RemoveImagesOf removes, when the test ends, every image of the engine
+// that a tag or digest of repo (a test registry's "127.0.0.1:PORT/app")
+// names: an image pulled by digest has no tag, so the engine's reference
+// filter misses it.
+func RemoveImagesOf(t testing.TB, e *engine.Engine, repo string) {
+	t.Cleanup(func() { testimage.RemoveImages(context.Background(), e.Client, repo) })
+}

@@ -3,8 +3,10 @@ package testimage
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -13,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/moby/moby/client"
 )
 
 // Push pushes the testapp binary bin (Binary's) to ref, a tag at a
@@ -57,4 +60,28 @@ func Push(ref string, bin []byte, created time.Time, env ...string) (string, err
 		return "", err
 	}
 	return d.String(), nil
+}
+
+// Remover is the part of the engine client RemoveImages needs.
+type Remover interface {
+	ImageList(ctx context.Context, options client.ImageListOptions) (client.ImageListResult, error)
+	ImageRemove(ctx context.Context, image string, options client.ImageRemoveOptions) (client.ImageRemoveResult, error)
+}
+
+// RemoveImages removes every image of the engine a tag or digest of repo
+// (a test registry's "127.0.0.1:PORT/app") names: an image pulled by
+// digest has no tag, so the engine's reference filter misses it.
+func RemoveImages(ctx context.Context, c Remover, repo string) {
+	l, err := c.ImageList(ctx, client.ImageListOptions{All: true})
+	if err != nil {
+		return
+	}
+	for _, img := range l.Items {
+		for _, ref := range append(append([]string(nil), img.RepoTags...), img.RepoDigests...) {
+			if strings.HasPrefix(ref, repo+":") || strings.HasPrefix(ref, repo+"@") {
+				_, _ = c.ImageRemove(ctx, img.ID, client.ImageRemoveOptions{Force: true, PruneChildren: true})
+				break
+			}
+		}
+	}
 }
