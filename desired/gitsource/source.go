@@ -76,7 +76,6 @@ type Commit struct {
 	Hash    string
 	Subject string
 	Author  string
-	When    time.Time
 }
 
 // Short is the hash's first 12 characters, as records and status show it.
@@ -305,7 +304,7 @@ func (s *Source) commit(h plumbing.Hash) (Commit, error) {
 		return Commit{}, fmt.Errorf("reading commit %s: %w", h, err)
 	}
 	subject, _, _ := strings.Cut(strings.TrimSpace(c.Message), "\n")
-	return Commit{Hash: h.String(), Subject: subject, Author: c.Author.Name, When: c.Committer.When}, nil
+	return Commit{Hash: h.String(), Subject: subject, Author: c.Author.Name}, nil
 }
 
 // Stage writes commit's files into the staging directory (emptied first),
