@@ -1,12 +1,28 @@
 // Command api is the example stack's API: a small HTTP service on :3000 that
 // answers with its hostname (so load balancing is visible), reports itself
 // healthy only while it can reach postgres and redis, and shuts down
-// gracefully on SIGTERM.
+// gracefully on SIGTERM. Its admin commands let a learner make the course's
+// tasks happen by hand (run inside a replica: docker exec NAME /api ...):
 //
-//	api            serve
-//	api health     probe the local /health (the image has no curl or wget)
-//	api fail       make the local server fail: /health and / answer 503 until
-//	               it restarts (a broken replica, for the course's task 20)
+//	api                  serve
+//	api health           probe the local /health (the image has no curl or wget)
+//	api fail             make the server fail: /health and / answer 503 until it
+//	                     restarts (a broken replica, for task 20)
+//	api memory MIB       allocate and touch MIB MiB, and keep it (task 8: past
+//	                     the limit, the kernel kills the replica)
+//	api cpu SECONDS      keep one core busy for SECONDS (task 9: the limit
+//	                     throttles it); says how much CPU it got
+//	api log MIB          write MIB MiB of log lines to stdout (task 19: the
+//	                     json-file driver rotates them)
+//	api sigterm MODE     from now on, on SIGTERM: drain (the default: finish
+//	                     requests, exit 0), ignore (as a shell entrypoint that
+//	                     does not forward it: killed after the grace period) or
+//	                     die (no handler: the signal's default action, exit 143)
+//	api stats            what this replica has answered: GET / requests, by
+//	                     status, since it started (JSON)
+//
+// The admin endpoints behind them (/admin/..., /stats) answer loopback only:
+// through the load balancer they are refused.
 //
 // Environment: PORT (3000), DB_ADDR (db:5432), CACHE_ADDR (cache:6379),
 // LOG_LEVEL (info or debug), SHUTDOWN_TIMEOUT (10s).
@@ -37,14 +53,11 @@ func main() {
 		}
 		return
 	}
-	if len(os.Args) > 1 && os.Args[1] == "fail" {
-		c := http.Client{Timeout: 3 * time.Second}
-		resp, err := c.Post("http://127.0.0.1:"+env("PORT", "3000")+"/admin/fail", "text/plain", nil)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "fail:", err)
+	if len(os.Args) > 1 && os.Args[1] != "serve" {
+		if err := runAdmin(os.Args[1], os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, os.Args[1]+":", err)
 			os.Exit(1)
 		}
-		resp.Body.Close()
 		return
 	}
 	if err := serve(); err != nil {
@@ -70,23 +83,24 @@ func serve() error {
 	dbAddr, cacheAddr := env("DB_ADDR", "db:5432"), env("CACHE_ADDR", "cache:6379")
 	var inflight atomic.Int64
 	var failing atomic.Bool // set by `api fail`, cleared by a restart
+	var st stats
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /admin/fail", func(w http.ResponseWriter, r *http.Request) {
-		if !isLoopback(r.RemoteAddr) {
-			http.Error(w, "local only", http.StatusForbidden)
-			return
-		}
-		failing.Store(true)
-		log.Warn("failing on request: /health and / answer 503 until a restart")
-	})
+	a := &admin{log: log, failing: &failing, stats: &st, sigs: sigs}
+	a.register(mux)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		inflight.Add(1)
 		defer inflight.Add(-1)
+		st.requests.Add(1)
 		if failing.Load() {
+			st.failed.Add(1)
 			http.Error(w, "failing "+host, http.StatusServiceUnavailable)
 			return
 		}
+		st.served.Add(1)
 		log.Debug("request", "path", r.URL.Path, "from", r.RemoteAddr)
 		fmt.Fprintf(w, "hello from %s\n", host)
 	})
@@ -109,15 +123,13 @@ func serve() error {
 	})
 	srv := &http.Server{Addr: ":" + env("PORT", "3000"), Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
 	errs := make(chan error, 1)
 	go func() { errs <- srv.ListenAndServe() }()
 	log.Info("listening", "addr", srv.Addr, "host", host)
 	select {
 	case err := <-errs:
 		return err
-	case <-ctx.Done():
+	case <-sigs:
 	}
 	timeout, err := time.ParseDuration(env("SHUTDOWN_TIMEOUT", "10s"))
 	if err != nil {
@@ -129,7 +141,7 @@ func serve() error {
 	if err := srv.Shutdown(sctx); err != nil {
 		return fmt.Errorf("graceful shutdown: %w", err)
 	}
-	log.Info("stopped cleanly")
+	log.Info("stopped cleanly", "requests", st.requests.Load(), "served", st.served.Load(), "failed", st.failed.Load())
 	return nil
 }
 
