@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -19,6 +20,7 @@ func newVerifyCommand(g *globals) *cobra.Command {
 	output := "table"
 	var live bool
 	var daemonAddr string
+	var wait time.Duration
 	cmd := &cobra.Command{
 		Use:   "verify",
 		Short: "Grade the project against the course's production checklist",
@@ -33,8 +35,9 @@ containers, by address, from inside their network namespaces; the memory
 limits as the kernel enforces them (the containers' cgroups); a graceful stop
 (one replica of a scaled service stopped and started again); a killed
 replica coming back (through the daemon at --listen); the load balancer
-spreading requests over the replicas. It leaves the stack as it found it, and
-needs root on the engine's machine.
+spreading requests over the replicas, as the replicas count them; an
+unhealthy replica getting no request until it is healthy again. It leaves
+the stack as it found it, and needs root on the engine's machine.
 
 Exit code: 0 every item passes (or does not apply), 1 some fail, 2 bad input.`,
 		Args: cobra.NoArgs,
@@ -63,7 +66,7 @@ Exit code: 0 every item passes (or does not apply), 1 some fail, 2 bad input.`,
 				if eng.Remote() {
 					return withCode(exitInput, fmt.Errorf("--live: the engine at %s is remote; --live enters containers' namespaces and cgroups on the engine's machine", eng.Host))
 				}
-				l := &verify.Live{Engine: eng.Client, Daemon: daemonAddr, Say: func(line string) { fmt.Fprintln(g.stderr, line) }}
+				l := &verify.Live{Engine: eng.Client, Daemon: daemonAddr, Timeout: wait, Say: func(line string) { fmt.Fprintln(g.stderr, line) }}
 				more, err := l.Check(cmd.Context(), d)
 				if err != nil {
 					return withCode(exitEngine, err)
@@ -94,6 +97,7 @@ Exit code: 0 every item passes (or does not apply), 1 some fail, 2 bad input.`,
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "table, json, or junit (for CI)")
 	cmd.Flags().BoolVar(&live, "live", false, "also prove behaviour on the running stack (says what it touches first)")
 	cmd.Flags().StringVar(&daemonAddr, "listen", "", "with --live: the address of the project's daemon (its --listen), for the recovery item")
+	cmd.Flags().DurationVar(&wait, "wait", time.Minute, "with --live: how long to wait for a replica to come back or turn healthy")
 	return cmd
 }
 

@@ -8,6 +8,7 @@ package verify
 import (
 	"fmt"
 	"maps"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -240,11 +241,40 @@ func (p *project) mounts(t string) []string {
 	return out
 }
 
+// bindMount wants a bind mount a user edits: the directory reconcile
+// writes an upstream file into (x-reconcile.upstreams) is not one.
 func bindMount(p *project) (Result, string) {
-	if m := p.mounts(types.VolumeTypeBind); len(m) > 0 {
-		return Pass, strings.Join(m, ", ")
+	var edited, generated []string
+	for _, s := range p.services() {
+		for _, v := range s.Config.Volumes {
+			if v.Type != types.VolumeTypeBind {
+				continue
+			}
+			if holdsUpstream(s, v.Source) {
+				generated = append(generated, s.Name+":"+v.Target)
+			} else {
+				edited = append(edited, s.Name+":"+v.Target)
+			}
+		}
+	}
+	switch {
+	case len(edited) > 0:
+		return Pass, strings.Join(edited, ", ")
+	case len(generated) > 0:
+		return Fail, "only the upstream files reconcile writes are bind-mounted (" + strings.Join(generated, ", ") + "): no file edited by hand"
 	}
 	return Fail, "no bind mount"
+}
+
+// holdsUpstream reports whether source is where s's x-reconcile upstream
+// file is written.
+func holdsUpstream(s *desired.Service, source string) bool {
+	for _, up := range s.Policy.Upstreams {
+		if up.File == source || filepath.Dir(up.File) == filepath.Clean(source) {
+			return true
+		}
+	}
+	return false
 }
 
 func tmpfs(p *project) (Result, string) {
