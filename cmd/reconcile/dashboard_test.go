@@ -4,109 +4,28 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/network"
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
+	"github.com/reconcile-dev/reconcile/internal/browsertest"
 	"github.com/reconcile-dev/reconcile/internal/enginetest"
 )
 
-// browserPath finds Debian's chromium. Under CI=true a missing browser
-// fails the test (CI installs it); elsewhere the test is skipped, saying
-// how to get one.
-func browserPath(t *testing.T) string {
+// openBrowser opens a tab in a 1400×900 window.
+func openBrowser(t *testing.T) *browsertest.Page {
 	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("no chromium: the browser test needs it (CI installs Debian's chromium)")
-	}
-	t.Skip("no chromium to drive: sudo apt-get install chromium")
-	return ""
-}
-
-// page is a browser tab on the dashboard, with what it logged.
-type page struct {
-	ctx      context.Context
-	mu       sync.Mutex
-	console  []string // errors and exceptions
-	requests []string // method and URL of every request the page made
-}
-
-func openBrowser(t *testing.T) *page {
-	t.Helper()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(browserPath(t)),
-		chromedp.NoSandbox, // tests run as root in CI
-		chromedp.WindowSize(1400, 900),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(func() { cancel(); cancelAlloc() })
-	p := &page{ctx: ctx}
-	if err := chromedp.Do(ctx); err != nil { // starts the browser and its tab
-		t.Fatalf("starting the browser: %v", err)
-	}
-	err := chromedp.Listen(ctx, func(ev any) {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		switch e := ev.(type) {
-		case *runtime.EventConsoleAPICalled:
-			if e.Type == runtime.ConsoleAPICalledTypeError {
-				var args []string
-				for _, a := range e.Args {
-					args = append(args, string(a.Value)+a.Description)
-				}
-				p.console = append(p.console, "console.error: "+strings.Join(args, " "))
-			}
-		case *runtime.EventExceptionThrown:
-			p.console = append(p.console, fmt.Sprintf("exception: %s at %s:%d", e.ExceptionDetails.Text, e.ExceptionDetails.URL, e.ExceptionDetails.LineNumber))
-		case *network.EventRequestWillBeSent:
-			p.requests = append(p.requests, e.Request.Method+" "+e.Request.URL)
-		}
-	})
-	if err != nil {
-		t.Fatalf("listening to the browser: %v", err)
-	}
-	return p
+	return browsertest.Open(t, 1400, 900)
 }
 
 // eval runs a JavaScript expression in the page and returns its value.
-func eval[T any](t *testing.T, p *page, expr string) T {
+func eval[T any](t *testing.T, p *browsertest.Page, expr string) T {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
-	defer cancel()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
-	if err != nil {
-		t.Fatalf("evaluating %s: %v", expr, err)
-	}
-	return v
-}
-
-func (p *page) screenshot(t *testing.T, name string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
-	defer cancel()
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // 100: PNG
-	if err != nil {
-		t.Fatalf("screenshot: %v", err)
-	}
-	path := filepath.Join(t.ArtifactDir(), name)
-	if err := os.WriteFile(path, png, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshot %s", path)
+	return browsertest.Eval[T](t, p, expr)
 }
 
 // TestDashboardInABrowser opens the page a learner watches, in a real
@@ -136,7 +55,7 @@ services:
 
 	// first load: from navigation to the three marks drawn
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(br.ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(br.Ctx, 30*time.Second)
 	defer cancel()
 	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/"),
 		chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`#graph g.replica[data-container=%q][data-state="running"]`, web1)))); err != nil {
@@ -148,7 +67,7 @@ services:
 	if marks != 3 || arrow != "healthy · restart" {
 		t.Errorf("%d replica marks (want 3), web→db arrow %q (want the condition and restart: true)", marks, arrow)
 	}
-	br.screenshot(t, "1-converged.png")
+	br.Screenshot(t, "1-converged.png")
 
 	// watch the mark: every state it shows, with the browser's clock
 	eval[bool](t, br, fmt.Sprintf(`(() => {
@@ -196,7 +115,7 @@ services:
 	})
 	entry := eval[string](t, br, fmt.Sprintf(`document.querySelector('#timeline li.record[data-container=%q][data-reason="Started"]').textContent`, web1))
 	t.Logf("timeline: %s (%s after the kill)", entry, time.Since(killed).Round(time.Millisecond))
-	br.screenshot(t, "2-after-kill.png")
+	br.Screenshot(t, "2-after-kill.png")
 
 	// the daemon restarts: the page reconnects by itself
 	updates := eval[int](t, br, `window.__reconcileUpdates`)
@@ -211,17 +130,16 @@ services:
 		return now > updates && conn == "live"
 	})
 
-	br.mu.Lock()
-	defer br.mu.Unlock()
-	if len(br.console) > 0 {
-		t.Errorf("console errors: %q", br.console)
+	if console := br.Console(); len(console) > 0 {
+		t.Errorf("console errors: %q", console)
 	}
-	for _, r := range br.requests {
+	requests := br.Requests()
+	for _, r := range requests {
 		if !strings.HasPrefix(r, "GET ") {
 			t.Errorf("the page made a request that is not a read: %s", r)
 		}
 	}
-	if len(br.requests) == 0 {
+	if len(requests) == 0 {
 		t.Error("no request seen: the test checked nothing")
 	}
 }
@@ -244,7 +162,7 @@ func TestAnAgentsDashboardListsItsProjects(t *testing.T) {
 		return converged(shop, map[string]int{"api": 1})() && converged(blog, map[string]int{"web": 1})()
 	})
 	br := openBrowser(t)
-	ctx, cancel := context.WithTimeout(br.ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(br.Ctx, 30*time.Second)
 	defer cancel()
 	link := func(p *enginetest.Project) string {
 		return fmt.Sprintf(`#projects a[href=%q]`, "?project="+p.Name)
@@ -256,7 +174,7 @@ func TestAnAgentsDashboardListsItsProjects(t *testing.T) {
 	if got := eval[string](t, br, `document.querySelector("#projects li.problem").textContent`); !strings.Contains(got, "ProjectInvalid") {
 		t.Errorf("the problem listed is %q, want the invalid project", got)
 	}
-	br.screenshot(t, "agent-projects.png")
+	br.Screenshot(t, "agent-projects.png")
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(link(shop))),
 		chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`#graph g.replica[data-container=%q][data-state="running"]`, shop.Name+"-api-1")))); err != nil {
 		t.Fatalf("a project's page does not draw it: %v", err)
@@ -264,9 +182,7 @@ func TestAnAgentsDashboardListsItsProjects(t *testing.T) {
 	if n := eval[int](t, br, `document.querySelectorAll("#graph g.replica").length`); n != 1 {
 		t.Errorf("the project's page draws %d replicas, want shop's one", n)
 	}
-	br.mu.Lock()
-	defer br.mu.Unlock()
-	if len(br.console) > 0 {
-		t.Errorf("console: %v", br.console)
+	if console := br.Console(); len(console) > 0 {
+		t.Errorf("console: %v", console)
 	}
 }

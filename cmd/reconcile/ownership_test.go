@@ -168,7 +168,7 @@ func TestAReplicaLeftDownDoesNotHoldItsDependents(t *testing.T) {
 	}
 	// the dashboard says it too, on the replica's mark
 	br := openBrowser(t)
-	ctx, cancel := context.WithTimeout(br.ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(br.Ctx, 30*time.Second)
 	defer cancel()
 	mark := fmt.Sprintf(`#graph g.replica[data-container=%q][data-left-down=%q]`, tired, record.RestartBudgetExhausted)
 	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS(mark))); err != nil {
