@@ -380,6 +380,7 @@ func TestProductionChecklist(t *testing.T) {
 	t.Run("daemon: an unhealthy replica leaves the pool and no request fails", func(t *testing.T) {
 		s.refresh()
 		victim := s.ids["api"][0]
+		since := time.Now()
 		stop := requests(lb+"/api/", 50*time.Millisecond)
 		if res, err := engine.Exec(context.Background(), s.Engine.Client, victim, []string{"/api", "fail"}); err != nil || res.ExitCode != 0 {
 			t.Fatalf("api fail: %v %+v", err, res)
@@ -398,8 +399,10 @@ func TestProductionChecklist(t *testing.T) {
 		if _, failures := stop(); len(failures) > 0 {
 			t.Errorf("%d requests failed through the lb: %v", len(failures), failures)
 		}
-		if !hasRecord(t, base, "Restarted", "api") || !hasRecord(t, base, "Reloaded", "lb") {
-			t.Errorf("records lack Restarted api / Reloaded lb")
+		// the pool's change is the daemon's doing, after the failure: a
+		// reload of an earlier change would not prove it
+		if !hasRecordSince(t, base, "Restarted", "api", since) || !hasRecordSince(t, base, "Reloaded", "lb", since) {
+			t.Errorf("no Restarted api / Reloaded lb record since the replica failed")
 		}
 	})
 
@@ -477,10 +480,8 @@ func TestProductionChecklist(t *testing.T) {
 		if err := getJSON(base+"/status", &st); err != nil {
 			t.Fatal(err)
 		}
-		for _, svc := range st.Services {
-			if svc.Service == "api" && (svc.Health != plan.Degraded || svc.Reason != "RestartBudgetExhausted" || svc.RestartsAllowed != 3) {
-				t.Errorf("api status %+v", svc)
-			}
+		if svc := serviceStatus(t, st, "api"); svc.Health != plan.Degraded || svc.Reason != "RestartBudgetExhausted" || svc.RestartsAllowed != 3 {
+			t.Errorf("api status %+v", svc)
 		}
 		// the learner starts it by hand: that is their call, not a restart
 		if _, err := s.Engine.Client.ContainerStart(context.Background(), victim, client.ContainerStartOptions{}); err != nil {
@@ -515,7 +516,7 @@ func TestProductionChecklist(t *testing.T) {
 				t.Logf("%s: %s", it.ID, it.Why)
 			}
 		}
-		if r.Code != 0 || !rep.Passed || live != 5 {
+		if r.Code != 0 || !rep.Passed || live != 6 {
 			t.Errorf("exit %d, passed %v, %d live items", r.Code, rep.Passed, live)
 		}
 		if !strings.Contains(r.Stderr, "verify --live will touch the running stack") || !strings.Contains(r.Stderr, "stop "+s.Name+"-api-3") {
@@ -611,10 +612,8 @@ func TestProductionChecklist(t *testing.T) {
 		if err := getJSON(base+"/status", &st); err != nil {
 			t.Fatal(err)
 		}
-		for _, svc := range st.Services {
-			if svc.Service == "api" && (svc.Sync != plan.OutOfSync || !strings.Contains(svc.Reason, "rolled back")) {
-				t.Errorf("api after the rollback: %s %q, want OutOfSync and why", svc.Sync, svc.Reason)
-			}
+		if svc := serviceStatus(t, st, "api"); svc.Sync != plan.OutOfSync || !strings.Contains(svc.Reason, "rolled back") {
+			t.Errorf("api after the rollback: %s %q, want OutOfSync and why", svc.Sync, svc.Reason)
 		}
 	})
 	if err := os.WriteFile(override, prod, 0o644); err != nil {
@@ -710,18 +709,15 @@ func (s *stack) upstreams(t *testing.T) []string {
 
 func hasRecord(t *testing.T, base, reason, service string) bool {
 	t.Helper()
-	resp, err := http.Get(base + "/events")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	dec := json.NewDecoder(resp.Body)
-	for dec.More() {
-		var r struct{ Reason, Service string }
-		if err := dec.Decode(&r); err != nil {
-			t.Fatal(err)
-		}
-		if r.Reason == reason && (service == "" || r.Service == service) {
+	return hasRecordSince(t, base, reason, service, time.Time{})
+}
+
+// hasRecordSince reports whether the daemon made a record of reason about
+// service (any when "") at since or later.
+func hasRecordSince(t *testing.T, base, reason, service string, since time.Time) bool {
+	t.Helper()
+	for _, r := range readRecords(t, base) {
+		if string(r.Reason) == reason && (service == "" || r.Service == service) && !r.Time.Before(since) {
 			return true
 		}
 	}
@@ -781,6 +777,20 @@ func TestDevConfiguration(t *testing.T) {
 			t.Errorf("%s %s not published on loopback", v, port)
 		}
 	}
+	// loopback only, as bound: a 0.0.0.0 binding answers on 127.0.0.1 too
+	for svc, ids := range s.ids {
+		for _, id := range ids {
+			bound := boundPorts(s.Inspect(id).NetworkSettings.Ports)
+			if len(bound) == 0 {
+				t.Errorf("%s publishes no port in dev", svc)
+			}
+			for _, b := range bound {
+				if !strings.HasPrefix(b, "127.0.0.1:") {
+					t.Errorf("%s bound at %s, want loopback only", svc, b)
+				}
+			}
+		}
+	}
 	if body, err := get("http://127.0.0.1:" + ports["LB_PORT"] + "/api/"); err != nil || !strings.HasPrefix(body, "hello from") {
 		t.Errorf("through the lb: %q %v", body, err)
 	}
@@ -788,15 +798,24 @@ func TestDevConfiguration(t *testing.T) {
 	if !slices.Contains(api.Config.Env, "LOG_LEVEL=debug") {
 		t.Errorf("api env %v lacks LOG_LEVEL=debug", api.Config.Env)
 	}
-	mounted := false
-	for _, m := range api.Mounts {
-		mounted = mounted || (m.Destination == "/src" && m.Type == "bind")
+	// live reload where there is something to reload: the site's files,
+	// bind-mounted, are served as edited, with no restart
+	fe := s.Inspect(s.ids["frontend"][0]).State.StartedAt
+	page := filepath.Join(s.Dir, "frontend", "html", "index.html")
+	old, err := os.ReadFile(page)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if !mounted {
-		t.Error("the api source is not mounted at /src")
+	if err := os.WriteFile(page, append(old, []byte("<p>edited live</p>\n")...), 0o644); err != nil {
+		t.Fatal(err)
 	}
-	if n := len(api.NetworkSettings.Ports); n == 0 {
-		t.Error("the api publishes no port in dev")
+	for _, url := range []string{"http://127.0.0.1:" + ports["FRONTEND_PORT"] + "/", "http://127.0.0.1:" + ports["LB_PORT"] + "/"} {
+		if body, err := get(url); err != nil || !strings.Contains(body, "edited live") {
+			t.Errorf("%s after the edit: %q %v", url, body, err)
+		}
+	}
+	if s.Inspect(s.ids["frontend"][0]).State.StartedAt != fe {
+		t.Error("the frontend was restarted to show the edit")
 	}
 }
 
