@@ -7,7 +7,7 @@ EXAMPLE := examples/quickstart/compose.yaml
 # staticcheck at a pinned version, from the Go module proxy (built on first use)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build image engine browser images example-images compose-cli demo demo-down lint test test-cluster fuzz unit bench clean
+.PHONY: all build image engine browser images example-images compose-cli demo demo-down lint test test-cluster fuzz unit bench clean course-screenshots
 
 all: build
 
@@ -62,6 +62,14 @@ test: lint engine browser images example-images compose-cli
 	mkdir -p test-artifacts
 	$(GO) test -count=1 -timeout 20m -artifacts -outputdir $(CURDIR)/test-artifacts ./...
 	$(MAKE) fuzz
+
+# The screenshots of examples/production/README.md's "watch it recover",
+# taken again by the browser test on the running production stack
+# (TestWatchItRecover) and copied beside the README.
+course-screenshots: engine browser example-images
+	rm -rf test-artifacts/course && mkdir -p test-artifacts/course
+	$(GO) test -count=1 -run '^TestWatchItRecover$$' -artifacts -outputdir $(CURDIR)/test-artifacts/course ./examples/production/
+	find test-artifacts/course -name '*.png' -exec cp {} examples/production/screenshots/ \;
 
 # The multi-node Swarm tests (cmd/reconcile/cluster_test.go, build tag
 # cluster): a manager and two workers, each worker a dockerd in its own
