@@ -197,25 +197,7 @@ func balancer(d *desired.State, byService map[string][]*liveContainer) (string, 
 // does not depend on it. Other pairs are dialled and not judged.
 func (l *Live) isolation(ctx context.Context, d *desired.State, byService map[string][]*liveContainer) Item {
 	it := Item{ID: "live-isolation", Title: "Isolation holds on the wire", Tasks: []int{14}}
-	type pair struct {
-		a, b *desired.Service
-		want bool
-	}
-	var pairs []pair
-	for _, an := range d.Order {
-		for _, bn := range d.Order {
-			if an == bn || len(byService[an]) == 0 || len(byService[bn]) == 0 {
-				continue
-			}
-			a, b := d.Services[an], d.Services[bn]
-			switch {
-			case dependsOn(a, bn):
-				pairs = append(pairs, pair{a, b, true})
-			case role(b) == roleDatabase || role(b) == roleCache:
-				pairs = append(pairs, pair{a, b, false})
-			}
-		}
-	}
+	pairs := segmentation(d, func(service string) bool { return len(byService[service]) > 0 })
 	if len(pairs) == 0 {
 		it.Result, it.Why = NotApplicable, "no running service depends on another or holds data"
 		return it
@@ -262,6 +244,36 @@ func (l *Live) isolation(ctx context.Context, d *desired.State, byService map[st
 		it.Result, it.Why = Pass, fmt.Sprintf("%d ordered pairs dialled by address: %d dependencies reached, %d kept from data they do not use", len(pairs), reach, kept)
 	}
 	return it
+}
+
+// pair is an ordered pair of services the isolation item dials, and
+// whether the first must reach the second.
+type pair struct {
+	a, b *desired.Service
+	want bool
+}
+
+// segmentation is the course's rule over the running services: a service
+// must reach each it depends on, and a database or cache must be out of
+// reach of every service that does not depend on it. Pairs the rule says
+// nothing of are left out.
+func segmentation(d *desired.State, running func(service string) bool) []pair {
+	var pairs []pair
+	for _, an := range d.Order {
+		for _, bn := range d.Order {
+			if an == bn || !running(an) || !running(bn) {
+				continue
+			}
+			a, b := d.Services[an], d.Services[bn]
+			switch {
+			case dependsOn(a, bn):
+				pairs = append(pairs, pair{a, b, true})
+			case role(b) == roleDatabase || role(b) == roleCache:
+				pairs = append(pairs, pair{a, b, false})
+			}
+		}
+	}
+	return pairs
 }
 
 func word(reached bool) string {

@@ -109,3 +109,44 @@ func TestEachBrokenVariantFailsExactlyWhatItBreaks(t *testing.T) {
 		})
 	}
 }
+
+// TestSegmentation: what the live isolation item holds the wire to is the
+// course's rule, not the file's networks: the same pairs whatever networks
+// the files give, dependencies reachable and data out of everyone else's
+// reach.
+func TestSegmentation(t *testing.T) {
+	all := func(string) bool { return true }
+	want := []string{
+		"api→cache reachable", "api→db reachable",
+		"cache→db unreachable", "db→cache unreachable",
+		"frontend→api reachable", "frontend→cache unreachable", "frontend→db unreachable",
+		"lb→api reachable", "lb→cache unreachable", "lb→db unreachable", "lb→frontend reachable",
+	}
+	tests := []struct {
+		name     string
+		override string
+		running  func(string) bool
+		want     []string
+	}{
+		{"the example", "", all, want},
+		// the course's single backend network: the files let the frontend
+		// reach the data, the rule still wants it cut off
+		{"one backend network", "services:\n  frontend:\n    networks: [frontend-network, db-network, cache-network]\n", all, want},
+		{"only what runs", "", func(s string) bool { return s != "cache" }, []string{
+			"api→db reachable", "frontend→api reachable", "frontend→db unreachable",
+			"lb→api reachable", "lb→db unreachable", "lb→frontend reachable",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			for _, p := range segmentation(loadProduction(t, tt.override), tt.running) {
+				got = append(got, p.a.Name+"→"+p.b.Name+" "+word(p.want))
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("pairs:\n got %q\nwant %q", got, tt.want)
+			}
+		})
+	}
+}
