@@ -819,7 +819,7 @@ func healthVictim(replicas []*liveContainer) *liveContainer {
 
 // healthReaction is how long after the engine says a replica is unhealthy
 // a request may still reach it: the balancer is told and reloads.
-const healthReaction = 500 * time.Millisecond
+const healthReaction = time.Second
 
 // healthWindow is how long the item watches a failed replica that nothing
 // restarts (no daemon): long enough for requests to find it.
