@@ -42,10 +42,10 @@ of the project, and every second for countdowns) until interrupted; with
 			}
 			ctx := cmd.Context()
 			if g.swarm {
-				if watch || output != "table" {
-					return withCode(exitInput, errors.New("status --swarm prints one table (no --watch, no -o json yet)"))
+				if watch {
+					return withCode(exitInput, errors.New("status --swarm looks once (no --watch yet): a daemon's dashboard follows the stack"))
 				}
-				return swarmStatus(ctx, g)
+				return swarmStatus(ctx, g, output)
 			}
 			if g.projectsDir != "" || g.discover {
 				if watch {

@@ -59,7 +59,7 @@ func openSwarm(ctx context.Context, g *globals, dryRun bool) (*daemon.Swarm, *de
 		Loader:        loader,
 		Engine:        eng,
 		Log:           log,
-		Records:       record.New(log, clock.Real{}, record.DefaultKeep).Masking(g.secrets),
+		Records:       record.New(log, clock.Real{}, record.DefaultKeep).For(d.Project.Name, log).Masking(g.secrets),
 		DryRun:        dryRun,
 		RemoveOrphans: g.removeOrphans,
 		Workers:       onceWorkers,
@@ -120,6 +120,7 @@ func runSwarmDaemon(ctx context.Context, g *globals, df daemon.Options) error {
 	}
 	defer release()
 	s.Workers = df.Workers
+	s.HTTP = df
 	return s.Run(ctx, stack, d.Files, df.Resync)
 }
 
@@ -193,11 +194,16 @@ func swarmDiff(ctx context.Context, g *globals, exitCode bool) error {
 	return nil
 }
 
-// swarmStatus is status --swarm.
-func swarmStatus(ctx context.Context, g *globals) error {
-	_, snap, steps, err := lookAtSwarm(ctx, g)
+// swarmStatus is status --swarm: a table, or with -o json the status a
+// daemon's /status serves (a project's status: tasks as containers, each
+// with its node).
+func swarmStatus(ctx context.Context, g *globals, output string) error {
+	stack, snap, steps, err := lookAtSwarm(ctx, g)
 	if err != nil {
 		return err
+	}
+	if output == "json" {
+		return writeJSON(g.stdout, swarmloop.Status(stack, snap, steps))
 	}
 	printSwarmStatus(g.stdout, snap, steps)
 	return nil

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"slices"
@@ -10,10 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	"github.com/moby/moby/api/types/swarm"
 	"github.com/moby/moby/client"
 
 	"github.com/reconcile-dev/reconcile/internal/enginetest"
+	"github.com/reconcile-dev/reconcile/internal/record"
+	"github.com/reconcile-dev/reconcile/reconciler/plan"
 )
 
 // swarmStack is the quickstart's shape on a swarm: a db with a slow
@@ -479,5 +484,112 @@ func TestSwarmExample(t *testing.T) {
 	}
 	if spec := s.Service("api").Spec; *spec.Mode.Replicated.Replicas != 2 {
 		t.Errorf("api scaled to %d, want the file's 2", *spec.Mode.Replicated.Replicas)
+	}
+}
+
+// TestSwarmDaemonServesItsStack: the daemon of a stack answers as a
+// project's does: /readyz once it has looked, /status with each service's
+// tasks as containers and the node each runs on, /metrics with the tasks
+// per node and its records counted, /events with a hand scale's drift, the
+// dashboard; and status --swarm -o json prints what /status serves.
+func TestSwarmDaemonServesItsStack(t *testing.T) {
+	s := enginetest.NewStack(t, `
+services:
+  db:
+    image: {{.Image}}
+    healthcheck: {test: ["CMD", "/testapp", "health"], interval: 1s, timeout: 2s, retries: 3}
+    deploy: {endpoint_mode: dnsrr}
+  api:
+    image: {{.Image}}
+    healthcheck: {test: ["CMD", "/testapp", "health"], interval: 1s, timeout: 2s, retries: 3}
+    depends_on: {db: {condition: service_healthy}}
+    deploy: {replicas: 2, endpoint_mode: dnsrr}
+`)
+	if r := swarmOnce(t, s); r.Code != 0 {
+		t.Fatalf("reconcile --swarm --once: %s", r)
+	}
+	node := strings.TrimSpace(docker(t, "node", "ls", "--format", "{{.Hostname}}"))
+	addr := "127.0.0.1:" + enginetest.FreePort(t)
+	base := "http://" + addr
+	d := enginetest.Start(t, s.Dir, nil, "--swarm", "-f", s.File, "-p", s.Name, "--state-dir", s.Dir+"/state", "--listen", addr, "--log-format", "json")
+	d.WaitFor("watching the stack on the swarm", 30*time.Second)
+	statusOf := func() plan.ProjectStatus {
+		var st plan.ProjectStatus
+		if err := json.Unmarshal([]byte(httpGet(t, base+"/status")), &st); err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	eventually(t, 30*time.Second, "the stack healthy and synced in /status", func() bool {
+		resp, err := http.Get(base + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return false
+		}
+		st := statusOf()
+		return st.Health == plan.Healthy && st.Sync == plan.Synced
+	})
+	st := statusOf()
+	if st.Project != s.Name || len(st.Services) != 2 || st.Services[0].Service != "db" || st.Services[1].Service != "api" {
+		t.Fatalf("status: %+v", st)
+	}
+	api := st.Services[1]
+	if api.Desired != 2 || api.Healthy != 2 || len(api.Containers) != 2 || len(api.DependsOn) != 1 {
+		t.Errorf("api: %+v", api)
+	}
+	for _, c := range api.Containers {
+		if c.Node != node || c.State != "running" || !strings.HasPrefix(c.Name, s.Name+"_api.") {
+			t.Errorf("api task %+v: want running on %s", c, node)
+		}
+	}
+	want := fmt.Sprintf(`reconcile_swarm_tasks{node=%q,project=%q,service="api"} 2`, node, s.Name)
+	if m := httpGet(t, base+"/metrics"); !strings.Contains(m, want) {
+		t.Errorf("/metrics lacks %s", want)
+	}
+	// the dashboard draws the stack, each task's mark saying its node
+	br := openBrowser(t)
+	ctx, cancel := context.WithTimeout(br.Ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/"),
+		chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`#graph g.replica[data-container=%q][data-node=%q][data-state="running"]`, s.Name+"_api.2", node)))); err != nil {
+		t.Fatalf("the dashboard did not draw api's second task on %s: %v", node, err)
+	}
+	if n := eval[int](t, br, fmt.Sprintf(`document.querySelectorAll('#graph g.replica[data-node=%q]').length`, node)); n != 3 {
+		t.Errorf("%d marks on %s, want 3 (db's task and api's two)", n, node)
+	}
+	if title := eval[string](t, br, `document.querySelector('#graph g.replica title').textContent`); !strings.Contains(title, " on "+node) {
+		t.Errorf("a mark's title %q does not say its node", title)
+	}
+
+	// a hand scale: recorded, counted, put back, and said in the status
+	docker(t, "service", "scale", "-d", s.Name+"_api=4")
+	eventually(t, 30*time.Second, "ServiceDrift in /events", func() bool {
+		for _, r := range records(t, base) {
+			if r.Reason == record.ServiceDrift && r.Service == "api" && r.Project == s.Name {
+				return true
+			}
+		}
+		return false
+	})
+	counted := fmt.Sprintf(`reconcile_events_total{project=%q,reason="ServiceDrift",type="Warning"} 1`, s.Name)
+	if m := httpGet(t, base+"/metrics"); !strings.Contains(m, counted) {
+		t.Errorf("/metrics lacks %s", counted)
+	}
+	eventually(t, 60*time.Second, "api back to 2 tasks, synced", func() bool {
+		st := statusOf()
+		return st.Sync == plan.Synced && st.Health == plan.Healthy && len(st.Services[1].Containers) == 2
+	})
+
+	// status --swarm -o json: the same status, from one look
+	r := reconcile(t, s.Dir, nil, "--swarm", "status", "-o", "json", "-f", s.File, "-p", s.Name)
+	var once plan.ProjectStatus
+	if err := json.Unmarshal([]byte(r.Stdout), &once); err != nil || r.Code != 0 {
+		t.Fatalf("status --swarm -o json: %v\n%s", err, r)
+	}
+	if len(once.Services) != 2 || once.Services[1].Containers[0].Node != node {
+		t.Errorf("status --swarm -o json: %+v", once)
 	}
 }

@@ -29,6 +29,7 @@ func exported(t *testing.T) []string {
 	p.QueueDepth(0)
 	p.Action("start")
 	p.Drift(map[[2]string]int{{"api", "ContainerMissing"}: 1})
+	p.Tasks(map[[2]string]int{{"api", "node-1"}: 2}) // --swarm
 	m.Record(record.Warning, record.RestartBudgetExhausted, "p")
 	m.CountEngineRequests(func() int64 { return 0 }) // as the daemon does
 	families, err := m.Registry.Gather()

@@ -603,23 +603,6 @@ func allowedHosts(addr string, more []string) []string {
 
 // serve starts the HTTP endpoints on addr.
 func (h *host) serve(addr string) (*http.Server, error) {
-	var token string
-	if h.opts.ListenTokenFile != "" {
-		var err error
-		if token, err = httpapi.ReadToken(h.opts.ListenTokenFile); err != nil {
-			return nil, fmt.Errorf("--listen-token-file: %w", err)
-		}
-	}
-	if token == "" && !httpapi.Loopback(addr) {
-		if !h.opts.ListenInsecure {
-			return nil, fmt.Errorf("--listen %s %w", addr, httpapi.ErrBeyondLoopback)
-		}
-		h.log.Warn("HTTP endpoints bound beyond loopback without a token (--listen-insecure): anyone who reaches them reads the status, records and metrics", "listen", addr)
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("--listen %s: %w", addr, err)
-	}
 	api := &httpapi.Server{
 		Registry: h.met.Registry,
 		Records:  h.records,
@@ -638,22 +621,46 @@ func (h *host) serve(addr string) (*http.Server, error) {
 		LiveStatus: func(ctx context.Context, project string) (any, error) {
 			return h.status(ctx, project, nil)
 		},
-		Changes:      &h.changes,
-		Page:         dashboard.Handler(),
-		AllowedHosts: allowedHosts(addr, h.opts.AllowedHosts),
-		Token:        token,
+		Changes: &h.changes,
+		Page:    dashboard.Handler(),
 	}
 	if h.opts.Git != nil {
 		api.GitHook = gitsource.Webhook(h.opts.Git.WebhookSecret, h.pokeGit)
+	}
+	return serveHTTP(h.log, addr, h.opts, api)
+}
+
+// serveHTTP starts api's endpoints on addr, for the daemon of a project,
+// an agent or a stack alike: the bearer token read from its file, a listen
+// beyond loopback refused without one (unless --listen-insecure), the Host
+// allowlist.
+func serveHTTP(log *slog.Logger, addr string, opts Options, api *httpapi.Server) (*http.Server, error) {
+	if opts.ListenTokenFile != "" {
+		token, err := httpapi.ReadToken(opts.ListenTokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("--listen-token-file: %w", err)
+		}
+		api.Token = token
+	}
+	if api.Token == "" && !httpapi.Loopback(addr) {
+		if !opts.ListenInsecure {
+			return nil, fmt.Errorf("--listen %s %w", addr, httpapi.ErrBeyondLoopback)
+		}
+		log.Warn("HTTP endpoints bound beyond loopback without a token (--listen-insecure): anyone who reaches them reads the status, records and metrics", "listen", addr)
+	}
+	api.AllowedHosts = allowedHosts(addr, opts.AllowedHosts)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--listen %s: %w", addr, err)
 	}
 	// IdleTimeout ends idle keep-alive connections; the live streams keep
 	// theirs open by writing, every statusRefresh at the latest.
 	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			h.log.Error("HTTP server stopped", "error", err)
+			log.Error("HTTP server stopped", "error", err)
 		}
 	}()
-	h.log.Info("serving HTTP", "listen", ln.Addr().String())
+	log.Info("serving HTTP", "listen", ln.Addr().String())
 	return srv, nil
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"runtime"
 	"time"
 
 	"github.com/moby/moby/client"
@@ -12,10 +14,15 @@ import (
 	"github.com/reconcile-dev/reconcile/desired"
 	"github.com/reconcile-dev/reconcile/desired/swarmspec"
 	"github.com/reconcile-dev/reconcile/internal/clock"
+	"github.com/reconcile-dev/reconcile/internal/dashboard"
 	"github.com/reconcile-dev/reconcile/internal/engine"
+	"github.com/reconcile-dev/reconcile/internal/exitcode"
+	"github.com/reconcile-dev/reconcile/internal/httpapi"
+	"github.com/reconcile-dev/reconcile/internal/metrics"
 	"github.com/reconcile-dev/reconcile/internal/filewatch"
 	"github.com/reconcile-dev/reconcile/internal/record"
 	"github.com/reconcile-dev/reconcile/observed/swarmstate"
+	"github.com/reconcile-dev/reconcile/reconciler/plan"
 	"github.com/reconcile-dev/reconcile/reconciler/swarmloop"
 )
 
@@ -34,6 +41,9 @@ type Swarm struct {
 	DryRun        bool
 	RemoveOrphans bool
 	Workers       int
+	// HTTP are the daemon's options for its endpoints: Listen (none when
+	// empty), AllowedHosts, ListenTokenFile, ListenInsecure and Version.
+	HTTP Options
 
 	ctl *swarmloop.Controller
 }
@@ -192,8 +202,69 @@ func (s *Swarm) Run(ctx context.Context, stack *swarmspec.Stack, files []string,
 			}
 		}()
 	}
+	if s.HTTP.Listen != "" {
+		srv, err := s.serve(stack.Namespace.Name())
+		if err != nil {
+			return exitcode.With(exitcode.Input, err)
+		}
+		defer srv.Close()
+	}
 	log.Info("watching the stack on the swarm", "stack", stack.Namespace.Name(), "services", len(stack.Order))
 	ctl.Run(ctx, max(s.Workers, 1))
 	log.Info("daemon stopped; the stack is left running")
 	return nil
+}
+
+// serve starts the endpoints of a stack's daemon: /status and the
+// dashboard read the loop's last look (tasks per node), /metrics counts its
+// records and its stack's tasks per node and drift, /events its records.
+func (s *Swarm) serve(name string) (*http.Server, error) {
+	met := metrics.New(s.HTTP.Version, runtime.Version())
+	met.CountEngineRequests(s.Engine.Calls)
+	s.Records.SetCount(met.Record)
+	pm := met.For(name)
+	var changes httpapi.Changes
+	ctl := s.Controller()
+	ctl.Seen = func(st plan.ProjectStatus, steps []swarmloop.Step) {
+		tasks, drift := map[[2]string]int{}, map[[2]string]int{}
+		for _, svc := range st.Services {
+			for _, c := range svc.Containers {
+				if c.State == "running" {
+					tasks[[2]string{svc.Service, c.Node}]++
+				}
+			}
+		}
+		for _, step := range steps {
+			if step.Action != swarmloop.Nothing {
+				drift[[2]string{step.Service, string(step.Action)}]++
+			}
+		}
+		pm.Tasks(tasks)
+		pm.Drift(drift)
+		changes.Notify()
+	}
+	status := func(_ context.Context, project string) (any, error) {
+		if project != "" && project != name {
+			return nil, fmt.Errorf("%w: %s", httpapi.ErrNoProject, project)
+		}
+		st, ok := ctl.Served()
+		if !ok {
+			return nil, errors.New("the stack is not looked at yet")
+		}
+		return st, nil
+	}
+	api := &httpapi.Server{
+		Registry: met.Registry,
+		Records:  s.Records,
+		Status:   status,
+		Ready: func() (bool, string) {
+			if _, ok := ctl.Served(); !ok {
+				return false, "first look at the stack not done"
+			}
+			return true, ""
+		},
+		Changes: &changes,
+		Page:    dashboard.Handler(),
+	}
+	return serveHTTP(s.Log, s.HTTP.Listen, s.HTTP, api)
 }

@@ -33,6 +33,8 @@ type Metrics struct {
 	// force, and when the remote was last read.
 	gitCommit  *prometheus.GaugeVec
 	gitFetched prometheus.Gauge
+	// tasks are a stack's running tasks per service and node (--swarm).
+	tasks *prometheus.GaugeVec
 }
 
 // ProjectLabel is the label every per-project metric carries: an agent
@@ -84,11 +86,14 @@ func New(version, goVersion string) *Metrics {
 	m.gitFetched = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "reconcile_git_last_fetch_timestamp_seconds", Help: "When the git source's remote was last read successfully (--git); an alert on its age finds an unreachable repository.",
 	})
+	m.tasks = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "reconcile_swarm_tasks", Help: "A stack's running tasks, by service and node (--swarm).",
+	}, []string{ProjectLabel, "service", "node"})
 	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "reconcile_build_info", Help: "Always 1; labels say which build runs.",
 	}, []string{"version", "goversion"})
 	info.WithLabelValues(version, goVersion).Set(1)
-	reg.MustRegister(m.reconciles, m.errors, m.duration, m.queueDepth, m.actions, m.drift, m.records, m.onReader, readerMax, m.saveErrors, m.gitCommit, m.gitFetched, info,
+	reg.MustRegister(m.reconciles, m.errors, m.duration, m.queueDepth, m.actions, m.drift, m.records, m.onReader, readerMax, m.saveErrors, m.gitCommit, m.gitFetched, m.tasks, info,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -146,7 +151,7 @@ func (m *Metrics) For(project string) *Project {
 func (m *Metrics) Forget(project string) {
 	l := prometheus.Labels{ProjectLabel: project}
 	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
-		m.reconciles, m.errors, m.duration, m.queueDepth, m.actions, m.drift, m.records, m.saveErrors,
+		m.reconciles, m.errors, m.duration, m.queueDepth, m.actions, m.drift, m.records, m.saveErrors, m.tasks,
 	} {
 		v.DeletePartialMatch(l)
 	}
@@ -169,6 +174,16 @@ func (p *Project) QueueDepth(n int) { p.m.queueDepth.WithLabelValues(p.name).Set
 
 // Action counts one operation carried out.
 func (p *Project) Action(action string) { p.m.actions.WithLabelValues(p.name, action).Inc() }
+
+// Tasks replaces the stack's task gauges with its running tasks per service
+// and node (--swarm): where Swarm placed them, and what moved when a node
+// went down.
+func (p *Project) Tasks(counts map[[2]string]int) {
+	p.m.tasks.DeletePartialMatch(prometheus.Labels{ProjectLabel: p.name})
+	for k, n := range counts {
+		p.m.tasks.WithLabelValues(p.name, k[0], k[1]).Set(float64(n))
+	}
+}
 
 // Drift replaces the project's drift gauges with counts per service and kind.
 func (p *Project) Drift(counts map[[2]string]int) {

@@ -76,6 +76,9 @@ type ContainerStatus struct {
 	// Upstreams names the load-balancer upstream blocks whose file lists
 	// this container now (from the upstream controller).
 	Upstreams []string `json:"upstreams,omitempty"`
+	// Node is the node a Swarm task runs on (--swarm: a service's
+	// containers are its current tasks); empty on one host.
+	Node string `json:"node,omitempty"`
 	// LeftDown says why a stopped container is left down on purpose
 	// (RestartBudgetExhausted, StoppedByUser): it does not hold dependents
 	// back while another replica of its service meets their condition.

@@ -22,6 +22,7 @@ import (
 	"github.com/reconcile-dev/reconcile/internal/logging"
 	"github.com/reconcile-dev/reconcile/internal/record"
 	"github.com/reconcile-dev/reconcile/observed/swarmstate"
+	"github.com/reconcile-dev/reconcile/reconciler/plan"
 	"github.com/reconcile-dev/reconcile/reconciler/workqueue"
 )
 
@@ -48,6 +49,9 @@ type Controller struct {
 	// RemoveOrphans removes the stack's services no longer in the file,
 	// as docker stack deploy --prune does.
 	RemoveOrphans bool
+	// Seen, when set, is told the status and each service's last step
+	// after each look at a service (the daemon's endpoints and metrics).
+	Seen func(plan.ProjectStatus, []Step)
 
 	stack    atomic.Pointer[swarmspec.Stack]
 	once     sync.Once
@@ -64,12 +68,17 @@ type Controller struct {
 	updates map[string]swarm.UpdateState
 	// nodes are the nodes' states last reported.
 	nodes map[string]nodeState
+	// last is the newest snapshot, steps the step last decided for each
+	// service: what Served reads, with no engine call.
+	last  *swarmstate.Snapshot
+	steps map[string]Step
 }
 
 func (c *Controller) queue() *workqueue.Queue {
 	c.once.Do(func() {
 		c.q = workqueue.New(c.clock(), workqueue.DefaultRateLimiter(c.clock()))
 		c.mem, c.said, c.updates = map[string]Memory{}, map[string]string{}, map[string]swarm.UpdateState{}
+		c.steps = map[string]Step{}
 	})
 	return c.q
 }
@@ -182,6 +191,7 @@ func (c *Controller) Reconcile(ctx context.Context, service string) (time.Durati
 		return 0, err
 	}
 	step := Decide(service, spec, stack.DependsOn[service], snap, c.memory(service))
+	c.saw(snap, step)
 	switch step.Action {
 	case Nothing:
 		c.sayOnce(service, "", record.Synced, "")
@@ -223,6 +233,50 @@ func (c *Controller) Reconcile(ctx context.Context, service string) (time.Durati
 		c.cascadeFrom(stack, service)
 	}
 	return Follow, nil
+}
+
+// saw keeps the snapshot and the step just decided, and tells Seen.
+func (c *Controller) saw(snap *swarmstate.Snapshot, steps ...Step) {
+	c.mu.Lock()
+	if c.last == nil || !snap.Taken.Before(c.last.Taken) {
+		c.last = snap
+	}
+	for _, st := range steps {
+		c.steps[st.Service] = st
+	}
+	c.mu.Unlock()
+	if c.Seen != nil {
+		if st, steps, ok := c.served(); ok {
+			c.Seen(st, steps)
+		}
+	}
+}
+
+// Served is the stack's status from what the loop last saw, asking the
+// engine nothing; false before its first look. A service not looked at
+// yet is waiting.
+func (c *Controller) Served() (plan.ProjectStatus, bool) {
+	st, _, ok := c.served()
+	return st, ok
+}
+
+func (c *Controller) served() (plan.ProjectStatus, []Step, bool) {
+	stack := c.stack.Load()
+	c.queue()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if stack == nil || c.last == nil {
+		return plan.ProjectStatus{}, nil, false
+	}
+	steps := make([]Step, 0, len(stack.Order))
+	for _, name := range stack.Order {
+		st, ok := c.steps[name]
+		if !ok {
+			st = Step{Service: name, Action: Wait, Why: "not looked at yet"}
+		}
+		steps = append(steps, st)
+	}
+	return Status(stack, c.last, steps), steps, true
 }
 
 // cascadeFrom marks the dependents of service that depend on it with
@@ -269,6 +323,7 @@ func (c *Controller) Look(ctx context.Context) (*swarmstate.Snapshot, []Step, er
 		}
 		steps = append(steps, Decide(name, spec, stack.DependsOn[name], snap, c.memory(name)))
 	}
+	c.saw(snap, steps...)
 	return snap, steps, nil
 }
 

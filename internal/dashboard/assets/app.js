@@ -155,10 +155,12 @@ function drawGraph() {
     s.containers.slice().sort((a, b) => a.number - b.number).forEach((c, i) => {
       const [kind, label] = markState(c);
       const x = 40 + (i % PER_ROW) * MARK_W, y = 76 + Math.floor(i / PER_ROW) * MARK;
-      const m = el("g", {class: "replica", "data-container": c.name, "data-state": kind, "data-upstreams": (c.upstreams || []).join(","), "data-left-down": c.leftDown || ""}, g);
+      const m = el("g", {class: "replica", "data-container": c.name, "data-node": c.node || "", "data-state": kind, "data-upstreams": (c.upstreams || []).join(","), "data-left-down": c.leftDown || ""}, g);
       // a replica left down on purpose holds no dependent back while another replica meets its condition
       const leftDown = c.leftDown ? ` — left down (${c.leftDown}); dependents run on the other replicas` : "";
-      el("title", {}, m, `${short(c.name)}: ${label}${c.lastExit ? " (" + c.lastExit + ")" : ""}${leftDown}${(c.upstreams || []).length ? "; in upstream " + c.upstreams.join(", ") : ""}`);
+      // a Swarm task says which node it runs on (--swarm)
+      const node = c.node ? ` on ${c.node}` : "";
+      el("title", {}, m, `${short(c.name)}${node}: ${label}${c.lastExit ? " (" + c.lastExit + ")" : ""}${leftDown}${(c.upstreams || []).length ? "; in upstream " + c.upstreams.join(", ") : ""}`);
       shape(kind, m, x, y);
       el("text", {x, y: y + 20, "text-anchor": "middle"}, m, `#${c.number} ${c.leftDown ? "left down" : label}`);
       if ((c.upstreams || []).length) el("text", {class: "lb", x: x + 9, y: y - 8}, m, "LB");
@@ -173,7 +175,8 @@ function updateSummary() {
   sum.textContent = `${status.health}, ${status.sync}` + (bad.length ? ` — ${bad.map(s => s.service + ": " + (s.reason || s.health)).join("; ")}` : "");
   // the git source's commit in force (--git), after the project's name
   document.getElementById("project").textContent = status.project + (status.revision ? " @ " + status.revision : "");
-  projectPrefix = status.project + "-";
+  // a project's containers are project-service-N, a stack's tasks stack_service.N
+  projectPrefix = status.project + ((status.services || []).some(s => (s.containers || []).some(c => c.node)) ? "_" : "-");
   const sel = document.getElementById("filter-service");
   const have = new Set([...sel.options].map(o => o.value));
   for (const s of status.services || []) {
