@@ -100,6 +100,7 @@ func effectivePolicy(svc types.ServiceConfig, project, service *rawPolicy) Polic
 			}
 			p.Upstreams = layer.Upstreams
 			p.Images = layer.Images
+			p.Adopt = layer.Adopt
 		}
 	}
 	if p.Restart.MaxDelay < p.Restart.Delay {

@@ -172,6 +172,61 @@ type Policy struct {
 	Upstreams []Upstream
 	// Images, when set, follows the image's tag (service scope only).
 	Images *ImageUpdates
+	// Adopt are the fields of the service's Swarm spec a hand change to
+	// is kept rather than reverted (x-reconcile.swarm.adopt, service scope,
+	// --swarm), as spec paths ("Mode.Replicated.Replicas").
+	Adopt []string
+}
+
+// adoptAliases are the names x-reconcile.swarm.adopt takes for the fields
+// people change by hand, beside the spec paths `diff --swarm` prints.
+var adoptAliases = map[string]string{
+	"replicas":  "Mode.Replicated.Replicas",
+	"image":     "TaskTemplate.ContainerSpec.Image",
+	"env":       "TaskTemplate.ContainerSpec.Env",
+	"labels":    "Labels",
+	"resources": "TaskTemplate.Resources",
+	"placement": "TaskTemplate.Placement",
+}
+
+// adoptRoots are the top-level fields of a Swarm service spec a path may
+// start with.
+var adoptRoots = []string{"Labels", "Mode", "TaskTemplate", "UpdateConfig", "RollbackConfig", "EndpointSpec"}
+
+// parseSwarm reads x-reconcile.swarm: adopt, a list of aliases or spec paths.
+func parseSwarm(v any, key string) ([]string, *fieldError) {
+	m, err := asMap(v, key)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		if k != "adopt" {
+			return nil, unknownKey(key+"."+k, "adopt")
+		}
+		list, ok := m[k].([]any)
+		if !ok {
+			return nil, fieldErr(key+".adopt", "expected a list of fields (replicas, image, env, labels, resources, placement, or a spec path such as Mode.Replicated.Replicas), got %s", describe(m[k]))
+		}
+		for i, item := range list {
+			sub := fmt.Sprintf("%s.adopt.%d", key, i)
+			name, err := asString(item, sub)
+			if err != nil {
+				return nil, err
+			}
+			if path, ok := adoptAliases[name]; ok {
+				name = path
+			}
+			root, _, _ := strings.Cut(name, ".")
+			if !slices.Contains(adoptRoots, root) || strings.Contains(name, "..") || strings.HasSuffix(name, ".") {
+				return nil, fieldErr(sub, "%q is neither replicas, image, env, labels, resources, placement nor a spec path under %s", name, strings.Join(adoptRoots, ", "))
+			}
+			if !slices.Contains(out, name) {
+				out = append(out, name)
+			}
+		}
+	}
+	return out, nil
 }
 
 // rawPolicy is one parsed x-reconcile block: pointers tell "not given" from
@@ -187,6 +242,7 @@ type rawPolicy struct {
 	Reload      *ReloadAction
 	Upstreams   []Upstream
 	Images      *ImageUpdates
+	Adopt       []string
 	// Enabled, at the top level only, opts a project out of an agent
 	// (--projects, --discover) when false.
 	Enabled *bool
@@ -264,6 +320,15 @@ func parseBlock(v any, scope string) (*rawPolicy, *fieldError) {
 				return nil, err
 			}
 			p.Images = iu
+		case "swarm":
+			if scope != "service" {
+				return nil, fieldErr(key, "only allowed on a service")
+			}
+			adopt, err := parseSwarm(val, key)
+			if err != nil {
+				return nil, err
+			}
+			p.Adopt = adopt
 		case "enabled":
 			if scope == "service" {
 				return nil, fieldErr(key, "only allowed at the top level (it opts the whole project out of an agent)")
@@ -275,7 +340,7 @@ func parseBlock(v any, scope string) (*rawPolicy, *fieldError) {
 			p.Enabled = &b
 		default:
 			if scope == "service" {
-				return nil, unknownKey(key, "restart", "replicas", "reload", "upstreams", "image_updates")
+				return nil, unknownKey(key, "restart", "replicas", "reload", "upstreams", "image_updates", "swarm")
 			}
 			return nil, unknownKey(key, "enabled", "restart", "replicas")
 		}

@@ -593,3 +593,53 @@ services:
 		t.Errorf("status --swarm -o json: %+v", once)
 	}
 }
+
+// TestSwarmAdoptsWhatItIsToldTo: a service whose x-reconcile.swarm.adopt
+// names replicas keeps a hand scale (DriftAdopted, diff says nothing to
+// do), while a hand change beside it is still put back, the hand's
+// replicas carried through that update.
+func TestSwarmAdoptsWhatItIsToldTo(t *testing.T) {
+	s := enginetest.NewStack(t, `
+services:
+  api:
+    image: {{.Image}}
+    healthcheck: {test: ["CMD", "/testapp", "health"], interval: 1s, timeout: 2s, retries: 3}
+    deploy: {replicas: 2, endpoint_mode: dnsrr}
+    x-reconcile:
+      swarm: {adopt: [replicas]}
+`)
+	if r := swarmOnce(t, s); r.Code != 0 {
+		t.Fatalf("reconcile --swarm --once: %s", r)
+	}
+	d := enginetest.Start(t, s.Dir, nil, "--swarm", "-f", s.File, "-p", s.Name, "--state-dir", s.Dir+"/state", "--log-format", "text")
+	d.WaitFor("watching the stack on the swarm", 30*time.Second)
+	docker(t, "service", "scale", "-d", s.Name+"_api=3")
+	d.WaitFor("reason=DriftAdopted", 20*time.Second)
+	if r := reconcile(t, s.Dir, nil, "--swarm", "diff", "-f", s.File, "-p", s.Name); r.Code != 0 || !strings.Contains(r.Stdout, "matches the compose file") {
+		t.Errorf("diff after an adopted hand scale: %s", r)
+	}
+	// a change beside it is put back; the update keeps the hand's replicas
+	docker(t, "service", "update", "-d", "--env-add", "HAND=1", s.Name+"_api")
+	d.WaitFor("TaskTemplate.ContainerSpec.Env", 20*time.Second)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		spec := s.Service("api").Spec
+		if len(spec.TaskTemplate.ContainerSpec.Env) == 0 {
+			if n := *spec.Mode.Replicated.Replicas; n != 3 {
+				t.Errorf("replicas %d after the env was put back, want the hand's 3", n)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the hand env was not undone: %v", spec.TaskTemplate.ContainerSpec.Env)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	out := d.Output()
+	if n := strings.Count(out, "reason=ServiceDrift"); n != 1 || strings.Count(out, "reason=DriftAdopted") != 1 {
+		t.Errorf("want one DriftAdopted (the scale) and one ServiceDrift (the env):\n%s", out)
+	}
+	if strings.Contains(out, "Mode.Replicated.Replicas") && strings.Contains(out, "reason=ServiceDrift msg=\"changed by hand since reconcile applied the compose file: Mode") {
+		t.Errorf("the adopted scale was reported as drift:\n%s", out)
+	}
+}

@@ -43,6 +43,9 @@ type Stack struct {
 	// each service's, which Swarm ignores and reconcile enforces.
 	Order     []string
 	DependsOn map[string][]desired.Dependency
+	// Adopt are each service's fields whose hand changes are kept
+	// (x-reconcile.swarm.adopt), as spec paths.
+	Adopt map[string][]string
 	// Notes are the keys Swarm cannot honour, each where it is written.
 	Notes []Note
 }
@@ -138,9 +141,13 @@ func FromDesired(st *desired.State) (_ *Stack, err error) {
 		Namespace: convert.NewNamespace(st.Project.Name),
 		Order:     st.Order,
 		DependsOn: map[string][]desired.Dependency{},
+		Adopt:     map[string][]string{},
 	}
 	for name, svc := range st.Services {
 		s.DependsOn[name] = svc.DependsOn
+		if len(svc.Policy.Adopt) > 0 {
+			s.Adopt[name] = svc.Policy.Adopt
+		}
 	}
 	for k := range dict {
 		if !slices.Contains(topLevel, k) && !strings.HasPrefix(k, "x-") && k != "name" {

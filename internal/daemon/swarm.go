@@ -17,9 +17,9 @@ import (
 	"github.com/reconcile-dev/reconcile/internal/dashboard"
 	"github.com/reconcile-dev/reconcile/internal/engine"
 	"github.com/reconcile-dev/reconcile/internal/exitcode"
+	"github.com/reconcile-dev/reconcile/internal/filewatch"
 	"github.com/reconcile-dev/reconcile/internal/httpapi"
 	"github.com/reconcile-dev/reconcile/internal/metrics"
-	"github.com/reconcile-dev/reconcile/internal/filewatch"
 	"github.com/reconcile-dev/reconcile/internal/record"
 	"github.com/reconcile-dev/reconcile/observed/swarmstate"
 	"github.com/reconcile-dev/reconcile/reconciler/plan"
@@ -209,7 +209,7 @@ func (s *Swarm) Run(ctx context.Context, stack *swarmspec.Stack, files []string,
 		}
 		defer srv.Close()
 	}
-	log.Info("watching the stack on the swarm", "stack", stack.Namespace.Name(), "services", len(stack.Order))
+	log.Info("watching the stack on the swarm", "services", len(stack.Order))
 	ctl.Run(ctx, max(s.Workers, 1))
 	log.Info("daemon stopped; the stack is left running")
 	return nil

@@ -130,6 +130,7 @@ const (
 // Swarm mode (reconcile --swarm).
 const (
 	ServiceDrift   Reason = "ServiceDrift"
+	DriftAdopted   Reason = "DriftAdopted"
 	ServiceUpdated Reason = "ServiceUpdated"
 	ObjectCreated  Reason = "ObjectCreated"
 	ObjectRemoved  Reason = "ObjectRemoved"
@@ -253,6 +254,7 @@ var Catalogue = []ReasonInfo{
 	{ProjectSkipped, Warning, "a project is already reconciled by another reconcile (or under another directory): left to it; tried again at each rescan"},
 	{ProjectInvalid, Warning, "a project's compose files cannot be loaded at all: reported, the other projects go on; tried again when its files change"},
 	{ServiceDrift, Warning, "swarm: a service's spec differs from the compose file (changed by hand with docker service update or scale, or the file changed); it is updated back"},
+	{DriftAdopted, Normal, "swarm: a hand change to a field the service's x-reconcile.swarm.adopt names is kept, not reverted; the file's other fields still apply"},
 	{ServiceUpdated, Normal, "swarm: a service was updated to the compose file's spec, through its own update_config"},
 	{ObjectCreated, Normal, "swarm: a config or secret was created; a changed one as a new versioned object"},
 	{ObjectRemoved, Normal, "swarm: a config or secret replaced by a newer version was removed once no service used it"},

@@ -2,6 +2,7 @@ package swarmloop
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -68,6 +69,8 @@ type Controller struct {
 	updates map[string]swarm.UpdateState
 	// nodes are the nodes' states last reported.
 	nodes map[string]nodeState
+	// adopted is, per service, the hand change last recorded as kept.
+	adopted map[string]string
 	// last is the newest snapshot, steps the step last decided for each
 	// service: what Served reads, with no engine call.
 	last  *swarmstate.Snapshot
@@ -78,7 +81,7 @@ func (c *Controller) queue() *workqueue.Queue {
 	c.once.Do(func() {
 		c.q = workqueue.New(c.clock(), workqueue.DefaultRateLimiter(c.clock()))
 		c.mem, c.said, c.updates = map[string]Memory{}, map[string]string{}, map[string]swarm.UpdateState{}
-		c.steps = map[string]Step{}
+		c.steps, c.adopted = map[string]Step{}, map[string]string{}
 	})
 	return c.q
 }
@@ -190,8 +193,9 @@ func (c *Controller) Reconcile(ctx context.Context, service string) (time.Durati
 	if err != nil {
 		return 0, err
 	}
-	step := Decide(service, spec, stack.DependsOn[service], snap, c.memory(service))
+	step := Decide(service, spec, stack.DependsOn[service], snap, c.memory(service), stack.Adopt[service]...)
 	c.saw(snap, step)
+	c.sayAdopted(step, snap)
 	switch step.Action {
 	case Nothing:
 		c.sayOnce(service, "", record.Synced, "")
@@ -233,6 +237,40 @@ func (c *Controller) Reconcile(ctx context.Context, service string) (time.Durati
 		c.cascadeFrom(stack, service)
 	}
 	return Follow, nil
+}
+
+// sayAdopted records a hand change kept (x-reconcile.swarm.adopt) once for
+// each spec the hand leaves the service at.
+func (c *Controller) sayAdopted(step Step, snap *swarmstate.Snapshot) {
+	if len(step.Adopted) == 0 {
+		return
+	}
+	have := generic(snap.Services[step.Service].Spec)
+	var values []string
+	for _, p := range step.Adopted {
+		b, _ := json.Marshal(valueAt(have, strings.Split(p, ".")))
+		values = append(values, p+"="+string(b))
+	}
+	key := strings.Join(values, ",")
+	c.mu.Lock()
+	last := c.adopted[step.Service]
+	c.adopted[step.Service] = key
+	c.mu.Unlock()
+	if last != key {
+		c.record(record.DriftAdopted, step.Service, "changed by hand and kept (x-reconcile.swarm.adopt): "+strings.Join(step.Adopted, ", "))
+	}
+}
+
+// valueAt is the value at path in a spec's generic form, nil where none.
+func valueAt(v any, path []string) any {
+	for _, k := range path {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = m[k]
+	}
+	return v
 }
 
 // saw keeps the snapshot and the step just decided, and tells Seen.
@@ -321,7 +359,7 @@ func (c *Controller) Look(ctx context.Context) (*swarmstate.Snapshot, []Step, er
 		if err != nil {
 			return nil, nil, err
 		}
-		steps = append(steps, Decide(name, spec, stack.DependsOn[name], snap, c.memory(name)))
+		steps = append(steps, Decide(name, spec, stack.DependsOn[name], snap, c.memory(name), stack.Adopt[name]...))
 	}
 	c.saw(snap, steps...)
 	return snap, steps, nil

@@ -48,6 +48,9 @@ type Step struct {
 	// Hash names the definition (SpecHash of the converted spec), for the
 	// controller to remember what it applied.
 	Hash string
+	// Adopted are the fields (x-reconcile.swarm.adopt) whose hand values
+	// differ from the file's and are kept.
+	Adopted []string
 	// ByHand is true when the service differs from a definition reconcile
 	// applied and the file has not changed since: someone ran docker
 	// service update or scale.
@@ -98,11 +101,16 @@ func asTheEngineStores(want swarm.ServiceSpec, snap *swarmstate.Snapshot) swarm.
 
 // Decide says what service needs: want is its spec as converted now, deps
 // its depends_on, mem what reconcile did to it before.
-func Decide(service string, want swarm.ServiceSpec, deps []desired.Dependency, snap *swarmstate.Snapshot, mem Memory) Step {
+func Decide(service string, want swarm.ServiceSpec, deps []desired.Dependency, snap *swarmstate.Snapshot, mem Memory, adopt ...string) Step {
+	// the hash is the file's definition: a hand change kept (adopt) is
+	// not a new definition
 	step := Step{Service: service, Hash: SpecHash(want)}
 	have, exists := snap.Services[service]
 	if exists {
 		want = asStackDeployUpdates(want, have.Spec)
+		if len(adopt) > 0 {
+			want, step.Adopted = Adopt(want, have.Spec, adopt, snap)
+		}
 		step.ID, step.Version = have.ID, have.Version
 		step.Changed = Differences(asTheEngineStores(want, snap), have.Spec)
 		if len(step.Changed) > 0 && mem.Settled != "" && mem.Settled == SpecJSON(have.Spec) {
@@ -151,6 +159,65 @@ func Decide(service string, want swarm.ServiceSpec, deps []desired.Dependency, s
 		step.Why = "changed by hand since reconcile applied the compose file: " + strings.Join(step.Changed, ", ")
 	}
 	return step
+}
+
+// Adopt gives want the values have holds where they differ at or below a
+// path adopt names, and says which paths those are: those hand changes are
+// kept rather than reverted. A value have does not set is taken out of
+// want.
+func Adopt(want, have swarm.ServiceSpec, adopt []string, snap *swarmstate.Snapshot) (swarm.ServiceSpec, []string) {
+	var kept []string
+	for _, changed := range Differences(asTheEngineStores(want, snap), have) {
+		for _, p := range adopt {
+			if changed == p || strings.HasPrefix(changed, p+".") {
+				kept = append(kept, changed)
+				break
+			}
+		}
+	}
+	if len(kept) == 0 {
+		return want, nil
+	}
+	// only the paths that differ are taken: a path adopt names is not
+	// copied whole where the hand changed something else below or beside it
+	w, h := generic(want).(map[string]any), generic(have).(map[string]any)
+	for _, p := range kept {
+		copyPath(w, h, strings.Split(p, "."))
+	}
+	b, err := json.Marshal(w)
+	if err != nil {
+		panic(fmt.Sprintf("a service spec that does not marshal: %v", err))
+	}
+	var out swarm.ServiceSpec
+	if err := json.Unmarshal(b, &out); err != nil {
+		panic(fmt.Sprintf("a service spec that does not unmarshal: %v", err))
+	}
+	return out, kept
+}
+
+// copyPath sets dst's value at path to src's, or removes it where src has
+// none.
+func copyPath(dst, src map[string]any, path []string) {
+	key := path[0]
+	if len(path) == 1 {
+		if v, ok := src[key]; ok {
+			dst[key] = v
+		} else {
+			delete(dst, key)
+		}
+		return
+	}
+	sub, ok := src[key].(map[string]any)
+	if !ok {
+		delete(dst, key)
+		return
+	}
+	d, ok := dst[key].(map[string]any)
+	if !ok {
+		d = map[string]any{}
+		dst[key] = d
+	}
+	copyPath(d, sub, path[1:])
 }
 
 // stoppedUpdate: Swarm rolled the service's last update back, or paused

@@ -159,6 +159,51 @@ func TestDecide(t *testing.T) {
 	}
 }
 
+// TestAdopt: a hand change to an adopted field is kept, and a hand change
+// beside it is still put back, with the adopted value carried in the
+// update; the hash stays the file's.
+func TestAdopt(t *testing.T) {
+	api := spec("api", "A=1")
+	scaled := stored(api)
+	scaled.Mode.Replicated = &swarm.ReplicatedService{Replicas: u64(3)}
+	scaledAndEnv := stored(api)
+	scaledAndEnv.Mode.Replicated = &swarm.ReplicatedService{Replicas: u64(3)}
+	scaledAndEnv.TaskTemplate.ContainerSpec.Env = []string{"A=1", "HAND=1"}
+	for _, tc := range []struct {
+		name    string
+		have    swarm.ServiceSpec
+		adopt   []string
+		action  Action
+		adopted []string
+		changed []string
+	}{
+		{"a hand scale, replicas adopted", scaled, []string{"Mode.Replicated.Replicas"}, Nothing, []string{"Mode.Replicated.Replicas"}, nil},
+		{"a hand scale, a parent path adopted", scaled, []string{"Mode"}, Nothing, []string{"Mode.Replicated.Replicas"}, nil},
+		{"a hand scale, only env adopted", scaled, []string{"TaskTemplate.ContainerSpec.Env"}, Update, nil, []string{"Mode.Replicated.Replicas"}},
+		{"a hand scale and env, replicas adopted", scaledAndEnv, []string{"Mode.Replicated.Replicas"}, Update, []string{"Mode.Replicated.Replicas"}, []string{"TaskTemplate.ContainerSpec.Env"}},
+		{"in sync, adopted fields as the file says", stored(api), []string{"Mode.Replicated.Replicas"}, Nothing, nil, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			snap := snapWith(running(tc.have, 3, 3))
+			step := Decide("api", api, nil, snap, Memory{}, tc.adopt...)
+			if step.Action != tc.action || !slices.Equal(step.Adopted, tc.adopted) || !slices.Equal(step.Changed, tc.changed) {
+				t.Errorf("got %s, adopted %v, changed %v; want %s, %v, %v", step.Action, step.Adopted, step.Changed, tc.action, tc.adopted, tc.changed)
+			}
+			if step.Hash != SpecHash(api) {
+				t.Error("the hash is not the file's definition")
+			}
+			if step.Action == Update && len(tc.adopted) > 0 {
+				if r := step.Spec.Mode.Replicated; r == nil || r.Replicas == nil || *r.Replicas != 3 {
+					t.Errorf("the update does not keep the hand's replicas: %+v", step.Spec.Mode)
+				}
+				if env := step.Spec.TaskTemplate.ContainerSpec.Env; !slices.Equal(env, []string{"A=1"}) {
+					t.Errorf("the update keeps the hand's env %v", env)
+				}
+			}
+		})
+	}
+}
+
 func TestReadyAndConverged(t *testing.T) {
 	job := spec("migrate")
 	job.Mode = swarm.ServiceMode{ReplicatedJob: &swarm.ReplicatedJob{}}
