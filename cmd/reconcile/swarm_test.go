@@ -643,3 +643,52 @@ services:
 		t.Errorf("the adopted scale was reported as drift:\n%s", out)
 	}
 }
+
+// TestSwarmRestartTrueFollowsSwarmsOwnRestarts: when Swarm itself replaces
+// a dependency's task (here its container is killed: Swarm starts a new
+// task), the dependents that say restart: true have theirs replaced once it
+// is healthy again, as after reconcile's own update; the others keep theirs.
+func TestSwarmRestartTrueFollowsSwarmsOwnRestarts(t *testing.T) {
+	s := enginetest.NewStack(t, `
+services:
+  db:
+    image: {{.Image}}
+    healthcheck: {test: ["CMD", "/testapp", "health"], interval: 1s, timeout: 2s, retries: 5}
+    deploy: {endpoint_mode: dnsrr}
+  api:
+    image: {{.Image}}
+    depends_on: {db: {condition: service_healthy, restart: true}}
+    deploy: {endpoint_mode: dnsrr}
+  web:
+    image: {{.Image}}
+    depends_on: {db: {condition: service_healthy}}
+    deploy: {endpoint_mode: dnsrr}
+`)
+	if r := swarmOnce(t, s); r.Code != 0 {
+		t.Fatalf("first deploy: %s", r)
+	}
+	d := enginetest.Start(t, s.Dir, nil, "--swarm", "-f", s.File, "-p", s.Name, "--state-dir", s.Dir+"/state", "--log-format", "text")
+	d.WaitFor("watching the stack on the swarm", 30*time.Second)
+	db, api, web := taskIDs(t, s, "db"), taskIDs(t, s, "api"), taskIDs(t, s, "web")
+	ctr := strings.TrimSpace(docker(t, "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+s.Name+"_db"))
+	docker(t, "kill", ctr)
+	eventually(t, 60*time.Second, "api's task replaced after db's", func() bool {
+		return !slices.Equal(taskIDs(t, s, "db"), db) && !slices.Equal(taskIDs(t, s, "api"), api) && runningOf(t, s, "api") == 1
+	})
+	if got := taskIDs(t, s, "web"); !slices.Equal(got, web) {
+		t.Errorf("web (no restart: true) had its tasks replaced: %v, then %v", web, got)
+	}
+	d.WaitFor("restart: true: db's tasks were replaced", 10*time.Second)
+	// the api's new task was made once the db's new one ran healthy
+	var dbRunning time.Time
+	for _, task := range s.Tasks("db") {
+		if task.DesiredState == swarm.TaskStateRunning && task.Status.State == swarm.TaskStateRunning {
+			dbRunning = task.Status.Timestamp
+		}
+	}
+	for _, task := range s.Tasks("api") {
+		if task.DesiredState == swarm.TaskStateRunning && !task.CreatedAt.After(dbRunning) {
+			t.Errorf("api's new task was created at %s, before db's new task ran healthy at %s", task.CreatedAt, dbRunning)
+		}
+	}
+}

@@ -71,6 +71,9 @@ type Controller struct {
 	nodes map[string]nodeState
 	// adopted is, per service, the hand change last recorded as kept.
 	adopted map[string]string
+	// tasks are each service's current tasks at the last look, by ID: a
+	// new one may have replaced one Swarm restarted.
+	tasks map[string]map[string]bool
 	// last is the newest snapshot, steps the step last decided for each
 	// service: what Served reads, with no engine call.
 	last  *swarmstate.Snapshot
@@ -81,7 +84,7 @@ func (c *Controller) queue() *workqueue.Queue {
 	c.once.Do(func() {
 		c.q = workqueue.New(c.clock(), workqueue.DefaultRateLimiter(c.clock()))
 		c.mem, c.said, c.updates = map[string]Memory{}, map[string]string{}, map[string]swarm.UpdateState{}
-		c.steps, c.adopted = map[string]Step{}, map[string]string{}
+		c.steps, c.adopted, c.tasks = map[string]Step{}, map[string]string{}, map[string]map[string]bool{}
 	})
 	return c.q
 }
@@ -180,6 +183,7 @@ func (c *Controller) Reconcile(ctx context.Context, service string) (time.Durati
 	}
 	c.reportUpdate(service, snap)
 	c.reportNodes(snap)
+	c.noticeReplacements(stack, snap)
 	created, err := c.ensureStackObjects(ctx, stack, snap)
 	if err != nil {
 		return 0, err
@@ -315,6 +319,82 @@ func (c *Controller) served() (plan.ProjectStatus, []Step, bool) {
 		steps = append(steps, st)
 	}
 	return Status(stack, c.last, steps), steps, true
+}
+
+// noticeReplacements finds the services whose tasks Swarm replaced since
+// the last look, and cascades from them as from reconcile's own updates:
+// restart: true means the dependents restart whoever restarted the
+// dependency. A task was replaced when it is new since the last look and
+// an earlier task of its slot, of the same spec, ended by itself (failed,
+// completed, rejected, orphaned) or ran on a node now down or drained.
+// A task stopped by Swarm for a scale down, or replaced by a new spec (an
+// update, cascaded where reconcile made it), is not one.
+func (c *Controller) noticeReplacements(stack *swarmspec.Stack, snap *swarmstate.Snapshot) {
+	var replaced []string
+	c.mu.Lock()
+	for _, name := range stack.Order {
+		cur := map[string]bool{}
+		for _, t := range snap.Tasks[name] {
+			if t.DesiredState == swarm.TaskStateRunning {
+				cur[t.ID] = true
+			}
+		}
+		prev, known := c.tasks[name]
+		c.tasks[name] = cur
+		if !known {
+			continue
+		}
+		for _, t := range snap.Tasks[name] {
+			if cur[t.ID] && !prev[t.ID] && replacesAnEnded(snap, name, t) {
+				replaced = append(replaced, name)
+				break
+			}
+		}
+	}
+	c.mu.Unlock()
+	for _, name := range replaced {
+		if c.hasRestartDependents(stack, name) {
+			c.logger().Info("Swarm replaced a task of a service with restart: true dependents: they follow once it is healthy", "service", name)
+			c.cascadeFrom(stack, name)
+		}
+	}
+}
+
+// replacesAnEnded: an earlier task of t's slot (its node, for a global
+// service), of the same spec, ended by itself or was lost with its node.
+func replacesAnEnded(snap *swarmstate.Snapshot, service string, t swarm.Task) bool {
+	key, _ := json.Marshal(t.Spec)
+	for _, p := range snap.Tasks[service] {
+		if p.ID == t.ID || p.DesiredState == swarm.TaskStateRunning || !p.CreatedAt.Before(t.CreatedAt) {
+			continue
+		}
+		if p.Slot != t.Slot || (t.Slot == 0 && p.NodeID != t.NodeID) {
+			continue
+		}
+		if pk, _ := json.Marshal(p.Spec); string(pk) != string(key) {
+			continue
+		}
+		switch p.Status.State {
+		case swarm.TaskStateFailed, swarm.TaskStateComplete, swarm.TaskStateRejected, swarm.TaskStateOrphaned:
+			return true
+		}
+		if n, ok := snap.Nodes[p.NodeID]; ok && (n.Status.State != swarm.NodeStateReady || n.Spec.Availability == swarm.NodeAvailabilityDrain) {
+			return true
+		}
+	}
+	return false
+}
+
+// hasRestartDependents: some service depends on service with restart: true.
+func (c *Controller) hasRestartDependents(stack *swarmspec.Stack, service string) bool {
+	for _, name := range stack.Order {
+		for _, d := range stack.DependsOn[name] {
+			if d.Service == service && d.Restart {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // cascadeFrom marks the dependents of service that depend on it with

@@ -2,12 +2,14 @@ package swarmloop
 
 import (
 	"testing"
+	"time"
 
 	"github.com/docker/cli/cli/compose/convert"
 	"github.com/moby/moby/api/types/swarm"
 
 	"github.com/reconcile-dev/reconcile/desired"
 	"github.com/reconcile-dev/reconcile/desired/swarmspec"
+	"github.com/reconcile-dev/reconcile/observed/swarmstate"
 	"github.com/reconcile-dev/reconcile/reconciler/plan"
 )
 
@@ -46,5 +48,60 @@ func TestStatus(t *testing.T) {
 	}
 	if web.Health != plan.Missing || web.Reason != "waiting for api" {
 		t.Errorf("web: %+v", web)
+	}
+}
+
+// TestSwarmReplacementsCascade: a dependency's task replaced by one of the
+// same spec (Swarm restarted it, or moved it off a lost node) marks its
+// restart: true dependents, and only them; a task replaced by a new spec
+// (an update) does not.
+func TestSwarmReplacementsCascade(t *testing.T) {
+	stack := &swarmspec.Stack{Namespace: convert.NewNamespace("p"), Order: []string{"db", "api", "web"},
+		DependsOn: map[string][]desired.Dependency{
+			"api": {{Service: "db", Condition: "service_healthy", Restart: true}},
+			"web": {{Service: "db", Condition: "service_healthy"}},
+		}}
+	t0 := time.Unix(1000, 0)
+	mk := func(id string, at int, desiredState, state swarm.TaskState, env ...string) swarm.Task {
+		tk := task(1, "n1", desiredState, state)
+		tk.ID, tk.CreatedAt = id, t0.Add(time.Duration(at)*time.Second)
+		tk.Spec = swarm.TaskSpec{ContainerSpec: &swarm.ContainerSpec{Image: "img:1", Env: env}}
+		return tk
+	}
+	look := func(tasks ...swarm.Task) *swarmstate.Snapshot {
+		snap := snapWith()
+		snap.Nodes = map[string]swarm.Node{"n1": {Status: swarm.NodeStatus{State: swarm.NodeStateReady}}}
+		snap.Tasks["db"] = tasks
+		return snap
+	}
+	t1 := mk("t1", 0, swarm.TaskStateRunning, swarm.TaskStateRunning)
+	t1died := mk("t1", 0, swarm.TaskStateShutdown, swarm.TaskStateFailed)
+	t1stopped := mk("t1", 0, swarm.TaskStateShutdown, swarm.TaskStateShutdown)
+	t2 := mk("t2", 10, swarm.TaskStateRunning, swarm.TaskStateStarting)
+	for _, tc := range []struct {
+		name    string
+		looks   []*swarmstate.Snapshot
+		cascade string
+	}{
+		{"first look", []*swarmstate.Snapshot{look(t1died, t2)}, ""},
+		{"the same task", []*swarmstate.Snapshot{look(t1), look(t1)}, ""},
+		{"restarted by Swarm, seen at once", []*swarmstate.Snapshot{look(t1), look(t1died, t2)}, "db"},
+		{"restarted by Swarm, seen after its restart delay", []*swarmstate.Snapshot{look(t1), look(t1died), look(t1died, t2)}, "db"},
+		{"stopped by Swarm (a scale down) and a task later", []*swarmstate.Snapshot{look(t1), look(t1stopped), look(t1stopped, t2)}, ""},
+		{"replaced by an update", []*swarmstate.Snapshot{look(t1), look(t1died, mk("t2", 10, swarm.TaskStateRunning, swarm.TaskStateStarting, "V=2"))}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &Controller{}
+			c.SetStack(stack)
+			for _, snap := range tc.looks {
+				c.noticeReplacements(stack, snap)
+			}
+			if got := c.memory("api").Cascade; got != tc.cascade {
+				t.Errorf("api (restart: true) cascade %q, want %q", got, tc.cascade)
+			}
+			if got := c.memory("web").Cascade; got != "" {
+				t.Errorf("web (no restart: true) cascade %q", got)
+			}
+		})
 	}
 }
