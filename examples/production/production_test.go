@@ -66,8 +66,9 @@ func (s *stack) options() desired.Options {
 	}
 }
 
-func (s *stack) reconcile(t *testing.T, args ...string) enginetest.Result {
-	t.Helper()
+// flags name the stack's project, files and env files, as reconcile and
+// compose both take them.
+func (s *stack) flags() []string {
 	o := s.options()
 	flags := []string{"-p", o.ProjectName}
 	for _, f := range o.Files {
@@ -76,7 +77,12 @@ func (s *stack) reconcile(t *testing.T, args ...string) enginetest.Result {
 	for _, f := range o.EnvFiles {
 		flags = append(flags, "--env-file", f)
 	}
-	return enginetest.Run(t, s.Dir, nil, append(args, flags...)...)
+	return flags
+}
+
+func (s *stack) reconcile(t *testing.T, args ...string) enginetest.Result {
+	t.Helper()
+	return enginetest.Run(t, s.Dir, nil, append(args, s.flags()...)...)
 }
 
 func (s *stack) refresh() {
@@ -677,15 +683,8 @@ func withoutLines(text, what string) string {
 // daemon starts reconcile's daemon on the stack, with its endpoints.
 func (s *stack) daemon(t *testing.T) (*enginetest.Proc, string) {
 	t.Helper()
-	o := s.options()
 	addr := "127.0.0.1:" + enginetest.FreePort(t)
-	args := []string{"-p", o.ProjectName, "--state-dir", t.TempDir(), "--listen", addr, "--log-format", "json"}
-	for _, f := range o.Files {
-		args = append(args, "-f", f)
-	}
-	for _, f := range o.EnvFiles {
-		args = append(args, "--env-file", f)
-	}
+	args := append([]string{"--state-dir", t.TempDir(), "--listen", addr, "--log-format", "json"}, s.flags()...)
 	d := enginetest.Start(t, s.Dir, nil, args...)
 	d.WaitFor(`"daemon started"`, 30*time.Second)
 	return d, "http://" + addr

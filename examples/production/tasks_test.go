@@ -205,15 +205,7 @@ func TestCourseTasksLive(t *testing.T) {
 // compose runs the real compose CLI on the stack, with its files.
 func (s *stack) compose(t *testing.T, args ...string) enginetest.Result {
 	t.Helper()
-	o := s.options()
-	flags := []string{"-p", o.ProjectName}
-	for _, f := range o.Files {
-		flags = append(flags, "-f", f)
-	}
-	for _, f := range o.EnvFiles {
-		flags = append(flags, "--env-file", f)
-	}
-	cmd := exec.Command(enginetest.ComposeCLI(t), append(flags, args...)...)
+	cmd := exec.Command(enginetest.ComposeCLI(t), append(s.flags(), args...)...)
 	cmd.Dir = s.Dir
 	cmd.Env = append(os.Environ(), "COMPOSE_PROGRESS=quiet")
 	var stdout, stderr strings.Builder
