@@ -121,7 +121,7 @@ func runSwarmDaemon(ctx context.Context, g *globals, df daemon.Options) error {
 	defer release()
 	s.Workers = df.Workers
 	s.HTTP = df
-	return s.Run(ctx, stack, d.Files, df.Resync)
+	return s.Run(ctx, stack, daemon.SwarmWatched(d), df.Resync)
 }
 
 // lookAtSwarm is one look at the stack, acting on nothing: for diff and

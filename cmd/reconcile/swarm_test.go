@@ -692,3 +692,33 @@ services:
 		}
 	}
 }
+
+// TestSwarmDaemonRotatesAnEditedConfig: under the daemon, an edit of a
+// config's file (not of the compose file) is a new versioned config, the
+// service rolled onto it, the old one removed: the daemon watches the
+// files its configs and secrets are made of.
+func TestSwarmDaemonRotatesAnEditedConfig(t *testing.T) {
+	s := enginetest.NewStack(t, `
+services:
+  api:
+    image: {{.Image}}
+    healthcheck: {test: ["CMD", "/testapp", "health"], interval: 1s, timeout: 2s, retries: 3}
+    configs: [{source: app, target: /etc/app.conf}]
+    deploy: {endpoint_mode: dnsrr, update_config: {order: start-first}}
+configs:
+  app: {file: ./app.conf}
+`)
+	s.Write("app.conf", "workers=2\n")
+	if r := swarmOnce(t, s); r.Code != 0 {
+		t.Fatalf("first deploy: %s", r)
+	}
+	d := enginetest.Start(t, s.Dir, nil, "--swarm", "-f", s.File, "-p", s.Name, "--state-dir", s.Dir+"/state", "--log-format", "text")
+	d.WaitFor("watching the stack on the swarm", 30*time.Second)
+	s.Write("app.conf", "workers=8\n")
+	d.WaitFor("reason=ObjectRemoved", 60*time.Second)
+	ref := s.Service("api").Spec.TaskTemplate.ContainerSpec.Configs[0]
+	res, err := s.Engine.Client.ConfigInspect(context.Background(), ref.ConfigID, client.ConfigInspectOptions{})
+	if err != nil || string(res.Config.Spec.Data) != "workers=8\n" || !strings.HasPrefix(ref.ConfigName, s.Name+"_app-") {
+		t.Errorf("api refers to %s holding %q (%v), want a new version holding workers=8", ref.ConfigName, res.Config.Spec.Data, err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime"
+	"slices"
 	"time"
 
 	"github.com/moby/moby/client"
@@ -153,6 +154,24 @@ func outcome(snap *swarmstate.Snapshot, steps []swarmloop.Step) SwarmOutcome {
 	return out
 }
 
+// SwarmWatched are the files a stack's daemon watches: the compose files,
+// and the files its configs and secrets are made of, so that an edit of
+// one is rotated without a deploy.
+func SwarmWatched(d *desired.State) []string {
+	out := slices.Clone(d.Files)
+	for _, c := range d.Project.Configs {
+		if c.File != "" && !bool(c.External) {
+			out = append(out, c.File)
+		}
+	}
+	for _, sec := range d.Project.Secrets {
+		if sec.File != "" && !bool(sec.External) {
+			out = append(out, sec.File)
+		}
+	}
+	return out
+}
+
 // Run is the daemon on a swarm: the loop, fed by the engine's events, the
 // compose files' edits and a resync; a file that stops loading is
 // reported and the last good stack kept.
@@ -177,7 +196,7 @@ func (s *Swarm) Run(ctx context.Context, stack *swarmspec.Stack, files []string,
 		for _, n := range st.Notes {
 			log.Info("swarm: "+n.String(), "handled", n.Handled)
 		}
-		_ = watcher.Set(d.Files)
+		_ = watcher.Set(SwarmWatched(d))
 		s.Records.Event(record.ConfigReloaded, "", "", fmt.Sprintf("compose files read again (%d changed)", len(changed)))
 		ctl.SetStack(st)
 	})
