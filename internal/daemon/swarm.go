@@ -179,6 +179,14 @@ func (s *Swarm) Run(ctx context.Context, stack *swarmspec.Stack, files []string,
 	ctl := s.Controller()
 	ctl.SetStack(stack)
 	log := s.Log
+	// the endpoints first: a bad --listen is refused before anything runs
+	if s.HTTP.Listen != "" {
+		srv, err := s.serve(stack.Namespace.Name())
+		if err != nil {
+			return exitcode.With(exitcode.Input, err)
+		}
+		defer srv.Close()
+	}
 	watcher, err := filewatch.New(clock.Real{}, log)
 	if err != nil {
 		return fmt.Errorf("watching the compose files: %w", err)
@@ -220,13 +228,6 @@ func (s *Swarm) Run(ctx context.Context, stack *swarmspec.Stack, files []string,
 				}
 			}
 		}()
-	}
-	if s.HTTP.Listen != "" {
-		srv, err := s.serve(stack.Namespace.Name())
-		if err != nil {
-			return exitcode.With(exitcode.Input, err)
-		}
-		defer srv.Close()
 	}
 	log.Info("watching the stack on the swarm", "services", len(stack.Order))
 	ctl.Run(ctx, max(s.Workers, 1))
