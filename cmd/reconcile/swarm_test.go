@@ -696,7 +696,8 @@ services:
 // TestSwarmDaemonRotatesAnEditedConfig: under the daemon, an edit of a
 // config's file (not of the compose file) is a new versioned config, the
 // service rolled onto it, the old one removed: the daemon watches the
-// files its configs and secrets are made of.
+// files its configs and secrets are made of, and a change of the file
+// after an update of its own is made.
 func TestSwarmDaemonRotatesAnEditedConfig(t *testing.T) {
 	s := enginetest.NewStack(t, `
 services:
@@ -714,6 +715,11 @@ configs:
 	}
 	d := enginetest.Start(t, s.Dir, nil, "--swarm", "-f", s.File, "-p", s.Name, "--state-dir", s.Dir+"/state", "--log-format", "text")
 	d.WaitFor("watching the stack on the swarm", 30*time.Second)
+	// a hand change the daemon puts back first: the file's edit after
+	// reconcile's own update is a change still (it was taken for the
+	// engine's form of that update, and never made)
+	docker(t, "service", "update", "-d", "--env-add", "HAND=1", s.Name+"_api")
+	d.WaitFor("reason=ServiceUpdated", 30*time.Second)
 	s.Write("app.conf", "workers=8\n")
 	d.WaitFor("reason=ObjectRemoved", 60*time.Second)
 	ref := s.Service("api").Spec.TaskTemplate.ContainerSpec.Configs[0]

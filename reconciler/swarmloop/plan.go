@@ -113,9 +113,10 @@ func Decide(service string, want swarm.ServiceSpec, deps []desired.Dependency, s
 		}
 		step.ID, step.Version = have.ID, have.Version
 		step.Changed = Differences(asTheEngineStores(want, snap), have.Spec)
-		if len(step.Changed) > 0 && mem.Settled != "" && mem.Settled == SpecJSON(have.Spec) {
-			// untouched since reconcile's own update: what still differs
-			// is how the engine stores what it was given
+		if len(step.Changed) > 0 && mem.Settled != "" && mem.Settled == SpecJSON(have.Spec) && mem.Applied == step.Hash {
+			// untouched since reconcile's own update of this very
+			// definition: what still differs is how the engine stores what
+			// it was given (a definition changed since is a real change)
 			step.Changed = nil
 		}
 		if len(step.Changed) == 0 && mem.Cascade == "" {

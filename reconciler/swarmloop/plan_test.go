@@ -134,6 +134,9 @@ func TestDecide(t *testing.T) {
 		{"scaled, file never applied by this reconcile", snapWith(running(scaled, 3, 3)), nil, Memory{}, Update, "differs from the compose file: Mode.Replicated.Replicas", false},
 		{"scaled after reconcile applied it", snapWith(running(scaled, 3, 3)), nil, Memory{Applied: hash}, Update, "changed by hand", true},
 		{"the engine's own form of what reconcile applied", snapWith(running(scaled, 3, 3)), nil, Memory{Applied: hash, Settled: SpecJSON(scaled)}, Nothing, "", false},
+		// the file changed since reconcile's update, the service did not:
+		// that is a change to make, not the engine's form
+		{"the file changed after reconcile's own update", snapWith(running(scaled, 3, 3)), nil, Memory{Applied: "an older definition", Settled: SpecJSON(scaled)}, Update, "differs from the compose file: Mode.Replicated.Replicas", false},
 		{"rolled back by Swarm from what reconcile applied", snapWith(rolledBack), nil, Memory{Applied: hash}, Held, "Swarm rolled back this definition (update rolled back due to failure)", false},
 		{"rolled back from an older definition: the new one is tried", snapWith(rolledBack), nil, Memory{Applied: "older"}, Update, "differs from the compose file", false},
 		{"restart: true, the replaced dependency not healthy yet", snapWith(running(stored(api), 1, 1), running(stored(db), 0, 1)), nil, Memory{Cascade: "db"}, Wait, "restart: true: waiting for db, whose tasks were replaced: 0/1", false},
