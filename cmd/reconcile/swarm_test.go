@@ -722,6 +722,16 @@ configs:
 	d.WaitFor("reason=ServiceUpdated", 30*time.Second)
 	s.Write("app.conf", "workers=8\n")
 	d.WaitFor("reason=ObjectRemoved", 60*time.Second)
+	// a look after the old version's removal (a hand change to put
+	// back): the old name, now free, draws the service onto no copy of
+	// the same data, and the conversion finds the data where it lives
+	docker(t, "service", "update", "-d", "--label-add", "hand=1", s.Name+"_api")
+	eventually(t, 60*time.Second, "the hand label put back", func() bool {
+		return strings.Count(d.Output(), "reason=ServiceUpdated") == 3
+	})
+	if out := d.Output(); strings.Count(out, "reason=ObjectCreated") != 1 {
+		t.Errorf("want one config created (the new data):\n%s", out)
+	}
 	ref := s.Service("api").Spec.TaskTemplate.ContainerSpec.Configs[0]
 	res, err := s.Engine.Client.ConfigInspect(context.Background(), ref.ConfigID, client.ConfigInspectOptions{})
 	if err != nil || string(res.Config.Spec.Data) != "workers=8\n" || !strings.HasPrefix(ref.ConfigName, s.Name+"_app-") {

@@ -458,12 +458,13 @@ func serviceConfig(stack *swarmspec.Stack, name string) (composetypes.ServiceCon
 func (c *Controller) convert(ctx context.Context, stack *swarmspec.Stack, cfg composetypes.ServiceConfig, snap *swarmstate.Snapshot) (swarm.ServiceSpec, error) {
 	sub := *stack.Config
 	sub.Services = []composetypes.ServiceConfig{cfg}
-	specs, err := convert.Services(ctx, stack.Namespace, &sub, c.Engine)
+	placed := c.placements(stack, snap)
+	specs, err := convert.Services(ctx, stack.Namespace, &sub, placedObjects{c.Engine, placed, snap})
 	if err != nil {
 		return swarm.ServiceSpec{}, fmt.Errorf("converting %s for Swarm: %w", cfg.Name, err)
 	}
 	spec := specs[cfg.Name]
-	Repoint(&spec, c.placements(stack, snap), snap)
+	Repoint(&spec, placed, snap)
 	return spec, nil
 }
 

@@ -1,10 +1,12 @@
 package swarmloop
 
 import (
+	"context"
 	"crypto/sha256"
 	"fmt"
 
 	"github.com/moby/moby/api/types/swarm"
+	"github.com/moby/moby/client"
 
 	"github.com/reconcile-dev/reconcile/observed/swarmstate"
 )
@@ -35,31 +37,38 @@ type Placement struct {
 	Create bool
 }
 
-// Place decides where o's data lives in snap.
+// Place decides where o's data lives in snap: the object of stack deploy's
+// name when it holds that data, else the versioned one when it exists, else
+// a new one (stack deploy's name when that is free). A version in use is
+// kept while its data is the file's: once the first version is removed as
+// unused, its free name must not draw the services onto a copy of the same
+// data (a second rollout for nothing).
 func Place(o Object, snap *swarmstate.Snapshot) Placement {
 	versioned := o.Name + "-" + o.Hash()
+	var base, has bool // the base name holds o's data; the versioned exists
+	var free bool      // no object has the base name
 	switch o.Kind {
 	case "config":
-		if c, ok := snap.Configs[o.Name]; !ok {
-			return Placement{Name: o.Name, Create: true}
-		} else if string(c.Spec.Data) == string(o.Data) {
-			return Placement{Name: o.Name}
-		}
-		_, ok := snap.Configs[versioned]
-		return Placement{Name: versioned, Create: !ok}
+		c, ok := snap.Configs[o.Name]
+		free, base = !ok, ok && string(c.Spec.Data) == string(o.Data)
+		_, has = snap.Configs[versioned]
 	default:
-		s, ok := snap.Secrets[o.Name]
-		if !ok {
-			return Placement{Name: o.Name, Create: true}
-		}
+		sec, ok := snap.Secrets[o.Name]
 		// a secret created without the label (by docker stack deploy)
 		// cannot be compared: it is taken to hold the file's data
-		if h, labelled := s.Spec.Labels[LabelDataHash]; !labelled || h == o.Hash() {
-			return Placement{Name: o.Name}
-		}
-		_, ok = snap.Secrets[versioned]
-		return Placement{Name: versioned, Create: !ok}
+		h, labelled := sec.Spec.Labels[LabelDataHash]
+		free, base = !ok, ok && (!labelled || h == o.Hash())
+		_, has = snap.Secrets[versioned]
 	}
+	switch {
+	case base:
+		return Placement{Name: o.Name}
+	case has:
+		return Placement{Name: versioned}
+	case free:
+		return Placement{Name: o.Name, Create: true}
+	}
+	return Placement{Name: versioned, Create: true}
 }
 
 // Objects are the stack's configs and secrets as Objects.
@@ -91,4 +100,43 @@ func Repoint(spec *swarm.ServiceSpec, placed map[string]Placement, snap *swarmst
 			ref.SecretName, ref.SecretID = p.Name, snap.Secrets[p.Name].ID
 		}
 	}
+}
+
+// placedObjects answers docker/cli's conversion, which looks the file's
+// configs and secrets up by the names stack deploy gives them, with where
+// each one's data is placed: after a rotation the first version may be gone
+// (removed once unused) and only a versioned one hold the data. Everything
+// else goes to the engine.
+type placedObjects struct {
+	client.APIClient
+	placed map[string]Placement
+	snap   *swarmstate.Snapshot
+}
+
+func (p placedObjects) ConfigList(ctx context.Context, opts client.ConfigListOptions) (client.ConfigListResult, error) {
+	var out client.ConfigListResult
+	for name := range opts.Filters["name"] {
+		pl, ok := p.placed["config/"+name]
+		c, exists := p.snap.Configs[pl.Name]
+		if !ok || !exists {
+			return p.APIClient.ConfigList(ctx, opts)
+		}
+		c.Spec.Name = name
+		out.Items = append(out.Items, c)
+	}
+	return out, nil
+}
+
+func (p placedObjects) SecretList(ctx context.Context, opts client.SecretListOptions) (client.SecretListResult, error) {
+	var out client.SecretListResult
+	for name := range opts.Filters["name"] {
+		pl, ok := p.placed["secret/"+name]
+		sec, exists := p.snap.Secrets[pl.Name]
+		if !ok || !exists {
+			return p.APIClient.SecretList(ctx, opts)
+		}
+		sec.Spec.Name = name
+		out.Items = append(out.Items, sec)
+	}
+	return out, nil
 }

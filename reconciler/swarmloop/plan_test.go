@@ -277,6 +277,14 @@ func TestPlace(t *testing.T) {
 			s.Configs["p_app"] = swarm.Config{Spec: swarm.ConfigSpec{Data: []byte("v1")}}
 			s.Configs[versioned] = swarm.Config{Spec: swarm.ConfigSpec{Data: []byte("v2")}}
 		}, Placement{Name: versioned}},
+		// the first version removed once unused: its free name must not
+		// draw the services onto a copy of the data they already have
+		{"the versioned one in use, the first removed", cfg, func(s *swarmstate.Snapshot) {
+			s.Configs[versioned] = swarm.Config{Spec: swarm.ConfigSpec{Data: []byte("v2")}}
+		}, Placement{Name: versioned}},
+		{"a secret's version in use, the first removed", sec, func(s *swarmstate.Snapshot) {
+			s.Secrets["p_pw-"+sec.Hash()] = swarm.Secret{}
+		}, Placement{Name: "p_pw-" + sec.Hash()}},
 		{"a secret stack deploy made: taken as is", sec, func(s *swarmstate.Snapshot) { s.Secrets["p_pw"] = swarm.Secret{} }, Placement{Name: "p_pw"}},
 		{"a secret reconcile made with other data", sec, func(s *swarmstate.Snapshot) {
 			s.Secrets["p_pw"] = swarm.Secret{Spec: swarm.SecretSpec{Annotations: swarm.Annotations{Labels: map[string]string{LabelDataHash: "old"}}}}
