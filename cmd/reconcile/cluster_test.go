@@ -230,4 +230,3 @@ func TestClusterDeployDrainAndNodeLoss(t *testing.T) {
 		}
 	}
 }
-
