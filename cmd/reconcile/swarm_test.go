@@ -738,3 +738,50 @@ configs:
 		t.Errorf("api refers to %s holding %q (%v), want a new version holding workers=8", ref.ConfigName, res.Config.Spec.Data, err)
 	}
 }
+
+// TestSwarmChecksANewConfigFirst: a service with a reload check gets a
+// changed config only once the check passes on it, run in a one-off
+// container of its image with the new files where its tasks would read
+// them: a refused config is recorded with the check's output, the tasks
+// keep the old one, and a good edit after it rolls out.
+func TestSwarmChecksANewConfigFirst(t *testing.T) {
+	s := enginetest.NewStack(t, `
+services:
+  api:
+    image: {{.Image}}
+    healthcheck: {test: ["CMD", "/testapp", "health"], interval: 1s, timeout: 2s, retries: 3}
+    configs: [{source: app, target: /etc/app.conf}]
+    deploy: {endpoint_mode: dnsrr, update_config: {order: start-first}}
+    x-reconcile:
+      reload: {check: ["/testapp", "check", "/etc/app.conf"], signal: SIGHUP}
+configs:
+  app: {file: ./app.conf}
+`)
+	s.Write("app.conf", "workers=2\n")
+	if r := swarmOnce(t, s); r.Code != 0 {
+		t.Fatalf("first deploy: %s", r)
+	}
+	tasks := taskIDs(t, s, "api")
+	d := enginetest.Start(t, s.Dir, nil, "--swarm", "-f", s.File, "-p", s.Name, "--state-dir", s.Dir+"/state", "--log-format", "text")
+	d.WaitFor("watching the stack on the swarm", 30*time.Second)
+	s.Write("app.conf", "workers=invalid\n")
+	d.WaitFor("/etc/app.conf: invalid configuration", 60*time.Second)
+	if ref := s.Service("api").Spec.TaskTemplate.ContainerSpec.Configs[0]; ref.ConfigName != s.Name+"_app" {
+		t.Errorf("api moved to %s though its check refused it", ref.ConfigName)
+	}
+	if got := taskIDs(t, s, "api"); !slices.Equal(got, tasks) {
+		t.Errorf("api's tasks replaced for a refused config: %v, then %v", tasks, got)
+	}
+	if n := strings.Count(d.Output(), "reason=ReloadRejected"); n != 1 {
+		t.Errorf("%d ReloadRejected records, want the one with the check's output:\n%s", n, d.Output())
+	}
+	s.Write("app.conf", "workers=8\n")
+	d.WaitFor("passed /testapp check /etc/app.conf", 60*time.Second)
+	eventually(t, 60*time.Second, "api on the new config", func() bool {
+		ref := s.Service("api").Spec.TaskTemplate.ContainerSpec.Configs[0]
+		return strings.HasPrefix(ref.ConfigName, s.Name+"_app-") && runningOf(t, s, "api") == 1
+	})
+	if out, err := exec.Command("docker", "ps", "-aq", "--filter", "label=com.docker.stack.namespace.check="+s.Name).Output(); err != nil || len(strings.TrimSpace(string(out))) > 0 {
+		t.Errorf("check containers left behind: %q %v", out, err)
+	}
+}

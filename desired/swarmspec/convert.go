@@ -46,6 +46,10 @@ type Stack struct {
 	// Adopt are each service's fields whose hand changes are kept
 	// (x-reconcile.swarm.adopt), as spec paths.
 	Adopt map[string][]string
+	// Checks are the services' x-reconcile.reload with a check: a changed
+	// config or secret is checked with it before the service is rolled
+	// onto it.
+	Checks map[string]*desired.ReloadAction
 	// Notes are the keys Swarm cannot honour, each where it is written.
 	Notes []Note
 }
@@ -142,11 +146,15 @@ func FromDesired(st *desired.State) (_ *Stack, err error) {
 		Order:     st.Order,
 		DependsOn: map[string][]desired.Dependency{},
 		Adopt:     map[string][]string{},
+		Checks:    map[string]*desired.ReloadAction{},
 	}
 	for name, svc := range st.Services {
 		s.DependsOn[name] = svc.DependsOn
 		if len(svc.Policy.Adopt) > 0 {
 			s.Adopt[name] = svc.Policy.Adopt
+		}
+		if r := svc.Policy.Reload; len(r.Check) > 0 {
+			s.Checks[name] = &r
 		}
 	}
 	for k := range dict {

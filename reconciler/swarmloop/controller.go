@@ -18,8 +18,10 @@ import (
 	"github.com/moby/moby/api/types/swarm"
 	"github.com/moby/moby/client"
 
+	"github.com/reconcile-dev/reconcile/desired"
 	"github.com/reconcile-dev/reconcile/desired/swarmspec"
 	"github.com/reconcile-dev/reconcile/internal/clock"
+	"github.com/reconcile-dev/reconcile/internal/engine"
 	"github.com/reconcile-dev/reconcile/internal/logging"
 	"github.com/reconcile-dev/reconcile/internal/record"
 	"github.com/reconcile-dev/reconcile/observed/swarmstate"
@@ -212,7 +214,11 @@ func (c *Controller) Reconcile(ctx context.Context, service string) (time.Durati
 		c.sayOnce(service, step.Why, record.DependencyNotReady, step.Why)
 		return Follow, nil
 	case Held:
-		c.sayOnce(service, step.Why, record.RolledBack, step.Why)
+		reason := record.RolledBack
+		if step.Rejected {
+			reason = record.ReloadRejected // said with the check's output when it refused
+		}
+		c.sayOnce(service, step.Why, reason, step.Why)
 		return 0, nil
 	}
 	if c.DryRun {
@@ -223,6 +229,22 @@ func (c *Controller) Reconcile(ctx context.Context, service string) (time.Durati
 		// once per difference: an update retried (out of sequence) is
 		// not drift seen again
 		c.sayOnce(service, "drift:"+step.Why, record.ServiceDrift, step.Why)
+	}
+	if r := stack.Checks[service]; r != nil && step.Action == Update && step.ObjectsChanged() {
+		passed, err := c.checkObjects(ctx, stack, step, r)
+		if err != nil {
+			return 0, err
+		}
+		if !passed {
+			c.mu.Lock()
+			m := c.mem[service]
+			m.Rejected = step.Hash
+			c.mem[service] = m
+			c.said[service] = HeldByCheck // the refusal was said, with its output
+			c.mu.Unlock()
+			return 0, nil
+		}
+		step.Why += "; its new configs and secrets passed " + r.CheckShown()
 	}
 	if err := c.execute(ctx, step); err != nil {
 		if outOfSequence(err) {
@@ -661,6 +683,57 @@ func (c *Controller) memory(service string) Memory {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.mem[service]
+}
+
+// checkObjects runs the service's reload check against the configs and
+// secrets the update would give it, before it is made: in a one-off
+// container of the service's image, with no network, each config and
+// secret written where the service's tasks would read it. A refusal is
+// recorded (ReloadRejected, with the check's output) and reported false;
+// an error is for what kept the check from running.
+func (c *Controller) checkObjects(ctx context.Context, stack *swarmspec.Stack, step Step, r *desired.ReloadAction) (bool, error) {
+	data := map[string][]byte{}
+	for _, o := range Objects(stack.Configs, stack.Secrets) {
+		data[o.Kind+"/"+o.Name], data[o.Kind+"/"+o.Name+"-"+o.Hash()] = o.Data, o.Data
+	}
+	cs := step.Spec.TaskTemplate.ContainerSpec
+	files := map[string][]byte{}
+	for _, ref := range cs.Configs {
+		if ref.File != nil {
+			files[targetOf(ref.File.Name, "/")] = data["config/"+ref.ConfigName]
+		}
+	}
+	for _, ref := range cs.Secrets {
+		if ref.File != nil {
+			files[targetOf(ref.File.Name, "/run/secrets/")] = data["secret/"+ref.SecretName]
+		}
+	}
+	timeout := r.Timeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	res, err := engine.RunOnce(ctx, c.Engine, engine.OneOff{
+		Image: cs.Image, Command: r.Check, Env: cs.Env, Files: files, Timeout: timeout,
+		Labels: map[string]string{convert.LabelNamespace + ".check": stack.Namespace.Name()},
+	})
+	if err != nil {
+		return false, fmt.Errorf("checking %s's new configs with %s: %w", step.Service, r.CheckShown(), err)
+	}
+	if res.ExitCode != 0 {
+		out := strings.TrimSpace(res.Stderr + "\n" + res.Stdout)
+		c.record(record.ReloadRejected, step.Service, r.Mask(fmt.Sprintf("%s refused the new configs and secrets (exit %d): %s; the service keeps its old ones until the files change", r.CheckShown(), res.ExitCode, out)))
+		return false, nil
+	}
+	return true, nil
+}
+
+// targetOf is where a config or secret is mounted: its target, an absolute
+// path or one relative to dir.
+func targetOf(name, dir string) string {
+	if strings.HasPrefix(name, "/") {
+		return name
+	}
+	return dir + name
 }
 
 // remember notes what reconcile applied to a service, and the spec the

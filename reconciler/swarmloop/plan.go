@@ -48,6 +48,9 @@ type Step struct {
 	// Hash names the definition (SpecHash of the converted spec), for the
 	// controller to remember what it applied.
 	Hash string
+	// Rejected: held because the service's reload check refused the
+	// definition's configs or secrets (Memory.Rejected).
+	Rejected bool
 	// Adopted are the fields (x-reconcile.swarm.adopt) whose hand values
 	// differ from the file's and are kept.
 	Adopted []string
@@ -65,6 +68,9 @@ type Memory struct {
 	// Settled is the spec the engine stored for it then (SpecJSON): while
 	// the service's spec is still that, nobody changed it.
 	Settled string
+	// Rejected is the hash of a definition whose configs or secrets the
+	// service's reload check refused: held until the file changes.
+	Rejected string
 	// Cascade names a dependency (depends_on … restart: true) reconcile
 	// replaced the tasks of: once it is healthy again, this service's
 	// tasks are replaced too (a forced update), as compose restarts the
@@ -120,6 +126,10 @@ func Decide(service string, want swarm.ServiceSpec, deps []desired.Dependency, s
 			step.Changed = nil
 		}
 		if len(step.Changed) == 0 && mem.Cascade == "" {
+			return step
+		}
+		if len(step.Changed) > 0 && mem.Rejected == step.Hash {
+			step.Action, step.Why, step.Rejected = Held, HeldByCheck, true
 			return step
 		}
 		if len(step.Changed) > 0 && mem.Applied == step.Hash && stoppedUpdate(have) {
@@ -219,6 +229,16 @@ func copyPath(dst, src map[string]any, path []string) {
 		dst[key] = d
 	}
 	copyPath(d, sub, path[1:])
+}
+
+// HeldByCheck is why a definition whose configs its check refused waits.
+const HeldByCheck = "its reload check refused the new configs or secrets; held until the files change"
+
+// ObjectsChanged: the update gives the service other configs or secrets.
+func (s Step) ObjectsChanged() bool {
+	return slices.ContainsFunc(s.Changed, func(p string) bool {
+		return strings.HasPrefix(p, "TaskTemplate.ContainerSpec.Configs") || strings.HasPrefix(p, "TaskTemplate.ContainerSpec.Secrets")
+	})
 }
 
 // stoppedUpdate: Swarm rolled the service's last update back, or paused

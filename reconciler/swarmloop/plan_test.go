@@ -139,6 +139,8 @@ func TestDecide(t *testing.T) {
 		{"the file changed after reconcile's own update", snapWith(running(scaled, 3, 3)), nil, Memory{Applied: "an older definition", Settled: SpecJSON(scaled)}, Update, "differs from the compose file: Mode.Replicated.Replicas", false},
 		{"rolled back by Swarm from what reconcile applied", snapWith(rolledBack), nil, Memory{Applied: hash}, Held, "Swarm rolled back this definition (update rolled back due to failure)", false},
 		{"rolled back from an older definition: the new one is tried", snapWith(rolledBack), nil, Memory{Applied: "older"}, Update, "differs from the compose file", false},
+		{"its configs refused by the service's check: held", snapWith(running(scaled, 3, 3)), nil, Memory{Rejected: hash}, Held, HeldByCheck, false},
+		{"a definition refused before, then changed: tried", snapWith(running(scaled, 3, 3)), nil, Memory{Rejected: "an older definition"}, Update, "differs from the compose file", false},
 		{"restart: true, the replaced dependency not healthy yet", snapWith(running(stored(api), 1, 1), running(stored(db), 0, 1)), nil, Memory{Cascade: "db"}, Wait, "restart: true: waiting for db, whose tasks were replaced: 0/1", false},
 		{"restart: true, the replaced dependency healthy again", snapWith(running(stored(api), 1, 1), running(stored(db), 1, 1)), nil, Memory{Cascade: "db"}, Update, "restart: true: db's tasks were replaced", false},
 	} {
