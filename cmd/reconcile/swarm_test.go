@@ -785,3 +785,40 @@ configs:
 		t.Errorf("check containers left behind: %q %v", out, err)
 	}
 }
+
+// TestSwarmSpentRestartBudget: Swarm honours restart_policy.max_attempts
+// itself; reconcile says when it is spent, with the reason it gives on one
+// host: --once exits 1 at once, naming it, rather than at its timeout; the
+// daemon records RestartBudgetExhausted once, and /status says Degraded.
+func TestSwarmSpentRestartBudget(t *testing.T) {
+	s := enginetest.NewStack(t, `
+services:
+  worker:
+    image: {{.Image}}
+    environment: {EXIT_AFTER: 200ms, EXIT_CODE: "1"}
+    deploy:
+      endpoint_mode: dnsrr
+      restart_policy: {condition: on-failure, max_attempts: 2, delay: 200ms}
+`)
+	start := time.Now()
+	r := swarmOnce(t, s, "--timeout", "2m")
+	if r.Code != 1 || !strings.Contains(r.Stderr, "RestartBudgetExhausted") || !strings.Contains(r.Stderr, "max_attempts (2)") {
+		t.Fatalf("--once on a service whose restart budget Swarm spends: %s", r)
+	}
+	if took := time.Since(start); took > time.Minute {
+		t.Errorf("--once took %s: it waited for its timeout", took)
+	}
+	addr := "127.0.0.1:" + enginetest.FreePort(t)
+	d := enginetest.Start(t, s.Dir, nil, "--swarm", "-f", s.File, "-p", s.Name, "--state-dir", s.Dir+"/state", "--listen", addr, "--log-format", "text")
+	d.WaitFor("reason=RestartBudgetExhausted", 30*time.Second)
+	var st plan.ProjectStatus
+	eventually(t, 30*time.Second, "the status Degraded", func() bool {
+		if err := json.Unmarshal([]byte(httpGet(t, "http://"+addr+"/status")), &st); err != nil {
+			return false
+		}
+		return st.Health == plan.Degraded && strings.Contains(st.Services[0].Reason, "RestartBudgetExhausted")
+	})
+	if n := strings.Count(d.Output(), "reason=RestartBudgetExhausted"); n != 1 {
+		t.Errorf("%d RestartBudgetExhausted records, want 1:\n%s", n, d.Output())
+	}
+}

@@ -73,6 +73,9 @@ type Controller struct {
 	nodes map[string]nodeState
 	// adopted is, per service, the hand change last recorded as kept.
 	adopted map[string]string
+	// spent is, per service, the last tasks of the slots whose restart
+	// budget Swarm spent, as last recorded.
+	spent map[string]string
 	// tasks are each service's current tasks at the last look, by ID: a
 	// new one may have replaced one Swarm restarted.
 	tasks map[string]map[string]bool
@@ -87,6 +90,7 @@ func (c *Controller) queue() *workqueue.Queue {
 		c.q = workqueue.New(c.clock(), workqueue.DefaultRateLimiter(c.clock()))
 		c.mem, c.said, c.updates = map[string]Memory{}, map[string]string{}, map[string]swarm.UpdateState{}
 		c.steps, c.adopted, c.tasks = map[string]Step{}, map[string]string{}, map[string]map[string]bool{}
+		c.spent = map[string]string{}
 	})
 	return c.q
 }
@@ -184,6 +188,7 @@ func (c *Controller) Reconcile(ctx context.Context, service string) (time.Durati
 		return 0, c.orphan(ctx, stack, snap, service)
 	}
 	c.reportUpdate(service, snap)
+	c.reportSpent(service, snap)
 	c.reportNodes(snap)
 	c.noticeReplacements(stack, snap)
 	created, err := c.ensureStackObjects(ctx, stack, snap)
@@ -205,7 +210,10 @@ func (c *Controller) Reconcile(ctx context.Context, service string) (time.Durati
 	switch step.Action {
 	case Nothing:
 		c.sayOnce(service, "", record.Synced, "")
-		if ok, _, _ := Converged(step, snap); !ok {
+		switch ok, failed, _ := Converged(step, snap); {
+		case failed:
+			return 0, nil // Swarm gave up (a spent restart budget): an event or a change says when to look again
+		case !ok:
 			return Follow, nil
 		}
 		c.PruneObjects(ctx, snap)
@@ -675,6 +683,27 @@ func (c *Controller) reportUpdate(service string, snap *swarmstate.Snapshot) {
 		c.record(record.RollbackStarted, service, "Swarm is rolling the update back: "+svc.UpdateStatus.Message)
 	case swarm.UpdateStateRollbackCompleted:
 		c.record(record.RolledBack, service, "Swarm rolled the update back: "+svc.UpdateStatus.Message)
+	}
+}
+
+// reportSpent records a slot whose restart budget Swarm spent, once per
+// last task: RestartBudgetExhausted, as on one host.
+func (c *Controller) reportSpent(service string, snap *swarmstate.Snapshot) {
+	spent := Spent(snap, service)
+	if len(spent) == 0 {
+		return
+	}
+	var key []string
+	for _, s := range spent {
+		key = append(key, s.Task)
+	}
+	now := strings.Join(key, ",")
+	c.mu.Lock()
+	prev := c.spent[service]
+	c.spent[service] = now
+	c.mu.Unlock()
+	if prev != now {
+		c.record(record.RestartBudgetExhausted, service, spentWhy(snap, service, spent))
 	}
 }
 

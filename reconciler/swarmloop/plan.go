@@ -281,6 +281,9 @@ func Converged(step Step, snap *swarmstate.Snapshot) (ok, failed bool, why strin
 	if stoppedUpdate(svc) {
 		return false, true, fmt.Sprintf("Swarm %s: %s", stoppedHow(svc), svc.UpdateStatus.Message)
 	}
+	if spent := Spent(snap, step.Service); len(spent) > 0 {
+		return false, true, spentWhy(snap, step.Service, spent)
+	}
 	cond := "service_healthy"
 	if IsJob(svc.Spec) {
 		cond = "service_completed_successfully"

@@ -1,6 +1,9 @@
 package swarmloop
 
 import (
+	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -101,6 +104,57 @@ func TestSwarmReplacementsCascade(t *testing.T) {
 			}
 			if got := c.memory("web").Cascade; got != "" {
 				t.Errorf("web (no restart: true) cascade %q", got)
+			}
+		})
+	}
+}
+
+// TestSpent: a slot whose last task ended by itself and has no successor,
+// under a restart_policy with max_attempts, has its budget spent; a slot
+// held ready through a restart delay, one shut down by Swarm, or a policy
+// without a bound is not.
+func TestSpent(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	mk := func(slot, at int, desiredState, state swarm.TaskState) swarm.Task {
+		tk := task(slot, "n1", desiredState, state)
+		tk.ID, tk.CreatedAt = fmt.Sprintf("t%d-%d", slot, at), t0.Add(time.Duration(at)*time.Second)
+		return tk
+	}
+	bounded := stored(spec("api"))
+	bounded.Mode.Replicated = &swarm.ReplicatedService{Replicas: u64(2)}
+	bounded.TaskTemplate.RestartPolicy = &swarm.RestartPolicy{Condition: "on-failure", MaxAttempts: u64(2)}
+	unbounded := stored(spec("api"))
+	for _, tc := range []struct {
+		name  string
+		spec  swarm.ServiceSpec
+		tasks []swarm.Task
+		want  []int
+	}{
+		{"slot 2 spent", bounded, []swarm.Task{
+			mk(1, 0, swarm.TaskStateRunning, swarm.TaskStateRunning),
+			mk(2, 0, swarm.TaskStateShutdown, swarm.TaskStateFailed), mk(2, 5, swarm.TaskStateShutdown, swarm.TaskStateFailed),
+		}, []int{2}},
+		{"held ready through a restart delay", bounded, []swarm.Task{
+			mk(1, 0, swarm.TaskStateRunning, swarm.TaskStateRunning),
+			mk(2, 0, swarm.TaskStateShutdown, swarm.TaskStateFailed), mk(2, 5, swarm.TaskStateReady, swarm.TaskStatePending),
+		}, nil},
+		{"shut down by Swarm", bounded, []swarm.Task{
+			mk(1, 0, swarm.TaskStateRunning, swarm.TaskStateRunning), mk(2, 0, swarm.TaskStateShutdown, swarm.TaskStateShutdown),
+		}, nil},
+		{"no max_attempts", unbounded, []swarm.Task{mk(1, 0, swarm.TaskStateShutdown, swarm.TaskStateFailed)}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			snap := snapWith(running(tc.spec, 1, 2))
+			snap.Tasks["api"] = tc.tasks
+			var got []int
+			for _, s := range Spent(snap, "api") {
+				got = append(got, s.Slot)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("spent slots %v, want %v", got, tc.want)
+			}
+			if ok, failed, why := Converged(Step{Service: "api"}, snap); len(tc.want) > 0 && (ok || !failed || !strings.Contains(why, "RestartBudgetExhausted")) {
+				t.Errorf("converged %v, failed %v: %s", ok, failed, why)
 			}
 		})
 	}
