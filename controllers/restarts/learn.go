@@ -35,7 +35,11 @@ func (r *Restarts) Learn(seen reconciler.Seen, d *desired.State) {
 		if ours && seen.Op == plan.OpSignal {
 			return // a reload's signal through the engine, not a kill
 		}
-		r.kills[id] = kill{signal: ev.Signal, at: at}
+		k := kill{signal: ev.Signal, at: at}
+		if prev, ok := r.kills[id]; ok && ev.Signal == 9 && prev.signal != 9 && at.Sub(prev.at) < stopGraceBound {
+			k.first = prev.signal
+		}
+		r.kills[id] = k
 	case observed.ActionOOM:
 		r.ooms[id] = at
 	case observed.ActionDie:
@@ -117,6 +121,8 @@ func (r *Restarts) die(s *Slot, id string, code int, at time.Time, ours bool, po
 		s.LastExit = fmt.Sprintf("OOMKilled (exit code %d)", code)
 	case ours:
 		// the die of the reconciler's own restart or stop: Done says why
+	case killed && k.first != 0:
+		s.LastExit = fmt.Sprintf("killed by signal %d after signal %d went unanswered (exit code %d)", k.signal, k.first, code)
 	case killed:
 		s.LastExit = fmt.Sprintf("killed by signal %d (exit code %d)", k.signal, code)
 	default:
@@ -124,7 +130,7 @@ func (r *Restarts) die(s *Slot, id string, code int, at time.Time, ours bool, po
 	}
 	delete(r.kills, id)
 	delete(r.ooms, id)
-	if !ours && killed && k.signal != 9 {
+	if !ours && killed && (k.signal != 9 || k.first != 0) {
 		// maybe `docker stop`: wait for its stop event, from when the die
 		// was read (a loaded daemon reads it late; the stop is behind it)
 		s.pendingDie = at

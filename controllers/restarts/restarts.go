@@ -81,7 +81,15 @@ type Restarts struct {
 type kill struct {
 	signal int
 	at     time.Time
+	// first is the signal a SIGKILL followed (0: none): `docker stop`
+	// whose grace ran out sends its stop signal, then SIGKILL, then its
+	// stop event, so a SIGKILL after a signal may still be a stop.
+	first int
 }
+
+// stopGraceBound is how long after a signal a SIGKILL may still be a
+// stop's, its grace run out (stop_grace_period is rarely minutes).
+const stopGraceBound = 10 * time.Minute
 
 type cascade struct {
 	dependency string

@@ -283,6 +283,26 @@ func TestStopGraceWaitsForTheStopEvent(t *testing.T) {
 	}
 }
 
+// TestAStopWhoseGraceRanOutIsAStop: docker stop sends its signal, then
+// SIGKILL when the grace runs out, then its stop event; the SIGKILL is not
+// a docker kill, so the die waits for the stop, which leaves it down.
+func TestAStopWhoseGraceRanOutIsAStop(t *testing.T) {
+	g := newRig(t, "services:\n  api:\n    image: a\n    restart: always\n")
+	g.started("api")
+	g.event("api", "kill", "signal", "15")
+	g.clk.Advance(10 * time.Second) // the grace
+	g.event("api", "kill", "signal", "9")
+	g.event("api", "die", "exitCode", "137")
+	g.set("api", "exited", 137)
+	if ops, after := g.review("api"); ops != "" || after != DefaultStopGrace {
+		t.Fatalf("%q in %s: want a wait for a stop event", ops, after)
+	}
+	g.event("api", "stop")
+	if ops, _ := g.review("api"); ops != "" {
+		t.Fatalf("a stop whose grace ran out: %q, want it left down", ops)
+	}
+}
+
 func TestEngineRestartsAreCountedAndBudgetResetsAfterAHealthyRun(t *testing.T) {
 	g := newRig(t, "services:\n  api:\n    image: a\n    restart: always\n    healthcheck: {test: [CMD, x], interval: 1s}\n")
 	g.started("api")

@@ -167,8 +167,9 @@ func TestCourseTasksLive(t *testing.T) {
 		if r := s.compose(t, "kill", "db"); r.Code != 0 {
 			t.Fatalf("compose kill db: %s", r)
 		}
-		eventually(t, 30*time.Second, "db started by the daemon", func() bool {
-			return hasRecordSince(t, base, "Started", "db", since) && s.Inspect(db).State.Running
+		eventually(t, 60*time.Second, "db started by the daemon, healthy", func() bool {
+			st := s.Inspect(db).State
+			return hasRecordSince(t, base, "Started", "db", since) && st.Running && st.Health != nil && st.Health.Status == "healthy"
 		})
 		// `docker compose stop db`: the daemon leaves it down, as meant
 		since = time.Now()
