@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"slices"
@@ -377,19 +378,28 @@ services:
 	}
 }
 
-// TestSwarmNeedsAManager: with no swarm, --swarm says so and exits 3.
+// TestSwarmNeedsAManager: against an engine that is no swarm manager,
+// --swarm says so and exits 3. The engine is a stand-in answering as one
+// outside any swarm: the tests never leave the real engine's swarm while
+// other tests run (on engine 20.10, leaving a swarm breaks name resolution
+// in every running compose project: moby/moby#45144).
 func TestSwarmNeedsAManager(t *testing.T) {
-	e := enginetest.Require(t)
-	enginetest.LeaveSwarm() // the one the tests before made, if any
-	info, err := e.Client.Info(context.Background(), client.InfoOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.Info.Swarm.ControlAvailable {
-		t.Skip("the engine is a swarm manager already (a swarm this test did not make)")
-	}
+	notManager := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Api-Version", "1.41")
+		w.Header().Set("Content-Type", "application/json")
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/_ping"):
+			fmt.Fprint(w, "OK")
+		case strings.HasSuffix(r.URL.Path, "/info"):
+			fmt.Fprint(w, `{"ID":"stand-in","Name":"stand-in","Swarm":{"LocalNodeState":"inactive","ControlAvailable":false}}`)
+		default:
+			w.WriteHeader(http.StatusNotFound)
+			fmt.Fprint(w, `{"message":"not in this stand-in"}`)
+		}
+	}))
+	defer notManager.Close()
 	p := enginetest.NewProject(t, "services:\n  api:\n    image: {{.Image}}\n")
-	r := reconcile(t, p.Dir, nil, "--swarm", "--once", "-f", p.File, "-p", p.Name)
+	r := reconcile(t, p.Dir, []string{"DOCKER_HOST=tcp://" + strings.TrimPrefix(notManager.URL, "http://")}, "--swarm", "--once", "-f", p.File, "-p", p.Name)
 	if r.Code != 3 || !strings.Contains(r.Stderr, "not a swarm manager") {
 		t.Fatalf("--swarm without a swarm: %s", r)
 	}
@@ -795,7 +805,9 @@ func TestSwarmSpentRestartBudget(t *testing.T) {
 services:
   worker:
     image: {{.Image}}
+    # it fails before its first probe: never healthy, never converged
     environment: {EXIT_AFTER: 200ms, EXIT_CODE: "1"}
+    healthcheck: {test: ["CMD", "/testapp", "health"], interval: 1s, timeout: 2s, retries: 3}
     deploy:
       endpoint_mode: dnsrr
       restart_policy: {condition: on-failure, max_attempts: 2, delay: 200ms}

@@ -38,13 +38,10 @@ type Stack struct {
 // NewStack makes the engine a single-node swarm manager (unless it is one
 // already), writes compose.yaml as NewProject does, and when the test ends
 // removes the stack (services, networks, configs, secrets, and waits for
-// its containers), then leaves the swarm if it made it: every other test
-// runs on an engine as it was found. (With a swarm kept for the rest of the
-// run, CI's machine created containers several times slower for the other
-// tests, and the recovery matrix timed out; not seen on a fresh machine
-// here, so the cause is not proven, but a test should not leave the engine
-// changed.) TestMain calls LeaveSwarm too, for a test binary stopped
-// half-way.
+// its containers). The swarm is left by TestMain once every Swarm test ran,
+// not after each: on engine 20.10 leaving a swarm breaks name resolution
+// in every compose project running then (moby/moby#45144), which is why
+// `make test` runs the Swarm tests after all others, alone (test-swarm).
 func NewStack(t testing.TB, composeYAML string) *Stack {
 	t.Helper()
 	e := Require(t)
@@ -55,8 +52,6 @@ func NewStack(t testing.TB, composeYAML string) *Stack {
 	name := "st" + hex.EncodeToString(b[:])
 	s := &Stack{T: t, Name: name, Dir: t.TempDir(), Engine: e}
 	s.File = filepath.Join(s.Dir, "compose.yaml")
-	// cleanups run last-in first-out: the stack goes, then the swarm
-	t.Cleanup(LeaveSwarm)
 	t.Cleanup(s.remove)
 	(&Project{T: t, Dir: s.Dir}).Write("compose.yaml", render(t, composeYAML, map[string]string{"Image": testimage.Tag, "Name": name}))
 	return s
@@ -85,7 +80,7 @@ func joinSwarm(t testing.TB, e *engine.Engine) {
 
 // LeaveSwarm leaves the swarm the tests made, if they made one, and
 // removes docker_gwbridge: the engine as it was found. A test binary that
-// uses NewStack calls it after each test and from TestMain.
+// uses NewStack calls it from TestMain, once its tests ran.
 func LeaveSwarm() {
 	swarmMu.Lock()
 	defer swarmMu.Unlock()

@@ -54,11 +54,11 @@ func TestStatus(t *testing.T) {
 	}
 }
 
-// TestSwarmReplacementsCascade: a dependency's task replaced by one of the
+// TestReplacementsCascade: a dependency's task replaced by one of the
 // same spec (Swarm restarted it, or moved it off a lost node) marks its
 // restart: true dependents, and only them; a task replaced by a new spec
 // (an update) does not.
-func TestSwarmReplacementsCascade(t *testing.T) {
+func TestReplacementsCascade(t *testing.T) {
 	stack := &swarmspec.Stack{Namespace: convert.NewNamespace("p"), Order: []string{"db", "api", "web"},
 		DependsOn: map[string][]desired.Dependency{
 			"api": {{Service: "db", Condition: "service_healthy", Restart: true}},
