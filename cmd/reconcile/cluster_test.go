@@ -142,8 +142,7 @@ configs:
 		t.Errorf("docker stack deploy replaced tasks: %v, then %v", tasks, got)
 	}
 
-	d := enginetest.Start(t, s.Dir, nil, "--swarm", "-f", s.File, "-p", s.Name, "--state-dir", s.Dir+"/state", "--log-format", "text")
-	d.WaitFor("watching the stack on the swarm", 30*time.Second)
+	d := swarmDaemon(t, s, "--log-format", "text")
 	docker(t, "service", "update", "-d", "--env-add", "HAND=1", s.Name+"_api")
 	d.WaitFor("TaskTemplate.ContainerSpec.Env", 30*time.Second)
 	waitFor(t, "the hand env put back, three tasks running", 3*time.Minute, func() bool {
@@ -195,8 +194,7 @@ func TestClusterDeployDrainAndNodeLoss(t *testing.T) {
 		t.Errorf("api created at %s, before migrate completed at %s", created, migrated)
 	}
 
-	d := enginetest.Start(t, s.Dir, nil, "--swarm", "-f", s.File, "-p", s.Name, "--state-dir", s.Dir+"/state", "--log-format", "text")
-	d.WaitFor("watching the stack on the swarm", 30*time.Second)
+	d := swarmDaemon(t, s, "--log-format", "text")
 
 	docker(t, "node", "update", "--availability", "drain", "worker2")
 	t.Cleanup(func() { _ = exec.Command("docker", "node", "update", "--availability", "active", "worker2").Run() })

@@ -52,6 +52,15 @@ services:
     deploy: {endpoint_mode: dnsrr}
 `
 
+// swarmDaemon starts the daemon on the stack (its log format and any other
+// flags in args) and waits until it watches it.
+func swarmDaemon(t *testing.T, s *enginetest.Stack, args ...string) *enginetest.Proc {
+	t.Helper()
+	d := enginetest.Start(t, s.Dir, nil, append([]string{"--swarm", "-f", s.File, "-p", s.Name, "--state-dir", s.Dir + "/state"}, args...)...)
+	d.WaitFor("watching the stack on the swarm", 30*time.Second)
+	return d
+}
+
 func swarmOnce(t *testing.T, s *enginetest.Stack, extra ...string) result {
 	t.Helper()
 	return reconcile(t, s.Dir, nil, append([]string{"--swarm", "--once", "-f", s.File, "-p", s.Name, "--timeout", "90s", "--state-dir", s.Dir + "/state"}, extra...)...)
@@ -155,8 +164,7 @@ services:
 	if r := swarmOnce(t, s); r.Code != 0 {
 		t.Fatalf("reconcile --swarm --once: %s", r)
 	}
-	d := enginetest.Start(t, s.Dir, nil, "--swarm", "-f", s.File, "-p", s.Name, "--state-dir", s.Dir+"/state", "--log-format", "text")
-	d.WaitFor("watching the stack on the swarm", 30*time.Second)
+	d := swarmDaemon(t, s, "--log-format", "text")
 	docker(t, "service", "scale", "-d", s.Name+"_api=4")
 	d.WaitFor("Mode.Replicated.Replicas", 20*time.Second)
 	docker(t, "service", "update", "-d", "--env-add", "HAND=1", s.Name+"_api")
@@ -521,8 +529,7 @@ services:
 	node := strings.TrimSpace(docker(t, "node", "ls", "--format", "{{.Hostname}}"))
 	addr := "127.0.0.1:" + enginetest.FreePort(t)
 	base := "http://" + addr
-	d := enginetest.Start(t, s.Dir, nil, "--swarm", "-f", s.File, "-p", s.Name, "--state-dir", s.Dir+"/state", "--listen", addr, "--log-format", "json")
-	d.WaitFor("watching the stack on the swarm", 30*time.Second)
+	swarmDaemon(t, s, "--log-format", "json", "--listen", addr)
 	statusOf := func() plan.ProjectStatus {
 		var st plan.ProjectStatus
 		if err := json.Unmarshal([]byte(httpGet(t, base+"/status")), &st); err != nil {
@@ -621,8 +628,7 @@ services:
 	if r := swarmOnce(t, s); r.Code != 0 {
 		t.Fatalf("reconcile --swarm --once: %s", r)
 	}
-	d := enginetest.Start(t, s.Dir, nil, "--swarm", "-f", s.File, "-p", s.Name, "--state-dir", s.Dir+"/state", "--log-format", "text")
-	d.WaitFor("watching the stack on the swarm", 30*time.Second)
+	d := swarmDaemon(t, s, "--log-format", "text")
 	docker(t, "service", "scale", "-d", s.Name+"_api=3")
 	d.WaitFor("reason=DriftAdopted", 20*time.Second)
 	if r := reconcile(t, s.Dir, nil, "--swarm", "diff", "-f", s.File, "-p", s.Name); r.Code != 0 || !strings.Contains(r.Stdout, "matches the compose file") {
@@ -677,8 +683,7 @@ services:
 	if r := swarmOnce(t, s); r.Code != 0 {
 		t.Fatalf("first deploy: %s", r)
 	}
-	d := enginetest.Start(t, s.Dir, nil, "--swarm", "-f", s.File, "-p", s.Name, "--state-dir", s.Dir+"/state", "--log-format", "text")
-	d.WaitFor("watching the stack on the swarm", 30*time.Second)
+	d := swarmDaemon(t, s, "--log-format", "text")
 	db, api, web := taskIDs(t, s, "db"), taskIDs(t, s, "api"), taskIDs(t, s, "web")
 	ctr := strings.TrimSpace(docker(t, "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+s.Name+"_db"))
 	docker(t, "kill", ctr)
@@ -723,8 +728,7 @@ configs:
 	if r := swarmOnce(t, s); r.Code != 0 {
 		t.Fatalf("first deploy: %s", r)
 	}
-	d := enginetest.Start(t, s.Dir, nil, "--swarm", "-f", s.File, "-p", s.Name, "--state-dir", s.Dir+"/state", "--log-format", "text")
-	d.WaitFor("watching the stack on the swarm", 30*time.Second)
+	d := swarmDaemon(t, s, "--log-format", "text")
 	// a hand change the daemon puts back first: the file's edit after
 	// reconcile's own update is a change still (it was taken for the
 	// engine's form of that update, and never made)
@@ -772,8 +776,7 @@ configs:
 		t.Fatalf("first deploy: %s", r)
 	}
 	tasks := taskIDs(t, s, "api")
-	d := enginetest.Start(t, s.Dir, nil, "--swarm", "-f", s.File, "-p", s.Name, "--state-dir", s.Dir+"/state", "--log-format", "text")
-	d.WaitFor("watching the stack on the swarm", 30*time.Second)
+	d := swarmDaemon(t, s, "--log-format", "text")
 	s.Write("app.conf", "workers=invalid\n")
 	d.WaitFor("/etc/app.conf: invalid configuration", 60*time.Second)
 	if ref := s.Service("api").Spec.TaskTemplate.ContainerSpec.Configs[0]; ref.ConfigName != s.Name+"_app" {
