@@ -563,8 +563,13 @@ services:
 		}
 	}
 	want := fmt.Sprintf(`reconcile_swarm_tasks{node=%q,project=%q,service="api"} 2`, node, s.Name)
-	if m := httpGet(t, base+"/metrics"); !strings.Contains(m, want) {
+	m := httpGet(t, base+"/metrics")
+	if !strings.Contains(m, want) {
 		t.Errorf("/metrics lacks %s", want)
+	}
+	// the loop's reconciles are counted, so the alert on failing ones reads them
+	if counted := fmt.Sprintf(`reconcile_total{project=%q,result="success"}`, s.Name); !strings.Contains(m, counted) {
+		t.Errorf("/metrics lacks %s", counted)
 	}
 	// the dashboard draws the stack, each task's mark saying its node
 	br := openBrowser(t)

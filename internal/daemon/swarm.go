@@ -263,6 +263,16 @@ func (s *Swarm) serve(name string) (*http.Server, error) {
 		pm.Drift(drift)
 		changes.Notify()
 	}
+	ctl.Reconciled = func(took time.Duration, retry bool, err error) {
+		result := "success"
+		switch {
+		case err != nil:
+			result = "error"
+		case retry:
+			result = "requeue"
+		}
+		pm.Reconciled(result, took, err != nil)
+	}
 	status := func(_ context.Context, project string) (any, error) {
 		if project != "" && project != name {
 			return nil, fmt.Errorf("%w: %s", httpapi.ErrNoProject, project)

@@ -55,6 +55,10 @@ type Controller struct {
 	// Seen, when set, is told the status and each service's last step
 	// after each look at a service (the daemon's endpoints and metrics).
 	Seen func(plan.ProjectStatus, []Step)
+	// Reconciled, when set, is told of each reconcile of a service: how
+	// long it took, whether it is to be looked at again, and its error
+	// (the daemon's metrics).
+	Reconciled func(took time.Duration, retry bool, err error)
 
 	stack    atomic.Pointer[swarmspec.Stack]
 	once     sync.Once
@@ -143,8 +147,12 @@ func (c *Controller) Run(ctx context.Context, workers int) {
 				if !ok {
 					return
 				}
+				began := c.clock().Now()
 				retry, err := c.safeReconcile(ctx, key)
 				q.Done(key)
+				if c.Reconciled != nil && ctx.Err() == nil {
+					c.Reconciled(c.clock().Now().Sub(began), retry > 0, err)
+				}
 				switch {
 				case ctx.Err() != nil:
 				case err != nil:
